@@ -1,0 +1,32 @@
+//! `cargo xtask bench ...`: release-mode benchmarks. Each prints its rate as
+//! its last line.
+
+use clap::{Args, Subcommand};
+
+mod bench_loader;
+mod bench_preprocess;
+mod bench_train_step;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    which: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Preprocess throughput (images/s) on a generated or given dataset.
+    Preprocess(bench_preprocess::Args),
+    /// Loader throughput (images/s) over preprocessed shards.
+    Loader(bench_loader::Args),
+    /// Training-step throughput (images/s): forward, loss, backward, SGD update.
+    TrainStep(bench_train_step::Args),
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.which {
+        Bench::Preprocess(a) => bench_preprocess::run(a),
+        Bench::Loader(a) => bench_loader::run(a),
+        Bench::TrainStep(a) => bench_train_step::run(a),
+    }
+}

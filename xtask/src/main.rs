@@ -1,0 +1,54 @@
+//! `cargo xtask`: the front door of the workspace.
+//!
+//! Each subcommand is a thin layer over one of the library crates; the logic
+//! lives there. Run `cargo xtask --help` or `cargo xtask <command> --help`.
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod cmd_preprocess;
+mod cmd_synth;
+mod cmd_train;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// AlexNet on ImageNet: preprocess the three ImageNet files into HDF5 shards,
+/// stream them through the augmentation loader, train the 2012 network.
+#[derive(Parser)]
+#[command(name = "cargo xtask", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert ImageNet's train tar, val tar and devkit into 256x256 HDF5 shards.
+    Preprocess(cmd_preprocess::PreprocessArgs),
+    /// Generate a small synthetic dataset in the exact ImageNet three-file layout.
+    Synth(cmd_synth::SynthArgs),
+    /// Train AlexNet on preprocessed shards.
+    Train(cmd_train::TrainArgs),
+    /// Evaluate a checkpoint on the validation shards (centre crop and 10-crop).
+    Eval(cmd_train::EvalArgs),
+    /// Classify image files with a checkpoint: top-5 classes and probabilities.
+    Predict(cmd_train::PredictArgs),
+    /// No ImageNet needed: synthesise a dataset, preprocess, train alexnet-small, evaluate.
+    Quickstart(cmd_train::QuickstartArgs),
+    /// Benchmarks (release mode): preprocess, loader, train-step.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Preprocess(args) => cmd_preprocess::run_preprocess(args),
+        Command::Synth(args) => cmd_synth::run_synth(args),
+        Command::Train(args) => cmd_train::run_train(args),
+        Command::Eval(args) => cmd_train::run_eval(args),
+        Command::Predict(args) => cmd_train::run_predict(args),
+        Command::Quickstart(args) => cmd_train::run_quickstart(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}
