@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Builds the CUDA `xtask` binary on a machine WITHOUT a GPU or CUDA toolkit, using
+# NVIDIA's PyPI wheels (CUDA 13.0, pinned: PTX from a newer nvcc does not load on
+# a 580 driver) as the toolkit. The result runs on compute capability 9.0
+# (H100/H200) by default.
+#
+# On a machine with a real CUDA toolkit none of this is needed:
+#     cargo build --release -p xtask --features cuda        # or "cuda cudnn"
+#
+# Usage:  scripts/gpu-build.sh            -> dist/xtask-cuda (stripped)
+# Env:    FEATURES ("cuda cudnn" by default), CUDA_COMPUTE_CAP (90),
+#         CUDA_WHEEL_CACHE (~/.cache/cuda13-wheels), CARGO_TARGET_DIR (target-cuda)
+# First build: about 15 minutes on 2 cores (Candle's kernels go through nvcc).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FEATURES=${FEATURES:-cuda cudnn}
+CACHE=${CUDA_WHEEL_CACHE:-$HOME/.cache/cuda13-wheels}
+export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target-cuda}
+
+# 1. Toolkit wheels (crt and nvvm listed so nvcc's unpinned deps stay at 13.0).
+[ -x "$CACHE/venv/bin/pip" ] || python3 -m venv "$CACHE/venv"
+"$CACHE/venv/bin/pip" install -q "cuda-toolkit[nvcc,crt,nvvm,cudart,cccl,cublas,curand,nvrtc]==13.0.2" \
+    nvidia-cudnn-cu13==9.19.0.56
+NV=$("$CACHE/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/nvidia
+CU=$NV/cu13
+
+# 2. A CUDA_ROOT that looks like a toolkit: unversioned .so links for the linker.
+ROOT=$CACHE/root; mkdir -p "$ROOT/lib/stubs"
+for d in bin include nvvm; do ln -sfn "$CU/$d" "$ROOT/$d"; done
+for f in "$CU"/lib/lib*.so.* "$NV"/cudnn/lib/libcudnn*.so.*; do
+    [ -e "$f" ] || continue; b=$(basename "$f"); case $b in *builtins*|*.alt.*) continue;; esac
+    ln -sfn "$f" "$ROOT/lib/${b%%.so.*}.so"
+done
+ln -sfn "$NV/cudnn/include" "$ROOT/include-cudnn" 2>/dev/null || true
+
+# 3. libcuda.so comes with the driver, which no wheel ships: a link-time stub.
+#    Never put it on the GPU machine's library path.
+cargo fetch -q
+{ echo '#include <cuda.h>' | gcc -E -P -I"$CU/include" -x c - | grep -oP '\bcu[A-Z]\w*(?=\s*\()'
+  grep -hoP 'fn \Kcu[A-Z]\w*(?=\()' "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-*/src/driver/sys/*.rs 2>/dev/null || true
+} | sort -u | sed 's/.*/int &(void){return 34;}/' > "$ROOT/lib/stubs/cuda_stub.c"
+gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$ROOT/lib/stubs/libcuda.so" "$ROOT/lib/stubs/cuda_stub.c"
+
+# 4. Build and strip.
+export PATH=$ROOT/bin:$PATH CUDA_ROOT=$ROOT CUDA_HOME=$ROOT CUDA_PATH=$ROOT
+export CPATH="$NV/cudnn/include${CPATH:+:$CPATH}"
+cargo build --release -p xtask --features "$FEATURES"
+mkdir -p dist
+strip -o dist/xtask-cuda "$CARGO_TARGET_DIR/release/xtask"
+ls -l dist/xtask-cuda
+cat <<'MSG'
+On the GPU machine (driver >= 580, Python with the torch cu13x wheels):
+  SP=$(python3 -c 'import sysconfig;print(sysconfig.get_paths()["purelib"])')
+  export LD_LIBRARY_PATH=$SP/nvidia/cu13/lib:$SP/nvidia/cudnn/lib
+  dist/xtask-cuda --help          # or scripts/gpu-check.sh, which does all of it
+MSG
