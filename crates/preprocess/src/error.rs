@@ -1,0 +1,113 @@
+//! Error types of the preprocess pipeline.
+
+use std::path::PathBuf;
+
+/// Why one image could not be turned into a 256x256 RGB image. Such images are
+/// skipped and reported; they never stop a run.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The member holds no bytes.
+    #[error("empty file")]
+    Empty,
+    /// Neither JPEG nor PNG magic bytes.
+    #[error("not a JPEG or PNG image (first bytes {0})")]
+    UnknownFormat(String),
+    /// The JPEG decoder rejected the data.
+    #[error("JPEG: {0}")]
+    Jpeg(String),
+    /// The PNG decoder rejected the data.
+    #[error("PNG: {0}")]
+    Png(String),
+    /// Width or height is zero or absurdly large.
+    #[error("unsupported image size {width}x{height}")]
+    BadSize {
+        /// Image width in pixels.
+        width: usize,
+        /// Image height in pixels.
+        height: usize,
+    },
+    /// The resizer failed (should not happen for valid sizes).
+    #[error("resize: {0}")]
+    Resize(String),
+}
+
+/// A run of the pipeline failed. Completed shards are kept; running the same
+/// command again resumes.
+#[derive(Debug, thiserror::Error)]
+pub enum PreprocessError {
+    /// The options do not describe a valid run.
+    #[error("invalid options: {0}")]
+    Config(String),
+    /// A file system operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// An input tar is truncated or corrupt.
+    #[error("{file}: corrupt or truncated tar at member `{member}`: {reason}")]
+    Tar {
+        /// The tar file (for an inner tar: `outer.tar/inner.tar`).
+        file: String,
+        /// The member being read, or the last good member when a header failed.
+        member: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The devkit could not be read.
+    #[error("devkit {path}: {reason}")]
+    Devkit {
+        /// The devkit file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The output directory holds a different dataset.
+    #[error("output directory {out} holds a different dataset: {reason}; choose another directory or delete it")]
+    DifferentDataset {
+        /// The output directory.
+        out: PathBuf,
+        /// What differs.
+        reason: String,
+    },
+    /// An HDF5 file could not be written or read.
+    #[error("HDF5 {path}: {reason}")]
+    Hdf5 {
+        /// The HDF5 file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A JSON file in the output directory could not be read or written.
+    #[error("{path}: {reason}")]
+    Json {
+        /// The JSON file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The run was stopped (Ctrl-C or a configured stop point); completed
+    /// shards are kept and the same command resumes.
+    #[error("interrupted; completed shards are kept, run the same command again to resume")]
+    Interrupted,
+    /// A pipeline thread panicked.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl PreprocessError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        PreprocessError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+    pub(crate) fn hdf5(path: impl Into<PathBuf>, e: impl std::fmt::Display) -> Self {
+        PreprocessError::Hdf5 {
+            path: path.into(),
+            reason: e.to_string(),
+        }
+    }
+}

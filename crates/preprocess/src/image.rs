@@ -1,0 +1,342 @@
+//! Decoding one JPEG or PNG file into a 256x256 RGB image.
+//!
+//! The shorter side is scaled to 256 and the central 256x256 patch is kept,
+//! in one resampling pass: the central square of the source (side = the
+//! source's shorter side, at a possibly fractional offset) is resampled
+//! straight to 256x256 with a Lanczos3 filter (antialiasing, the filter of
+//! Pillow's `LANCZOS`). The format is chosen by the magic bytes, never by the
+//! file name.
+
+use std::io::Cursor;
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use zune_jpeg::zune_core::bytestream::ZCursor;
+use zune_jpeg::zune_core::colorspace::ColorSpace;
+use zune_jpeg::zune_core::options::DecoderOptions;
+use zune_jpeg::JpegDecoder;
+
+use crate::error::DecodeError;
+
+/// Side of the output images.
+pub const SIDE: usize = 256;
+/// Bytes of one output image (`256*256*3`, RGB, HWC).
+pub const IMAGE_BYTES: usize = SIDE * SIDE * 3;
+/// Largest accepted width or height of a source image.
+pub const MAX_SOURCE_SIDE: usize = 1 << 15;
+
+const JPEG_MAGIC: [u8; 3] = [0xFF, 0xD8, 0xFF];
+const PNG_MAGIC: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+
+/// The resampling filter used for the shorter-side-to-256 resize.
+pub const FILTER: FilterType = FilterType::Lanczos3;
+
+/// A reusable decoder: keeps the resizer and the full-size RGB buffer
+/// between images (one per worker thread).
+pub struct Decoder256 {
+    resizer: Resizer,
+    rgb: Vec<u8>,
+    raw: Vec<u8>,
+}
+
+impl Default for Decoder256 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Decoder256 {
+    /// A new decoder with empty buffers.
+    pub fn new() -> Self {
+        Decoder256 {
+            resizer: Resizer::new(),
+            rgb: Vec::new(),
+            raw: Vec::new(),
+        }
+    }
+
+    /// Decodes `bytes` (JPEG or PNG) into `out` (`IMAGE_BYTES` long): RGB,
+    /// HWC, shorter side scaled to 256, central 256x256 patch.
+    pub fn decode_into(&mut self, bytes: &[u8], out: &mut [u8]) -> Result<(), DecodeError> {
+        assert_eq!(out.len(), IMAGE_BYTES, "output buffer must be 256*256*3");
+        if bytes.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        let (w, h) = if bytes.starts_with(&JPEG_MAGIC) {
+            self.decode_jpeg(bytes)?
+        } else if bytes.starts_with(&PNG_MAGIC) {
+            self.decode_png(bytes)?
+        } else {
+            let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            return Err(DecodeError::UnknownFormat(head.join(" ")));
+        };
+        self.resize_center(w, h, out)
+    }
+
+    /// Decodes a JPEG into `self.rgb`; returns (width, height).
+    fn decode_jpeg(&mut self, bytes: &[u8]) -> Result<(usize, usize), DecodeError> {
+        // A file without an end-of-image marker near its end is probably
+        // truncated: decode it strictly, so that missing data is an error
+        // instead of grey fill. Complete files are decoded leniently, like
+        // libjpeg does (minor stream errors are tolerated).
+        let strict = !has_eoi_near_end(bytes);
+        let options = DecoderOptions::default()
+            .jpeg_set_out_colorspace(ColorSpace::RGB)
+            .set_max_width(MAX_SOURCE_SIDE)
+            .set_max_height(MAX_SOURCE_SIDE)
+            .set_strict_mode(strict);
+        let mut dec = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+        dec.decode_headers()
+            .map_err(|e| DecodeError::Jpeg(e.to_string()))?;
+        let (w, h) = dec
+            .dimensions()
+            .ok_or_else(|| DecodeError::Jpeg("no dimensions".into()))?;
+        let (w, h) = (w, h);
+        check_size(w, h)?;
+        let size = dec
+            .output_buffer_size()
+            .ok_or_else(|| DecodeError::Jpeg("image too large".into()))?;
+        let components = dec
+            .output_colorspace()
+            .map(|c| c.num_components())
+            .unwrap_or(3);
+        self.raw.resize(size, 0);
+        dec.decode_into(&mut self.raw)
+            .map_err(|e| {
+                if strict {
+                    DecodeError::Jpeg(format!("{e} (no end-of-image marker: truncated?)"))
+                } else {
+                    DecodeError::Jpeg(e.to_string())
+                }
+            })?;
+        to_rgb(&self.raw, components, w * h, &mut self.rgb)
+            .map_err(DecodeError::Jpeg)?;
+        Ok((w, h))
+    }
+
+    /// Decodes a PNG into `self.rgb` (palette, grey, alpha and 16-bit are
+    /// reduced to 8-bit RGB; alpha is dropped); returns (width, height).
+    fn decode_png(&mut self, bytes: &[u8]) -> Result<(usize, usize), DecodeError> {
+        let perr = |e: png::DecodingError| DecodeError::Png(e.to_string());
+        let mut dec = png::Decoder::new(Cursor::new(bytes));
+        dec.set_transformations(png::Transformations::normalize_to_color8());
+        let mut reader = dec.read_info().map_err(perr)?;
+        let (w, h) = {
+            let info = reader.info();
+            (info.width as usize, info.height as usize)
+        };
+        check_size(w, h)?;
+        let size = reader
+            .output_buffer_size()
+            .ok_or_else(|| DecodeError::Png("image too large".into()))?;
+        self.raw.resize(size, 0);
+        let frame = reader.next_frame(&mut self.raw).map_err(perr)?;
+        let components = match frame.color_type {
+            png::ColorType::Grayscale => 1,
+            png::ColorType::GrayscaleAlpha => 2,
+            png::ColorType::Rgb => 3,
+            png::ColorType::Rgba => 4,
+            png::ColorType::Indexed => {
+                return Err(DecodeError::Png("palette not expanded".into()));
+            }
+        };
+        let line = frame.line_size;
+        if line != w * components {
+            // Rows carry padding: compact them first.
+            let mut packed = Vec::with_capacity(w * h * components);
+            for row in self.raw.chunks(line).take(h) {
+                packed.extend_from_slice(&row[..w * components]);
+            }
+            self.raw = packed;
+        }
+        to_rgb(&self.raw, components, w * h, &mut self.rgb).map_err(DecodeError::Png)?;
+        Ok((w, h))
+    }
+
+    /// Resamples the central square of `self.rgb` (w x h) into `out`.
+    fn resize_center(&mut self, w: usize, h: usize, out: &mut [u8]) -> Result<(), DecodeError> {
+        let rerr = |e: &dyn std::fmt::Display| DecodeError::Resize(e.to_string());
+        let src = ImageRef::new(w as u32, h as u32, &self.rgb[..w * h * 3], PixelType::U8x3)
+            .map_err(|e| rerr(&e))?;
+        let mut dst = Image::from_slice_u8(SIDE as u32, SIDE as u32, out, PixelType::U8x3)
+            .map_err(|e| rerr(&e))?;
+        let side = w.min(h) as f64;
+        let left = (w as f64 - side) / 2.0;
+        let top = (h as f64 - side) / 2.0;
+        let options = ResizeOptions::new()
+            .resize_alg(ResizeAlg::Convolution(FILTER))
+            .crop(left, top, side, side);
+        self.resizer
+            .resize(&src, &mut dst, &options)
+            .map_err(|e| rerr(&e))
+    }
+}
+
+/// Decodes one JPEG or PNG file into a 256x256 RGB image (HWC, `256*256*3`
+/// bytes): shorter side scaled to 256, central patch. Use [`Decoder256`] to
+/// reuse buffers across many images.
+pub fn decode_to_256(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    let mut out = vec![0u8; IMAGE_BYTES];
+    Decoder256::new().decode_into(bytes, &mut out)?;
+    Ok(out)
+}
+
+fn check_size(w: usize, h: usize) -> Result<(), DecodeError> {
+    if w == 0 || h == 0 || w > MAX_SOURCE_SIDE || h > MAX_SOURCE_SIDE {
+        return Err(DecodeError::BadSize {
+            width: w,
+            height: h,
+        });
+    }
+    Ok(())
+}
+
+/// True when the JPEG end-of-image marker (FF D9) is among the last bytes
+/// (after trailing zero padding).
+fn has_eoi_near_end(bytes: &[u8]) -> bool {
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map(|p| p + 1)
+        .unwrap_or(0);
+    let start = end.saturating_sub(64);
+    bytes[start..end].windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
+/// Converts `n` pixels of `components` channels into RGB8 in `rgb`.
+fn to_rgb(src: &[u8], components: usize, n: usize, rgb: &mut Vec<u8>) -> Result<(), String> {
+    if src.len() < n * components {
+        return Err(format!(
+            "decoded {} bytes, expected {}",
+            src.len(),
+            n * components
+        ));
+    }
+    rgb.clear();
+    rgb.reserve(n * 3);
+    match components {
+        3 => rgb.extend_from_slice(&src[..n * 3]),
+        1 => rgb.extend(src[..n].iter().flat_map(|&g| [g, g, g])),
+        2 => rgb.extend(src[..n * 2].chunks_exact(2).flat_map(|p| [p[0], p[0], p[0]])),
+        4 => rgb.extend(src[..n * 4].chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]])),
+        c => return Err(format!("unsupported number of channels {c}")),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jpeg(w: u16, h: u16, color: jpeg_encoder::ColorType, progressive: bool) -> Vec<u8> {
+        let ch = match color {
+            jpeg_encoder::ColorType::Luma => 1,
+            jpeg_encoder::ColorType::Cmyk | jpeg_encoder::ColorType::Ycck => 4,
+            _ => 3,
+        };
+        let mut px = Vec::new();
+        for y in 0..h as usize {
+            for x in 0..w as usize {
+                for c in 0..ch {
+                    px.push(((x * 3 + y * 5 + c * 40) % 256) as u8);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let mut enc = jpeg_encoder::Encoder::new(&mut out, 90);
+        enc.set_progressive(progressive);
+        enc.encode(&px, w, h, color).unwrap();
+        out
+    }
+
+    #[test]
+    fn decodes_rgb_gray_cmyk_progressive_jpegs() {
+        for (color, prog) in [
+            (jpeg_encoder::ColorType::Rgb, false),
+            (jpeg_encoder::ColorType::Rgb, true),
+            (jpeg_encoder::ColorType::Luma, false),
+            (jpeg_encoder::ColorType::Cmyk, false),
+            (jpeg_encoder::ColorType::Ycck, false),
+        ] {
+            let img = decode_to_256(&jpeg(300, 200, color, prog)).unwrap();
+            assert_eq!(img.len(), IMAGE_BYTES);
+        }
+    }
+
+    #[test]
+    fn gray_jpeg_gives_equal_channels() {
+        let img = decode_to_256(&jpeg(260, 300, jpeg_encoder::ColorType::Luma, false)).unwrap();
+        for p in img.chunks_exact(3) {
+            assert_eq!(p[0], p[1]);
+            assert_eq!(p[1], p[2]);
+        }
+    }
+
+    #[test]
+    fn uniform_image_stays_uniform_and_center_is_cropped() {
+        // Left third red, middle third green, right third blue, 768x256:
+        // the central 256x256 patch is the green third.
+        let (w, h) = (768usize, 256usize);
+        let mut px = Vec::new();
+        for _y in 0..h {
+            for x in 0..w {
+                px.extend_from_slice(match x / 256 {
+                    0 => &[255, 0, 0],
+                    1 => &[0, 255, 0],
+                    _ => &[0, 0, 255],
+                });
+            }
+        }
+        let mut png_bytes = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut png_bytes, w as u32, h as u32);
+            enc.set_color(png::ColorType::Rgb);
+            enc.set_depth(png::BitDepth::Eight);
+            enc.write_header().unwrap().write_image_data(&px).unwrap();
+        }
+        let img = decode_to_256(&png_bytes).unwrap();
+        // Away from the borders the patch is pure green.
+        for y in 0..SIDE {
+            for x in 8..SIDE - 8 {
+                let p = &img[(y * SIDE + x) * 3..][..3];
+                assert_eq!(p, &[0, 255, 0], "pixel {x},{y}");
+            }
+        }
+    }
+
+    #[test]
+    fn png_gray_alpha_and_16bit_become_rgb() {
+        for (color, depth, ch, bytes_per) in [
+            (png::ColorType::Grayscale, png::BitDepth::Eight, 1, 1),
+            (png::ColorType::GrayscaleAlpha, png::BitDepth::Eight, 2, 1),
+            (png::ColorType::Rgba, png::BitDepth::Eight, 4, 1),
+            (png::ColorType::Rgb, png::BitDepth::Sixteen, 3, 2),
+        ] {
+            let (w, h) = (40u32, 30u32);
+            let data = vec![200u8; (w * h) as usize * ch * bytes_per];
+            let mut bytes = Vec::new();
+            {
+                let mut enc = png::Encoder::new(&mut bytes, w, h);
+                enc.set_color(color);
+                enc.set_depth(depth);
+                enc.write_header().unwrap().write_image_data(&data).unwrap();
+            }
+            let img = decode_to_256(&bytes).unwrap();
+            assert!(img.iter().all(|&v| v == 200), "{color:?} {depth:?}");
+        }
+    }
+
+    #[test]
+    fn broken_inputs_are_errors() {
+        assert!(matches!(decode_to_256(&[]), Err(DecodeError::Empty)));
+        assert!(matches!(
+            decode_to_256(b"hello world"),
+            Err(DecodeError::UnknownFormat(_))
+        ));
+        let good = jpeg(320, 240, jpeg_encoder::ColorType::Rgb, false);
+        assert!(decode_to_256(&good[..good.len() / 2]).is_err());
+        assert!(decode_to_256(&good[..100]).is_err());
+        let prog = jpeg(320, 240, jpeg_encoder::ColorType::Rgb, true);
+        assert!(decode_to_256(&prog[..prog.len() / 2]).is_err());
+    }
+}
