@@ -1,0 +1,167 @@
+//! The training curves as a PNG: loss on the left, top-1/top-5 error on the right.
+//!
+//! Text is drawn with an embedded subset of DejaVu Sans (ASCII only,
+//! `assets/DejaVuSans-ascii.ttf`, licence in `assets/FONT-LICENSE.txt`), so
+//! the plot needs no system fonts.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+
+use crate::error::{Result, TrainerError};
+use crate::metrics::EpochMetrics;
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-ascii.ttf");
+static REGISTER: Once = Once::new();
+const FAMILY: &str = "sans-serif";
+
+fn register_font() {
+    REGISTER.call_once(|| {
+        // The font is embedded and known to parse (tested below).
+        let _ = plotters::style::register_font(FAMILY, FontStyle::Normal, FONT);
+    });
+}
+
+/// Draws `history` to `path` (PNG, 1200x480), replacing the file atomically.
+pub fn draw_curves(path: &Path, history: &[EpochMetrics]) -> Result<()> {
+    register_font();
+    // The bitmap encoder picks the format from the extension: keep `.png` last.
+    let tmp = path.with_extension(format!("tmp-{}.png", std::process::id()));
+    draw(&tmp, history).map_err(|e| TrainerError::Plot {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    std::fs::rename(&tmp, path).map_err(crate::error::io_err(path))
+}
+
+type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+fn draw(path: &Path, history: &[EpochMetrics]) -> DrawResult {
+    let root = BitMapBackend::new(path, (1200, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(600);
+    let last_epoch = history.iter().map(|m| m.epoch).max().unwrap_or(1).max(2) as f64;
+    let x_range = 0.0..last_epoch + 0.5;
+
+    let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
+    let max_loss = history
+        .iter()
+        .flat_map(|m| [finite(m.train_loss), finite(m.val_loss)])
+        .fold(0.0f64, f64::max)
+        .max(0.1)
+        * 1.1;
+
+    let series = |f: fn(&EpochMetrics) -> f64| -> Vec<(f64, f64)> {
+        history
+            .iter()
+            .filter(|m| f(m).is_finite())
+            .map(|m| (m.epoch as f64, f(m)))
+            .collect()
+    };
+
+    let mut loss_chart = ChartBuilder::on(&left)
+        .caption("loss", (FAMILY, 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(x_range.clone(), 0.0..max_loss)?;
+    loss_chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("cross-entropy")
+        .label_style((FAMILY, 14))
+        .draw()?;
+    let curves: [(&str, fn(&EpochMetrics) -> f64, RGBColor); 2] = [
+        ("train", |m| m.train_loss, BLUE),
+        ("val (centre crop)", |m| m.val_loss, RED),
+    ];
+    for (name, f, colour) in curves {
+        let points = series(f);
+        loss_chart
+            .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
+        loss_chart.draw_series(
+            points
+                .into_iter()
+                .map(|p| Circle::new(p, 3, colour.filled())),
+        )?;
+    }
+    loss_chart
+        .configure_series_labels()
+        .label_font((FAMILY, 14))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+
+    let mut err_chart = ChartBuilder::on(&right)
+        .caption("error (%)", (FAMILY, 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(x_range, 0.0..100.0)?;
+    err_chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("error %")
+        .label_style((FAMILY, 14))
+        .draw()?;
+    let green = RGBColor(0, 150, 0);
+    let orange = RGBColor(230, 130, 0);
+    let curves: [(&str, fn(&EpochMetrics) -> f64, RGBColor); 4] = [
+        ("train top-1", |m| m.train_top1_error, BLUE),
+        ("val top-1", |m| m.val_top1_error, RED),
+        ("train top-5", |m| m.train_top5_error, green),
+        ("val top-5", |m| m.val_top5_error, orange),
+    ];
+    for (name, f, colour) in curves {
+        let points = series(f);
+        err_chart
+            .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
+        err_chart.draw_series(
+            points
+                .into_iter()
+                .map(|p| Circle::new(p, 3, colour.filled())),
+        )?;
+    }
+    err_chart
+        .configure_series_labels()
+        .label_font((FAMILY, 14))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_font_parses() {
+        assert!(plotters::style::register_font("test-font", FontStyle::Normal, FONT).is_ok());
+    }
+
+    #[test]
+    fn draws_a_png_with_curves() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("curves.png");
+        let history: Vec<EpochMetrics> = (1..=3).map(crate::metrics::sample).collect();
+        draw_curves(&path, &history).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        // a single epoch (degenerate x range) and a NaN value still draw
+        let mut one = vec![crate::metrics::sample(1)];
+        one[0].val_loss = f64::NAN;
+        draw_curves(&path, &one).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
