@@ -1,0 +1,191 @@
+//! Batches and the pool their buffers come from and return to.
+
+use std::sync::{Arc, Mutex};
+
+use crate::Output;
+
+/// Where one view was cut from its source image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CropInfo {
+    /// Top row of the crop in the source image.
+    pub y: u32,
+    /// Left column of the crop in the source image.
+    pub x: u32,
+    /// Mirrored left-right: output column `i` shows source column `x + crop - 1 - i`.
+    pub flipped: bool,
+}
+
+/// The reusable memory of one batch.
+#[derive(Default)]
+pub(crate) struct Buffers {
+    pub f32s: Vec<f32>,
+    pub u8s: Vec<u8>,
+    pub labels: Vec<i64>,
+    pub indices: Vec<u64>,
+    pub crops: Vec<CropInfo>,
+    pub lighting: Vec<[f32; 3]>,
+}
+
+/// Buffers of finished batches, waiting to be filled again.
+pub(crate) struct Pool {
+    free: Mutex<Vec<Buffers>>,
+    keep: usize,
+}
+
+impl Pool {
+    pub(crate) fn new(keep: usize) -> Self {
+        Pool {
+            free: Mutex::new(Vec::new()),
+            keep,
+        }
+    }
+
+    pub(crate) fn take(&self) -> Buffers {
+        self.free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+
+    fn give_back(&self, buffers: Buffers) {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        if free.len() < self.keep {
+            free.push(buffers);
+        }
+    }
+}
+
+/// One batch of `len()` images (`len() * views()` image rows).
+///
+/// Its memory returns to the loader's pool when it is dropped, so holding
+/// batches keeps that memory alive, and dropping them promptly keeps the
+/// loader from allocating.
+pub struct Batch {
+    pub(crate) buffers: Option<Buffers>,
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) number: usize,
+    pub(crate) len: usize,
+    pub(crate) views: usize,
+    pub(crate) crop: usize,
+    pub(crate) output: Output,
+}
+
+impl Batch {
+    fn buffers(&self) -> &Buffers {
+        self.buffers
+            .as_ref()
+            .expect("batch buffers are present until drop")
+    }
+
+    /// Number of images (not views).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for a batch without images (never produced by the loader).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Position of this batch in its epoch (0-based).
+    pub fn number(&self) -> usize {
+        self.number
+    }
+
+    /// Views per image: 1, or 10 for [`Mode::TenCrop`](crate::Mode::TenCrop),
+    /// where the views of image `k` are image rows `k*10 .. k*10+10`.
+    pub fn views(&self) -> usize {
+        self.views
+    }
+
+    /// Crop side in pixels.
+    pub fn crop(&self) -> usize {
+        self.crop
+    }
+
+    /// The layout of the images.
+    pub fn output(&self) -> Output {
+        self.output
+    }
+
+    /// Image tensor shape: `[N, 3, crop, crop]` for `F32Nchw` and `U8Nchw`,
+    /// `[N, crop, crop, 3]` for `U8Nhwc`, with `N = len() * views()`.
+    pub fn shape(&self) -> [usize; 4] {
+        let n = self.len * self.views;
+        match self.output {
+            Output::F32Nchw | Output::U8Nchw => [n, 3, self.crop, self.crop],
+            Output::U8Nhwc => [n, self.crop, self.crop, 3],
+        }
+    }
+
+    fn elements(&self) -> usize {
+        self.len * self.views * 3 * self.crop * self.crop
+    }
+
+    /// The `f32` images, NCHW `[len*views, 3, crop, crop]`.
+    ///
+    /// # Panics
+    /// If the loader's output is not [`Output::F32Nchw`].
+    pub fn images(&self) -> &[f32] {
+        assert_eq!(
+            self.output,
+            Output::F32Nchw,
+            "Batch::images: this loader produces u8 images (use images_u8)"
+        );
+        &self.buffers().f32s[..self.elements()]
+    }
+
+    /// The raw `u8` crops, in the layout of [`Batch::shape`].
+    ///
+    /// # Panics
+    /// If the loader's output is [`Output::F32Nchw`].
+    pub fn images_u8(&self) -> &[u8] {
+        assert_ne!(
+            self.output,
+            Output::F32Nchw,
+            "Batch::images_u8: this loader produces f32 images (use images)"
+        );
+        &self.buffers().u8s[..self.elements()]
+    }
+
+    /// One label per image (not per view).
+    pub fn labels(&self) -> &[i64] {
+        &self.buffers().labels[..self.len]
+    }
+
+    /// The global dataset index of each image (see [`Dataset`](crate::Dataset)).
+    pub fn indices(&self) -> &[u64] {
+        &self.buffers().indices[..self.len]
+    }
+
+    /// Where each view (`len*views` of them) was cut, and whether it was flipped.
+    pub fn crops(&self) -> &[CropInfo] {
+        &self.buffers().crops[..self.len * self.views]
+    }
+
+    /// The PCA lighting offset of each view, in 0..255 pixel units, RGB. It is
+    /// already added to `f32` output; `u8` consumers add it themselves.
+    pub fn lighting(&self) -> &[[f32; 3]] {
+        &self.buffers().lighting[..self.len * self.views]
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if let Some(b) = self.buffers.take() {
+            self.pool.give_back(b);
+        }
+    }
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("number", &self.number)
+            .field("len", &self.len)
+            .field("views", &self.views)
+            .field("shape", &self.shape())
+            .finish()
+    }
+}
