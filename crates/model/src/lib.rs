@@ -1,2 +1,30 @@
-//! model
+//! The 2012 AlexNet (Krizhevsky, Sutskever, Hinton) in Candle: the paper's
+//! two-tower network, its towers placed on one or two devices, the paper's
+//! initialisation and SGD.
+//!
+//! - [`AlexNetConfig`]: `alexnet` (the paper), `alexnet-small` (quarter
+//!   width), the single-tower baseline.
+//! - [`AlexNet`]: parameters in a [`candle_nn::VarMap`] under stable names
+//!   (see [`alexnet`] for the names and their PyTorch equivalents),
+//!   [`AlexNet::forward`] in [`ForwardMode::Train`] (seeded dropout) or
+//!   [`ForwardMode::Eval`].
+//! - [`PaperSgd`]: `v <- m v - wd lr w - lr g; w <- w + v`.
+//! - [`ops`]: custom operations with their own backward passes.
+//!
+//! LRN follows `torch.nn.LocalResponseNorm` (alpha divided by n), k=2, n=5,
+//! alpha=1e-4, beta=0.75.
+
+pub mod alexnet;
+pub mod config;
+pub mod init;
+pub mod layers;
 pub mod ops;
+pub mod placement;
+pub mod sgd;
+
+pub use alexnet::{check_varmap, parameter_specs, AlexNet, ForwardMode, ParamSpec};
+pub use config::{AlexNetConfig, ConfigError, SpatialSizes, Towers};
+pub use init::{Init, ParseInitError};
+pub use ops::LrnConfig;
+pub use placement::{Placement, PlacementError};
+pub use sgd::PaperSgd;

@@ -1,0 +1,49 @@
+//! The layer primitives the network is built from, in one place: every call
+//! of the network goes through these functions. They forward to the custom
+//! operations of [`crate::ops`] (fast CPU kernels with their own backward,
+//! stock Candle compositions on other devices).
+
+use candle_core::{DType, Result, Tensor};
+
+use crate::ops::{self, LrnConfig};
+
+/// 2-D convolution `x [N,Cin,H,W] * w [Cout,Cin,kh,kw] + b [Cout]`.
+/// `input_grad: false` says that no gradient is needed for `x`.
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    padding: usize,
+    input_grad: bool,
+) -> Result<Tensor> {
+    ops::conv2d(x, w, b, stride, padding, input_grad)
+}
+
+/// Fully connected layer with weights stored `[in, out]`: `x [N,in] @ w + b`.
+pub fn linear(x: &Tensor, w_in_out: &Tensor, b: &Tensor) -> Result<Tensor> {
+    ops::linear(x, w_in_out, b)
+}
+
+/// Local response normalisation across channels of `x [N,C,H,W]`.
+pub fn lrn(x: &Tensor, cfg: &LrnConfig) -> Result<Tensor> {
+    ops::lrn(x, cfg)
+}
+
+/// Overlapping max-pool of `x [N,C,H,W]`, no padding.
+pub fn max_pool_overlapping(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
+    ops::max_pool_overlapping(x, kernel, stride)
+}
+
+/// ReLU.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    x.relu()
+}
+
+/// Checks the element type of an input.
+pub fn expect_f32(x: &Tensor, what: &str) -> Result<()> {
+    if x.dtype() != DType::F32 {
+        candle_core::bail!("{what} must be f32, got {:?}", x.dtype());
+    }
+    Ok(())
+}
