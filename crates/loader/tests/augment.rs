@@ -28,7 +28,8 @@ fn check_f32(batch: &Batch, mean: impl Fn(usize, usize, usize) -> f32, scale: f3
             for r in 0..CROP {
                 for i in 0..CROP {
                     let (sy, sx) = (view.y as usize + r, source_x(*view, i));
-                    let expect = (pixel(index, sy, sx, c) as f32 - mean(sy, sx, c) + light[c]) * scale;
+                    let expect =
+                        (pixel(index, sy, sx, c) as f32 - mean(sy, sx, c) + light[c]) * scale;
                     let got = out[(c * CROP + r) * CROP + i];
                     assert!(
                         (got - expect).abs() <= 1e-3 * expect.abs().max(1.0),
@@ -41,13 +42,23 @@ fn check_f32(batch: &Batch, mean: impl Fn(usize, usize, usize) -> f32, scale: f3
 }
 
 fn train_cfg() -> LoaderConfig {
-    LoaderConfig { batch_size: 5, threads: 2, crop: CROP, seed: 11, ..LoaderConfig::train() }
+    LoaderConfig {
+        batch_size: 5,
+        threads: 2,
+        crop: CROP,
+        seed: 11,
+        ..LoaderConfig::train()
+    }
 }
 
 #[test]
 fn random_crops_and_flips_show_the_right_source_pixels() {
     let fx = Fixture::new(&[7, 5, 9], Storage::ChunkPerImage);
-    let loader = fx.loader(LoaderConfig { lighting_std: 0.0, mean: MeanSubtraction::None, ..train_cfg() });
+    let loader = fx.loader(LoaderConfig {
+        lighting_std: 0.0,
+        mean: MeanSubtraction::None,
+        ..train_cfg()
+    });
     let (mut flips, mut positions) = (0usize, std::collections::BTreeSet::new());
     let mut views = 0;
     for epoch in 0..4 {
@@ -55,7 +66,10 @@ fn random_crops_and_flips_show_the_right_source_pixels() {
             assert_eq!(batch.shape(), [batch.len(), 3, CROP, CROP]);
             assert!(batch.lighting().iter().all(|l| *l == [0.0; 3]));
             for view in batch.crops() {
-                assert!(view.y as usize + CROP <= SIDE && view.x as usize + CROP <= SIDE, "{view:?} out of bounds");
+                assert!(
+                    view.y as usize + CROP <= SIDE && view.x as usize + CROP <= SIDE,
+                    "{view:?} out of bounds"
+                );
                 flips += view.flipped as usize;
                 positions.insert((view.y, view.x));
                 views += 1;
@@ -63,8 +77,15 @@ fn random_crops_and_flips_show_the_right_source_pixels() {
             check_f32(&batch, |_, _, _| 0.0, 1.0);
         }
     }
-    assert!(flips > views / 4 && flips < views * 3 / 4, "{flips} of {views} views flipped");
-    assert!(positions.len() > 20, "only {} distinct crop positions", positions.len());
+    assert!(
+        flips > views / 4 && flips < views * 3 / 4,
+        "{flips} of {views} views flipped"
+    );
+    assert!(
+        positions.len() > 20,
+        "only {} distinct crop positions",
+        positions.len()
+    );
 }
 
 #[test]
@@ -81,7 +102,11 @@ fn mean_image_is_subtracted_at_the_same_source_pixels_and_lighting_is_added() {
 #[test]
 fn channel_mean_and_scale() {
     let fx = Fixture::new(&[7, 5], Storage::ChunkPerImage);
-    let loader = fx.loader(LoaderConfig { mean: MeanSubtraction::Channel, scale: 0.5, ..train_cfg() });
+    let loader = fx.loader(LoaderConfig {
+        mean: MeanSubtraction::Channel,
+        scale: 0.5,
+        ..train_cfg()
+    });
     for batch in collect(loader.epoch(3).unwrap()) {
         check_f32(&batch, |_, _, c| rgb_mean(c) as f32, 0.5);
     }
@@ -100,11 +125,18 @@ fn pca_lighting_follows_the_formula_with_normal_draws() {
         for batch in collect(loader.epoch(epoch).unwrap()) {
             for (k, light) in batch.lighting().iter().enumerate() {
                 let a: Vec<f64> = (0..3)
-                    .map(|j| (0..3).map(|c| EIGVECS[c][j] * light[c] as f64).sum::<f64>() / 255.0 / EIGVALS[j])
+                    .map(|j| {
+                        (0..3).map(|c| EIGVECS[c][j] * light[c] as f64).sum::<f64>()
+                            / 255.0
+                            / EIGVALS[j]
+                    })
                     .collect();
                 // Rebuild the offset from `a` with the formula: must match.
                 for (c, &l) in light.iter().enumerate() {
-                    let rebuilt: f64 = 255.0 * (0..3).map(|j| EIGVECS[c][j] * a[j] * EIGVALS[j]).sum::<f64>();
+                    let rebuilt: f64 = 255.0
+                        * (0..3)
+                            .map(|j| EIGVECS[c][j] * a[j] * EIGVALS[j])
+                            .sum::<f64>();
                     assert!((rebuilt - l as f64).abs() < 1e-3);
                 }
                 for j in 0..3 {
@@ -119,7 +151,10 @@ fn pca_lighting_follows_the_formula_with_normal_draws() {
         let mean = d.iter().sum::<f64>() / n;
         let std = (d.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
         assert!(mean.abs() < 0.025, "a{j}: mean {mean}");
-        assert!((0.085..0.115).contains(&std), "a{j}: std {std} over {n} draws, expected 0.1");
+        assert!(
+            (0.085..0.115).contains(&std),
+            "a{j}: std {std} over {n} draws, expected 0.1"
+        );
     }
     // A new draw for every use: the same image gets different lighting in different epochs.
     let l0 = per_image_use[&(3, 0)];
@@ -130,12 +165,23 @@ fn pca_lighting_follows_the_formula_with_normal_draws() {
 #[test]
 fn centre_crop_is_exact_and_unaugmented() {
     let fx = Fixture::new(&[7, 5], Storage::ChunkPerImage);
-    let loader = fx.loader(LoaderConfig { batch_size: 4, crop: CROP, ..LoaderConfig::eval() });
+    let loader = fx.loader(LoaderConfig {
+        batch_size: 4,
+        crop: CROP,
+        ..LoaderConfig::eval()
+    });
     let batches = collect(loader.epoch(0).unwrap());
     assert_eq!(common::indices(&batches), (0..12).collect::<Vec<u64>>());
     for batch in &batches {
         for view in batch.crops() {
-            assert_eq!(*view, loader::CropInfo { y: 4, x: 4, flipped: false });
+            assert_eq!(
+                *view,
+                loader::CropInfo {
+                    y: 4,
+                    x: 4,
+                    flipped: false
+                }
+            );
         }
         check_f32(batch, mean_value, 1.0);
     }
@@ -144,7 +190,12 @@ fn centre_crop_is_exact_and_unaugmented() {
 #[test]
 fn ten_crop_gives_corners_centre_and_their_mirrors() {
     let fx = Fixture::new(&[7, 5], Storage::ChunkPerImage);
-    let loader = fx.loader(LoaderConfig { batch_size: 5, crop: CROP, mode: Mode::TenCrop, ..LoaderConfig::eval() });
+    let loader = fx.loader(LoaderConfig {
+        batch_size: 5,
+        crop: CROP,
+        mode: Mode::TenCrop,
+        ..LoaderConfig::eval()
+    });
     let m = (SIDE - CROP) as u32;
     let expected_views: Vec<(u32, u32, bool)> = vec![
         (0, 0, false),
@@ -165,7 +216,11 @@ fn ten_crop_gives_corners_centre_and_their_mirrors() {
         assert_eq!(batch.labels().len(), batch.len());
         assert_eq!(batch.shape(), [batch.len() * 10, 3, CROP, CROP]);
         for (row, v) in batch.crops().iter().enumerate() {
-            assert_eq!((v.y, v.x, v.flipped), expected_views[row % 10], "view {row}");
+            assert_eq!(
+                (v.y, v.x, v.flipped),
+                expected_views[row % 10],
+                "view {row}"
+            );
         }
         check_f32(batch, mean_value, 1.0);
         // View 5 is the mirror image of view 1 (top-right corner).
@@ -184,7 +239,10 @@ fn u8_outputs_hold_the_raw_crops_in_the_documented_layouts() {
     let fx = Fixture::new(&[7, 5], Storage::ChunkPerImage);
     let f32_batches = collect(fx.loader(train_cfg()).epoch(1).unwrap());
     for output in [Output::U8Nhwc, Output::U8Nchw] {
-        let loader = fx.loader(LoaderConfig { output, ..train_cfg() });
+        let loader = fx.loader(LoaderConfig {
+            output,
+            ..train_cfg()
+        });
         let batches = collect(loader.epoch(1).unwrap());
         for (b, fb) in batches.iter().zip(&f32_batches) {
             assert_eq!(b.crops(), fb.crops(), "same draws whatever the output type");
@@ -199,7 +257,10 @@ fn u8_outputs_hold_the_raw_crops_in_the_documented_layouts() {
                                 Output::U8Nhwc => ((row * CROP + r) * CROP + i) * 3 + c,
                                 _ => ((row * 3 + c) * CROP + r) * CROP + i,
                             };
-                            assert_eq!(data[at], pixel(index, view.y as usize + r, source_x(*view, i), c));
+                            assert_eq!(
+                                data[at],
+                                pixel(index, view.y as usize + r, source_x(*view, i), c)
+                            );
                         }
                     }
                 }

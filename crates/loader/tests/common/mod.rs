@@ -23,11 +23,7 @@ pub const SIDE: usize = 32;
 pub const CLASSES: usize = 5;
 pub const EIGVALS: [f64; 3] = [0.2, 0.03, 0.007];
 /// Columns are unit eigenvectors (a rotation).
-pub const EIGVECS: [[f64; 3]; 3] = [
-    [0.6, 0.8, 0.0],
-    [-0.8, 0.6, 0.0],
-    [0.0, 0.0, 1.0],
-];
+pub const EIGVECS: [[f64; 3]; 3] = [[0.6, 0.8, 0.0], [-0.8, 0.6, 0.0], [0.0, 0.0, 1.0]];
 
 /// Pixel `(y, x, c)` of image `index`.
 pub fn pixel(index: u64, y: usize, x: usize, c: usize) -> u8 {
@@ -109,7 +105,11 @@ pub fn write_shard(path: &Path, first: u64, n: usize, storage: Storage) {
     let images = match storage {
         Storage::ChunkPerImage => b.chunk([1, SIDE, SIDE, 3]).shape(shape).create("images"),
         Storage::Contiguous => b.shape(shape).create("images"),
-        Storage::Shuffled => b.chunk([1, SIDE, SIDE, 3]).shuffle().shape(shape).create("images"),
+        Storage::Shuffled => b
+            .chunk([1, SIDE, SIDE, 3])
+            .shuffle()
+            .shape(shape)
+            .create("images"),
         Storage::ChunksOf(k) => b.chunk([k, SIDE, SIDE, 3]).shape(shape).create("images"),
     }
     .unwrap();
@@ -117,34 +117,81 @@ pub fn write_shard(path: &Path, first: u64, n: usize, storage: Storage) {
         let data = Array4::from_shape_fn(shape, |(i, y, x, c)| pixel(first + i as u64, y, x, c));
         // One image at a time, as a preprocessor streaming its output would.
         for i in 0..n {
-            images.write_slice(&data.slice(s![i..i + 1, .., .., ..]), s![i..i + 1, .., .., ..]).unwrap();
+            images
+                .write_slice(
+                    &data.slice(s![i..i + 1, .., .., ..]),
+                    s![i..i + 1, .., .., ..],
+                )
+                .unwrap();
         }
     }
     let labels: Array1<i64> = (0..n).map(|i| label(first + i as u64)).collect();
-    file.new_dataset_builder().with_data(&labels).create("labels").unwrap();
-    let names: Array1<VarLenUnicode> =
-        (0..n).map(|i| VarLenUnicode::from_str(&format!("n{:08}_{}.JPEG", label(first + i as u64), first + i as u64)).unwrap()).collect();
-    file.new_dataset_builder().with_data(&names).create("names").unwrap();
+    file.new_dataset_builder()
+        .with_data(&labels)
+        .create("labels")
+        .unwrap();
+    let names: Array1<VarLenUnicode> = (0..n)
+        .map(|i| {
+            VarLenUnicode::from_str(&format!(
+                "n{:08}_{}.JPEG",
+                label(first + i as u64),
+                first + i as u64
+            ))
+            .unwrap()
+        })
+        .collect();
+    file.new_dataset_builder()
+        .with_data(&names)
+        .create("names")
+        .unwrap();
     // The preprocessor may add datasets of its own: the loader must ignore them.
-    file.new_dataset_builder().with_data(&Array1::from(vec![1.0f64, 2.0, 3.0])).create("pixel_sums").unwrap();
+    file.new_dataset_builder()
+        .with_data(&Array1::from(vec![1.0f64, 2.0, 3.0]))
+        .create("pixel_sums")
+        .unwrap();
 }
 
 pub fn write_stats(out: &Path) {
     let file = hdf5::File::create(out.join("stats.h5")).unwrap();
     let mean = Array3::from_shape_fn((SIDE, SIDE, 3), |(y, x, c)| mean_value(y, x, c));
-    file.new_dataset_builder().with_data(&mean).create("mean_image").unwrap();
+    file.new_dataset_builder()
+        .with_data(&mean)
+        .create("mean_image")
+        .unwrap();
     let rgb = Array1::from((0..3).map(rgb_mean).collect::<Vec<_>>());
-    file.new_dataset_builder().with_data(&rgb).create("rgb_mean").unwrap();
-    let cov = Array2::from_shape_fn((3, 3), |(i, j)| (0..3).map(|k| EIGVECS[i][k] * EIGVALS[k] * EIGVECS[j][k]).sum::<f64>());
-    file.new_dataset_builder().with_data(&cov).create("rgb_cov").unwrap();
-    file.new_dataset_builder().with_data(&Array1::from(EIGVALS.to_vec())).create("eigvals").unwrap();
+    file.new_dataset_builder()
+        .with_data(&rgb)
+        .create("rgb_mean")
+        .unwrap();
+    let cov = Array2::from_shape_fn((3, 3), |(i, j)| {
+        (0..3)
+            .map(|k| EIGVECS[i][k] * EIGVALS[k] * EIGVECS[j][k])
+            .sum::<f64>()
+    });
+    file.new_dataset_builder()
+        .with_data(&cov)
+        .create("rgb_cov")
+        .unwrap();
+    file.new_dataset_builder()
+        .with_data(&Array1::from(EIGVALS.to_vec()))
+        .create("eigvals")
+        .unwrap();
     let vecs = Array2::from_shape_fn((3, 3), |(i, j)| EIGVECS[i][j]);
-    file.new_dataset_builder().with_data(&vecs).create("eigvecs").unwrap();
-    file.new_dataset::<u64>().create("count").unwrap().write_scalar(&1234u64).unwrap();
+    file.new_dataset_builder()
+        .with_data(&vecs)
+        .create("eigvecs")
+        .unwrap();
+    file.new_dataset::<u64>()
+        .create("count")
+        .unwrap()
+        .write_scalar(&1234u64)
+        .unwrap();
 }
 
 pub fn write_classes(out: &Path) {
-    let text: String = (0..CLASSES).map(|i| format!("{i}\tn{:08}\tthing {i}, other name\n", 1440764 + i)).collect();
+    let text: String = (0..CLASSES)
+        .map(|i| format!("{i}\tn{:08}\tthing {i}, other name\n", 1440764 + i))
+        .collect();
     std::fs::write(out.join("classes.tsv"), text).unwrap();
 }
 
