@@ -8,7 +8,8 @@
 #     cargo build --release -p xtask --features cuda        # or "cuda cudnn"
 #
 # Usage:  scripts/gpu-build.sh            -> dist/xtask-cuda (stripped)
-# Env:    FEATURES ("cuda cudnn" by default), CUDA_COMPUTE_CAP (90),
+# Env:    WARM_ONLY=1 builds only Candle's CUDA crates (a cache for later builds),
+#         FEATURES ("cuda cudnn" by default), CUDA_COMPUTE_CAP (90),
 #         CUDA_WHEEL_CACHE (~/.cache/cuda13-wheels), CARGO_TARGET_DIR (target-cuda)
 # First build: about 15 minutes on 2 cores (Candle's kernels go through nvcc).
 set -euo pipefail
@@ -45,6 +46,12 @@ gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$ROOT/lib/stubs/libcuda.so" "$ROO
 # 4. Build and strip.
 export PATH=$ROOT/bin:$PATH CUDA_ROOT=$ROOT CUDA_HOME=$ROOT CUDA_PATH=$ROOT
 export CPATH="$NV/cudnn/include${CPATH:+:$CPATH}"
+if [ -n "${WARM_ONLY:-}" ]; then   # compile only Candle's CUDA side, e.g. while the code changes
+    W=$CARGO_TARGET_DIR/warm; mkdir -p "$W/src"; cp Cargo.lock "$W/"; echo 'fn main() {}' > "$W/src/main.rs"
+    v=$(grep -A1 '^name = "candle-core"$' Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p')
+    printf '[package]\nname = "warm"\nversion = "0.0.0"\nedition = "2021"\n[workspace]\n[dependencies]\ncandle-core = { version = "=%s", features = ["cuda", "cudnn"] }\ncandle-nn = { version = "=%s", features = ["cuda"] }\n' "$v" "$v" > "$W/Cargo.toml"
+    (cd "$W" && cargo build --release); exit 0
+fi
 cargo build --release -p xtask --features "$FEATURES"
 mkdir -p dist
 strip -o dist/xtask-cuda "$CARGO_TARGET_DIR/release/xtask"
