@@ -1,9 +1,187 @@
+//! `cargo xtask preprocess`: ImageNet's three files (or extracted trees) to
+//! 256x256 HDF5 shards, with progress bars.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use preprocess::{
+    NoProgress, PreprocessConfig, ProgressSink, Split, SplitSummary, Summary,
+    DEFAULT_IMAGES_PER_SHARD, DEFAULT_OPEN_SHARDS,
+};
 
-#[derive(Args)]
-pub struct PreprocessArgs {}
+/// Convert ImageNet into sharded 256x256 HDF5 (shorter side to 256, central
+/// crop, RGB). Each split can be converted alone; val needs the devkit.
+/// Interrupted runs resume: run the same command again.
+#[derive(Args, Debug)]
+pub struct PreprocessArgs {
+    /// ILSVRC2012_img_train.tar: outer tar of 1000 per-class tars (streamed,
+    /// never extracted).
+    #[arg(long, value_name = "TAR", conflicts_with = "train_dir")]
+    pub train_tar: Option<PathBuf>,
+    /// Extracted train tree instead of the tar: DIR/<wnid>/*.JPEG.
+    #[arg(long, value_name = "DIR")]
+    pub train_dir: Option<PathBuf>,
+    /// ILSVRC2012_img_val.tar: 50,000 flat JPEGs (needs --devkit).
+    #[arg(long, value_name = "TAR", conflicts_with = "val_dir")]
+    pub val_tar: Option<PathBuf>,
+    /// Extracted val directory instead of the tar: DIR/ILSVRC2012_val_*.JPEG
+    /// (needs --devkit).
+    #[arg(long, value_name = "DIR")]
+    pub val_dir: Option<PathBuf>,
+    /// ILSVRC2012_devkit_t12.tar.gz: the class list (sorted leaf WNIDs) and
+    /// the val ground truth. Without it the classes are the train input's
+    /// WNIDs, sorted.
+    #[arg(long, value_name = "TAR_GZ")]
+    pub devkit: Option<PathBuf>,
+    /// Output directory (layout in README.md). It must be empty or hold the
+    /// same dataset (then the run resumes).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Most images per shard file.
+    #[arg(long, default_value_t = DEFAULT_IMAGES_PER_SHARD)]
+    pub images_per_shard: usize,
+    /// Shards written at the same time: each run of open_shards x
+    /// images_per_shard consecutive inputs (the tars are ordered by class) is
+    /// dealt round-robin over this many shards, so every shard mixes classes.
+    /// Memory grows by about 2 MB per open shard.
+    #[arg(long, default_value_t = DEFAULT_OPEN_SHARDS)]
+    pub open_shards: usize,
+    /// Decode/resize threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
+    /// No progress bars (for logs).
+    #[arg(long)]
+    pub quiet: bool,
+}
 
+impl PreprocessArgs {
+    /// The library config these flags describe.
+    pub fn config(&self) -> PreprocessConfig {
+        let mut cfg = PreprocessConfig::new(&self.out);
+        cfg.train_tar = self.train_tar.clone();
+        cfg.train_dir = self.train_dir.clone();
+        cfg.val_tar = self.val_tar.clone();
+        cfg.val_dir = self.val_dir.clone();
+        cfg.devkit = self.devkit.clone();
+        cfg.images_per_shard = self.images_per_shard;
+        cfg.open_shards = self.open_shards;
+        cfg.workers = self.workers;
+        cfg
+    }
+}
 
-pub fn run_preprocess(_args: PreprocessArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+/// Progress bars: bytes of the tar read (ETA) or files of a directory.
+#[derive(Default)]
+pub struct BarProgress {
+    bar: Mutex<Option<(ProgressBar, bool)>>,
+}
+
+impl ProgressSink for BarProgress {
+    fn start_split(&self, split: Split, total_bytes: Option<u64>, total_images: Option<u64>) {
+        let (bar, by_bytes) = match (total_bytes, total_images) {
+            (Some(b), _) => {
+                let bar = ProgressBar::new(b);
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix:>5} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg} ETA {eta}",
+                    )
+                    .expect("template"),
+                );
+                (bar, true)
+            }
+            (None, Some(n)) => {
+                let bar = ProgressBar::new(n);
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix:>5} [{elapsed_precise}] {wide_bar} {pos}/{len} files {msg} ETA {eta}",
+                    )
+                    .expect("template"),
+                );
+                (bar, false)
+            }
+            (None, None) => (ProgressBar::no_length(), false),
+        };
+        bar.set_prefix(split.name());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        *self.bar.lock().expect("progress lock") = Some((bar, by_bytes));
+    }
+
+    fn advance(&self, inputs_done: u64, bytes_read: u64) {
+        if let Some((bar, by_bytes)) = &*self.bar.lock().expect("progress lock") {
+            bar.set_position(if *by_bytes { bytes_read } else { inputs_done });
+            let secs = bar.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!(
+                "{inputs_done} images, {:.0} images/s",
+                inputs_done as f64 / secs
+            ));
+        }
+    }
+
+    fn finish_split(&self, s: &SplitSummary) {
+        if let Some((bar, _)) = self.bar.lock().expect("progress lock").take() {
+            bar.finish_and_clear();
+        }
+        eprintln!(
+            "{}: {} images in {} shards, {} skipped (see {}/skipped.tsv), {} written in {:.1} s",
+            s.split.name(),
+            s.images,
+            s.shards,
+            s.skipped,
+            s.split.name(),
+            s.written_this_run,
+            s.seconds
+        );
+    }
+}
+
+/// The last line of a run: written, skipped, images/s.
+pub fn summary_line(s: &Summary) -> String {
+    format!(
+        "written {} images, skipped {}, {:.1} images/s ({} images in the output, {:.1} s)",
+        s.written_this_run(),
+        s.skipped(),
+        s.images_per_second(),
+        s.images(),
+        s.seconds
+    )
+}
+
+pub fn run_preprocess(args: PreprocessArgs) -> anyhow::Result<()> {
+    let mut cfg = args.config();
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        // A second Ctrl-C kills at once (default behaviour is gone, so exit).
+        ctrlc::set_handler(move || {
+            if cancel.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\nstopping: completed shards are kept; run the same command to resume");
+        })
+        .context("installing the Ctrl-C handler")?;
+    }
+    cfg.cancel = Some(cancel);
+    let bars = BarProgress::default();
+    let progress: &dyn ProgressSink = if args.quiet { &NoProgress } else { &bars };
+    let summary = preprocess::run(&cfg, progress)
+        .with_context(|| format!("preprocessing into {}", cfg.out.display()))?;
+    if let Some(st) = &summary.stats {
+        eprintln!(
+            "train statistics: {} images, RGB mean {:.2} {:.2} {:.2}, eigenvalues {:.5} {:.5} {:.5} (stats.h5)",
+            st.count,
+            st.rgb_mean[0],
+            st.rgb_mean[1],
+            st.rgb_mean[2],
+            st.eigvals[0],
+            st.eigvals[1],
+            st.eigvals[2]
+        );
+    }
+    println!("{}", summary_line(&summary));
+    Ok(())
 }

@@ -101,16 +101,14 @@ impl Decoder256 {
             .map(|c| c.num_components())
             .unwrap_or(3);
         self.raw.resize(size, 0);
-        dec.decode_into(&mut self.raw)
-            .map_err(|e| {
-                if strict {
-                    DecodeError::Jpeg(format!("{e} (no end-of-image marker: truncated?)"))
-                } else {
-                    DecodeError::Jpeg(e.to_string())
-                }
-            })?;
-        to_rgb(&self.raw, components, w * h, &mut self.rgb)
-            .map_err(DecodeError::Jpeg)?;
+        dec.decode_into(&mut self.raw).map_err(|e| {
+            if strict {
+                DecodeError::Jpeg(format!("{e} (no end-of-image marker: truncated?)"))
+            } else {
+                DecodeError::Jpeg(e.to_string())
+            }
+        })?;
+        to_rgb(&self.raw, components, w * h, &mut self.rgb).map_err(DecodeError::Jpeg)?;
         Ok((w, h))
     }
 
@@ -217,8 +215,16 @@ fn to_rgb(src: &[u8], components: usize, n: usize, rgb: &mut Vec<u8>) -> Result<
     match components {
         3 => rgb.extend_from_slice(&src[..n * 3]),
         1 => rgb.extend(src[..n].iter().flat_map(|&g| [g, g, g])),
-        2 => rgb.extend(src[..n * 2].chunks_exact(2).flat_map(|p| [p[0], p[0], p[0]])),
-        4 => rgb.extend(src[..n * 4].chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]])),
+        2 => rgb.extend(
+            src[..n * 2]
+                .chunks_exact(2)
+                .flat_map(|p| [p[0], p[0], p[0]]),
+        ),
+        4 => rgb.extend(
+            src[..n * 4]
+                .chunks_exact(4)
+                .flat_map(|p| [p[0], p[1], p[2]]),
+        ),
         c => return Err(format!("unsupported number of channels {c}")),
     }
     Ok(())

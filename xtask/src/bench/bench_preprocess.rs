@@ -1,8 +1,159 @@
+//! `cargo xtask bench preprocess`: images/s of the preprocess pipeline on a
+//! train tar (given with --data, or generated with the synthetic ImageNet
+//! generator at photo-like sizes), optionally against the Python peer
+//! (`scripts/peers/preprocess_pillow.py`: Pillow with `draft` + h5py) on the
+//! same tar, with a per-pixel comparison of the two outputs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
+use preprocess::synth::{self, SynthConfig};
+use preprocess::{NoProgress, PreprocessConfig};
 
 #[derive(ClapArgs)]
-pub struct Args {}
+pub struct Args {
+    /// Directory holding ILSVRC2012_img_train.tar (e.g. the real one, or
+    /// `cargo xtask synth` output). When omitted, a synthetic train tar is
+    /// generated into --work (kept and reused across runs).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Working directory: generated data and the outputs of both tools.
+    #[arg(long, default_value = "target/bench-preprocess")]
+    work: PathBuf,
+    /// Decode/resize threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// Generated data: number of classes.
+    #[arg(long, default_value_t = 8)]
+    classes: usize,
+    /// Generated data: train images per class.
+    #[arg(long, default_value_t = 150)]
+    train_per_class: usize,
+    /// Generated data: smallest image side (ImageNet photos are mostly
+    /// about 500x375).
+    #[arg(long, default_value_t = 333)]
+    min_side: u32,
+    /// Generated data: largest image side.
+    #[arg(long, default_value_t = 500)]
+    max_side: u32,
+    /// Also run the Python peer (2 processes) on the same tar and compare
+    /// its output with ours.
+    #[arg(long)]
+    peer: bool,
+    /// Processes for the peer.
+    #[arg(long, default_value_t = 2)]
+    peer_workers: usize,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+fn generate(args: &Args) -> anyhow::Result<PathBuf> {
+    let cfg = SynthConfig {
+        classes: args.classes,
+        train_per_class: args.train_per_class,
+        val_images: args.classes,
+        min_side: args.min_side,
+        max_side: args.max_side,
+        seed: 2012,
+        plant_odd_files: false,
+        non_leaf_synsets: 2,
+        jpeg_quality: 90,
+        compress_meta: true,
+    };
+    let dir = args.work.join(format!(
+        "synth-{}x{}-{}-{}",
+        args.classes, args.train_per_class, args.min_side, args.max_side
+    ));
+    let tar = dir.join(synth::TRAIN_TAR);
+    if !tar.exists() {
+        eprintln!("generating {} ...", dir.display());
+        let tmp = dir.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&tmp);
+        synth::generate(&tmp, &cfg).context("generating the benchmark dataset")?;
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&tmp, &dir)?;
+    }
+    Ok(tar)
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let train_tar = match &args.data {
+        Some(d) => d.join(synth::TRAIN_TAR),
+        None => generate(&args)?,
+    };
+    if !train_tar.is_file() {
+        bail!("{} not found", train_tar.display());
+    }
+    let size = std::fs::metadata(&train_tar)?.len();
+    let ours = args.work.join("out-rust");
+    let _ = std::fs::remove_dir_all(&ours);
+    let mut cfg = PreprocessConfig::new(&ours);
+    cfg.train_tar = Some(train_tar.clone());
+    cfg.workers = args.workers;
+    let summary = preprocess::run(&cfg, &NoProgress).context("preprocess run")?;
+    let rate = summary.images_per_second();
+    eprintln!(
+        "input {} ({:.1} MB, {} images, {:.1} KB per file)",
+        train_tar.display(),
+        size as f64 / 1e6,
+        summary.images(),
+        size as f64 / 1e3 / summary.images().max(1) as f64
+    );
+    eprintln!(
+        "rust: written {} images, skipped {}, {:.2} s, {:.1} images/s",
+        summary.written_this_run(),
+        summary.skipped(),
+        summary.seconds,
+        rate
+    );
+    if !args.peer {
+        println!("preprocess: {rate:.1} images/s");
+        return Ok(());
+    }
+    let script = Path::new("scripts/peers/preprocess_pillow.py");
+    let peer_out = args.work.join("out-pillow");
+    let _ = std::fs::remove_dir_all(&peer_out);
+    let out = Command::new("python3")
+        .arg(script)
+        .arg("run")
+        .arg("--train-tar")
+        .arg(&train_tar)
+        .arg("--out")
+        .arg(&peer_out)
+        .arg("--workers")
+        .arg(args.peer_workers.to_string())
+        .output()
+        .context("running python3 scripts/peers/preprocess_pillow.py")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "peer failed: {}\n{}",
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eprint!("pillow peer: {stdout}");
+    let peer_rate: f64 = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("parsing the peer's images/s")?;
+    let cmp = Command::new("python3")
+        .arg(script)
+        .arg("compare")
+        .arg(&ours)
+        .arg(&peer_out)
+        .output()
+        .context("comparing outputs")?;
+    eprint!(
+        "{}{}",
+        String::from_utf8_lossy(&cmp.stdout),
+        String::from_utf8_lossy(&cmp.stderr)
+    );
+    println!(
+        "preprocess: {rate:.1} images/s, pillow peer {peer_rate:.1} images/s ({:.2}x)",
+        rate / peer_rate
+    );
+    Ok(())
 }

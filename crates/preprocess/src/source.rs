@@ -1,0 +1,384 @@
+//! Input enumeration: the train tar (outer tar of per-class inner tars), the
+//! flat val tar, or the extracted trees, streamed in a deterministic order.
+//! Tars are read sequentially and never extracted.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::devkit::{parse_val_number, Devkit};
+use crate::error::PreprocessError;
+
+/// Largest member accepted (bigger ones are skipped unread).
+pub const MAX_MEMBER_BYTES: u64 = 256 << 20;
+
+/// Where a split's images come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SplitInput {
+    /// A tar file (train: outer tar of inner class tars; val: flat tar).
+    Tar(PathBuf),
+    /// An extracted tree (train: `DIR/<wnid>/*`; val: `DIR/*`).
+    Dir(PathBuf),
+}
+
+/// How members get their class index.
+pub(crate) enum Labeler<'a> {
+    /// Train: from the WNID of the inner tar or subdirectory.
+    Train(&'a HashMap<String, usize>),
+    /// Val: from the file name's number through the devkit ground truth.
+    Val(&'a Devkit),
+}
+
+impl Labeler<'_> {
+    fn train_label(&self, wnid: &str) -> Result<i64, String> {
+        match self {
+            Labeler::Train(map) => map
+                .get(wnid)
+                .map(|&i| i as i64)
+                .ok_or_else(|| format!("class {wnid} is not in the class list")),
+            Labeler::Val(_) => Err("train member in a val input".into()),
+        }
+    }
+
+    fn val_label(&self, name: &str) -> Result<i64, String> {
+        match self {
+            Labeler::Val(dk) => {
+                let n = parse_val_number(name)
+                    .ok_or_else(|| "name is not ILSVRC2012_val_NNNNNNNN.*".to_string())?;
+                dk.val_label(n)
+                    .map(|l| l as i64)
+                    .ok_or_else(|| format!("no ground truth for validation image {n}"))
+            }
+            Labeler::Train(_) => Err("val member in a train input".into()),
+        }
+    }
+}
+
+/// One input member as handed to the pipeline.
+pub(crate) struct Member {
+    /// Position in the deterministic input order (bad files count too).
+    pub index: u64,
+    /// The member's file name.
+    pub name: String,
+    /// Class index, or why there is none.
+    pub label: Result<i64, String>,
+    /// The file's bytes (`None` when the caller did not want them), or why
+    /// they could not be read.
+    pub data: Option<Result<Vec<u8>, String>>,
+}
+
+/// Receives one train member: name, label, bytes (or why not).
+type PushTrain<'a> =
+    dyn FnMut(String, Result<i64, String>, Option<Result<Vec<u8>, String>>) -> bool + 'a;
+
+/// Reader wrapper counting bytes read (for progress on tars).
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Streams the members of one split in order. `want(index)` says whether
+/// the member's bytes are needed (members of completed shards are passed
+/// over unread). `emit` returns `false` to stop early.
+pub(crate) fn stream_members(
+    input: &SplitInput,
+    labeler: &Labeler<'_>,
+    bytes_read: Arc<AtomicU64>,
+    want: &dyn Fn(u64) -> bool,
+    emit: &mut dyn FnMut(Member) -> bool,
+) -> Result<(), PreprocessError> {
+    let mut next = 0u64;
+    let mut push = |name: String, label, data| {
+        let m = Member {
+            index: next,
+            name,
+            label,
+            data,
+        };
+        next += 1;
+        emit(m)
+    };
+    match (input, labeler) {
+        (SplitInput::Tar(path), Labeler::Train(_)) => {
+            stream_train_tar(path, labeler, bytes_read, want, &mut push)
+        }
+        (SplitInput::Tar(path), Labeler::Val(_)) => {
+            stream_flat_tar(path, bytes_read, want, &mut |name, data| {
+                let label = labeler.val_label(&name);
+                push(name, label, data)
+            })
+        }
+        (SplitInput::Dir(dir), Labeler::Train(_)) => {
+            let mut index = 0u64;
+            for (wnid, class_dir) in list_subdirs(dir)? {
+                for file in list_files(&class_dir)? {
+                    let name = file_name_of(&file);
+                    let label = labeler.train_label(&wnid);
+                    let data = want(index).then(|| read_file(&file, &bytes_read));
+                    index += 1;
+                    if !push(name, label, data) {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        }
+        (SplitInput::Dir(dir), Labeler::Val(_)) => {
+            for (index, file) in list_files(dir)?.into_iter().enumerate() {
+                let name = file_name_of(&file);
+                let label = labeler.val_label(&name);
+                let data = want(index as u64).then(|| read_file(&file, &bytes_read));
+                if !push(name, label, data) {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn read_file(path: &Path, bytes_read: &AtomicU64) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if meta.len() > MAX_MEMBER_BYTES {
+        return Err(format!("file too large ({} bytes)", meta.len()));
+    }
+    let data = std::fs::read(path).map_err(|e| e.to_string())?;
+    bytes_read.fetch_add(data.len() as u64, Ordering::Relaxed);
+    Ok(data)
+}
+
+fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Last path component of a tar member name.
+fn member_file_name(path_bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(path_bytes);
+    s.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn tar_err(file: &str, member: &str, e: impl std::fmt::Display) -> PreprocessError {
+    PreprocessError::Tar {
+        file: file.to_string(),
+        member: member.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Reads an entry's bytes; a short read means the tar is truncated.
+fn read_entry(
+    entry: &mut impl Read,
+    size: u64,
+    file: &str,
+    member: &str,
+) -> Result<Vec<u8>, PreprocessError> {
+    let mut data = Vec::with_capacity(size as usize);
+    entry
+        .read_to_end(&mut data)
+        .map_err(|e| tar_err(file, member, e))?;
+    if data.len() as u64 != size {
+        return Err(tar_err(
+            file,
+            member,
+            format!("member truncated: read {} of {size} bytes", data.len()),
+        ));
+    }
+    Ok(data)
+}
+
+fn open_counted(path: &Path, count: Arc<AtomicU64>) -> Result<impl Read, PreprocessError> {
+    let f = File::open(path).map_err(|e| PreprocessError::io(path, e))?;
+    Ok(CountingReader {
+        inner: BufReader::with_capacity(1 << 20, f),
+        count,
+    })
+}
+
+fn stream_flat_tar(
+    path: &Path,
+    bytes_read: Arc<AtomicU64>,
+    want: &dyn Fn(u64) -> bool,
+    push: &mut dyn FnMut(String, Option<Result<Vec<u8>, String>>) -> bool,
+) -> Result<(), PreprocessError> {
+    let file = path.display().to_string();
+    let mut archive = tar::Archive::new(open_counted(path, bytes_read)?);
+    let entries = archive
+        .entries()
+        .map_err(|e| tar_err(&file, "(start)", e))?;
+    let mut index = 0u64;
+    let mut last = String::from("(start of archive)");
+    for entry in entries {
+        let mut entry = entry.map_err(|e| tar_err(&file, &format!("after {last}"), e))?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let name = member_file_name(&entry.path_bytes());
+        let size = entry.size();
+        let data = if !want(index) {
+            None
+        } else if size > MAX_MEMBER_BYTES {
+            Some(Err(format!("member too large ({size} bytes)")))
+        } else {
+            Some(Ok(read_entry(&mut entry, size, &file, &name)?))
+        };
+        last = name.clone();
+        index += 1;
+        if !push(name, data) {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn stream_train_tar(
+    path: &Path,
+    labeler: &Labeler<'_>,
+    bytes_read: Arc<AtomicU64>,
+    want: &dyn Fn(u64) -> bool,
+    push: &mut PushTrain<'_>,
+) -> Result<(), PreprocessError> {
+    let file = path.display().to_string();
+    let mut archive = tar::Archive::new(open_counted(path, bytes_read)?);
+    let entries = archive
+        .entries()
+        .map_err(|e| tar_err(&file, "(start)", e))?;
+    let mut index = 0u64;
+    let mut last = String::from("(start of archive)");
+    for outer in entries {
+        let outer = outer.map_err(|e| tar_err(&file, &format!("after {last}"), e))?;
+        if !outer.header().entry_type().is_file() {
+            continue;
+        }
+        let outer_name = member_file_name(&outer.path_bytes());
+        last = outer_name.clone();
+        let Some(wnid) = outer_name.strip_suffix(".tar").map(str::to_string) else {
+            // Not a class tar: report it, do not guess.
+            index += 1;
+            let reason = "not a per-class .tar in the train tar".to_string();
+            if !push(outer_name, Err(reason), None) {
+                return Ok(());
+            }
+            continue;
+        };
+        let inner_file = format!("{file}/{outer_name}");
+        let label = labeler.train_label(&wnid);
+        let mut inner = tar::Archive::new(outer);
+        let inner_entries = inner
+            .entries()
+            .map_err(|e| tar_err(&inner_file, "(start)", e))?;
+        let mut inner_last = String::from("(start of archive)");
+        for entry in inner_entries {
+            let mut entry =
+                entry.map_err(|e| tar_err(&inner_file, &format!("after {inner_last}"), e))?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let name = member_file_name(&entry.path_bytes());
+            let size = entry.size();
+            let data = if !want(index) {
+                None
+            } else if size > MAX_MEMBER_BYTES {
+                Some(Err(format!("member too large ({size} bytes)")))
+            } else {
+                Some(Ok(read_entry(&mut entry, size, &inner_file, &name)?))
+            };
+            inner_last = name.clone();
+            index += 1;
+            if !push(name, label.clone(), data) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sorted `(name, path)` of the subdirectories of `dir`.
+pub(crate) fn list_subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, PreprocessError> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| PreprocessError::io(dir, e))? {
+        let e = e.map_err(|e| PreprocessError::io(dir, e))?;
+        let path = e.path();
+        if path.is_dir() {
+            out.push((e.file_name().to_string_lossy().into_owned(), path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Sorted regular files of `dir`.
+pub(crate) fn list_files(dir: &Path) -> Result<Vec<PathBuf>, PreprocessError> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| PreprocessError::io(dir, e))? {
+        let e = e.map_err(|e| PreprocessError::io(dir, e))?;
+        let path = e.path();
+        if path.is_file() {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Number of image files a directory input holds (for progress totals).
+pub(crate) fn count_dir_members(input: &Path, train: bool) -> Result<u64, PreprocessError> {
+    if train {
+        let mut n = 0;
+        for (_, d) in list_subdirs(input)? {
+            n += list_files(&d)?.len() as u64;
+        }
+        Ok(n)
+    } else {
+        Ok(list_files(input)?.len() as u64)
+    }
+}
+
+/// The sorted WNIDs of a train input, without a devkit: inner tar names of
+/// the outer tar (found by walking its headers with seeks, without reading
+/// the data) or subdirectory names.
+pub fn list_train_classes(input: &SplitInput) -> Result<Vec<String>, PreprocessError> {
+    let mut wnids = match input {
+        SplitInput::Dir(dir) => list_subdirs(dir)?.into_iter().map(|(n, _)| n).collect(),
+        SplitInput::Tar(path) => {
+            let file = path.display().to_string();
+            let f = File::open(path).map_err(|e| PreprocessError::io(path, e))?;
+            let mut archive = tar::Archive::new(f);
+            let mut wnids = Vec::new();
+            let mut last = String::from("(start of archive)");
+            for e in archive
+                .entries_with_seek()
+                .map_err(|e| tar_err(&file, "(start)", e))?
+            {
+                let e = e.map_err(|e| tar_err(&file, &format!("after {last}"), e))?;
+                let name = member_file_name(&e.path_bytes());
+                if e.header().entry_type().is_file() {
+                    if let Some(w) = name.strip_suffix(".tar") {
+                        wnids.push(w.to_string());
+                    }
+                }
+                last = name;
+            }
+            wnids
+        }
+    };
+    wnids.sort();
+    wnids.dedup();
+    Ok(wnids)
+}

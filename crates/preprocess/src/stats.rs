@@ -1,0 +1,359 @@
+//! Training-set statistics: mean image, RGB mean, RGB covariance and its
+//! eigen-decomposition (for the paper's PCA lighting).
+//!
+//! Sums are kept as exact integers (order-independent), per shard, so that a
+//! resumed run adds up to exactly what an uninterrupted run computes.
+
+use std::path::Path;
+
+use crate::error::PreprocessError;
+use crate::image::{IMAGE_BYTES, SIDE};
+
+/// Pixels per image.
+pub const PIXELS: u64 = (SIDE * SIDE) as u64;
+
+/// Per-image colour sums, computed by the worker that decoded the image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImageColorSums {
+    /// Sum of R, G, B values over the image's pixels.
+    pub rgb: [u64; 3],
+    /// Sum of products `x_a * x_b` over pixels, row-major 3x3.
+    pub outer: [u64; 9],
+}
+
+impl ImageColorSums {
+    /// Colour sums of one 256x256 RGB image.
+    pub fn of(image: &[u8]) -> Self {
+        assert_eq!(image.len(), IMAGE_BYTES);
+        let mut s = ImageColorSums::default();
+        // One row at a time in u32 (256 * 255 * 255 fits), then into u64.
+        for row in image.chunks_exact(SIDE * 3) {
+            let (mut r, mut g, mut b) = (0u32, 0u32, 0u32);
+            let (mut rr, mut gg, mut bb, mut rg, mut rb, mut gb) =
+                (0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
+            for p in row.chunks_exact(3) {
+                let (pr, pg, pb) = (p[0] as u32, p[1] as u32, p[2] as u32);
+                r += pr;
+                g += pg;
+                b += pb;
+                rr += pr * pr;
+                gg += pg * pg;
+                bb += pb * pb;
+                rg += pr * pg;
+                rb += pr * pb;
+                gb += pg * pb;
+            }
+            s.rgb[0] += r as u64;
+            s.rgb[1] += g as u64;
+            s.rgb[2] += b as u64;
+            let o = [rr, rg, rb, rg, gg, gb, rb, gb, bb];
+            for (acc, v) in s.outer.iter_mut().zip(o) {
+                *acc += v as u64;
+            }
+        }
+        s
+    }
+}
+
+/// Exact integer sums over a set of images (one shard, or a whole split).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatSums {
+    /// Per-pixel, per-channel sum of values, HWC (`256*256*3`).
+    pub pixel_sum: Vec<u64>,
+    /// Sum of R, G, B values over all pixels of all images.
+    pub rgb_sum: [u64; 3],
+    /// Sum of `x_a * x_b` over all pixels of all images, row-major 3x3.
+    pub rgb_outer_sum: [u64; 9],
+    /// Number of images.
+    pub count: u64,
+}
+
+impl Default for StatSums {
+    fn default() -> Self {
+        StatSums {
+            pixel_sum: vec![0; IMAGE_BYTES],
+            rgb_sum: [0; 3],
+            rgb_outer_sum: [0; 9],
+            count: 0,
+        }
+    }
+}
+
+impl StatSums {
+    /// Adds another set of sums.
+    pub fn add(&mut self, other: &StatSums) {
+        for (a, b) in self.pixel_sum.iter_mut().zip(&other.pixel_sum) {
+            *a += b;
+        }
+        for (a, b) in self.rgb_sum.iter_mut().zip(other.rgb_sum) {
+            *a += b;
+        }
+        for (a, b) in self.rgb_outer_sum.iter_mut().zip(other.rgb_outer_sum) {
+            *a += b;
+        }
+        self.count += other.count;
+    }
+
+    /// Finishes the statistics; `None` when no image contributed.
+    pub fn finish(&self) -> Option<TrainStats> {
+        if self.count == 0 {
+            return None;
+        }
+        let n = self.count as f64;
+        let mean_image = self
+            .pixel_sum
+            .iter()
+            .map(|&s| (s as f64 / n) as f32)
+            .collect();
+        let npix = n * PIXELS as f64;
+        let mean: [f64; 3] = std::array::from_fn(|c| self.rgb_sum[c] as f64 / npix);
+        let mut cov = [[0.0f64; 3]; 3];
+        for a in 0..3 {
+            for b in 0..3 {
+                let exy = self.rgb_outer_sum[a * 3 + b] as f64 / npix;
+                cov[a][b] = (exy - mean[a] * mean[b]) / (255.0 * 255.0);
+            }
+        }
+        let (eigvals, eigvecs) = symmetric_eigen3(cov);
+        Some(TrainStats {
+            mean_image,
+            rgb_mean: mean,
+            rgb_cov: cov,
+            eigvals,
+            eigvecs,
+            count: self.count,
+        })
+    }
+}
+
+/// Accumulates one shard's sums cheaply: pixel sums in `u32` (a shard holds
+/// far fewer than 2^24 images).
+pub(crate) struct ShardStatAcc {
+    pixel_sum: Vec<u32>,
+    rgb_sum: [u64; 3],
+    outer: [u64; 9],
+    count: u64,
+}
+
+impl ShardStatAcc {
+    pub(crate) fn new() -> Self {
+        ShardStatAcc {
+            pixel_sum: vec![0; IMAGE_BYTES],
+            rgb_sum: [0; 3],
+            outer: [0; 9],
+            count: 0,
+        }
+    }
+
+    pub(crate) fn add(&mut self, image: &[u8], color: &ImageColorSums) {
+        for (a, &v) in self.pixel_sum.iter_mut().zip(image) {
+            *a += v as u32;
+        }
+        for c in 0..3 {
+            self.rgb_sum[c] += color.rgb[c];
+        }
+        for k in 0..9 {
+            self.outer[k] += color.outer[k];
+        }
+        self.count += 1;
+    }
+
+    pub(crate) fn sums(&self) -> StatSums {
+        StatSums {
+            pixel_sum: self.pixel_sum.iter().map(|&v| v as u64).collect(),
+            rgb_sum: self.rgb_sum,
+            rgb_outer_sum: self.outer,
+            count: self.count,
+        }
+    }
+}
+
+/// The finished training-set statistics (the content of `stats.h5`).
+#[derive(Clone, Debug)]
+pub struct TrainStats {
+    /// Mean image, HWC `256*256*3`, 0..255.
+    pub mean_image: Vec<f32>,
+    /// Mean R, G, B, 0..255.
+    pub rgb_mean: [f64; 3],
+    /// Covariance of RGB values scaled to 0..1.
+    pub rgb_cov: [[f64; 3]; 3],
+    /// Eigenvalues of `rgb_cov`, descending.
+    pub eigvals: [f64; 3],
+    /// `eigvecs[i][j]`: component `i` of the unit eigenvector of `eigvals[j]`
+    /// (eigenvectors are columns).
+    pub eigvecs: [[f64; 3]; 3],
+    /// Number of training images.
+    pub count: u64,
+}
+
+impl TrainStats {
+    /// Writes `stats.h5` (through a temporary file renamed when complete).
+    pub fn write_h5(&self, path: &Path) -> Result<(), PreprocessError> {
+        let tmp = path.with_extension("h5.tmp");
+        let herr = |e: hdf5::Error| PreprocessError::hdf5(path, e);
+        {
+            let f = hdf5::File::create(&tmp).map_err(herr)?;
+            let mean = ndarray::Array3::from_shape_vec((SIDE, SIDE, 3), self.mean_image.clone())
+                .expect("mean image shape");
+            f.new_dataset_builder()
+                .with_data(&mean)
+                .create("mean_image")
+                .map_err(herr)?;
+            f.new_dataset_builder()
+                .with_data(&ndarray::arr1(&self.rgb_mean))
+                .create("rgb_mean")
+                .map_err(herr)?;
+            f.new_dataset_builder()
+                .with_data(&ndarray::arr2(&self.rgb_cov))
+                .create("rgb_cov")
+                .map_err(herr)?;
+            f.new_dataset_builder()
+                .with_data(&ndarray::arr1(&self.eigvals))
+                .create("eigvals")
+                .map_err(herr)?;
+            f.new_dataset_builder()
+                .with_data(&ndarray::arr2(&self.eigvecs))
+                .create("eigvecs")
+                .map_err(herr)?;
+            f.new_dataset::<u64>()
+                .create("count")
+                .map_err(herr)?
+                .write_scalar(&self.count)
+                .map_err(herr)?;
+        }
+        std::fs::rename(&tmp, path).map_err(|e| PreprocessError::io(path, e))
+    }
+}
+
+/// Eigen-decomposition of a symmetric 3x3 matrix by cyclic Jacobi rotations.
+/// Returns eigenvalues in descending order and the matching unit
+/// eigenvectors as columns (`vecs[i][j]` = component `i` of vector `j`).
+#[allow(clippy::needless_range_loop)] // index math mirrors the formulas
+pub fn symmetric_eigen3(m: [[f64; 3]; 3]) -> ([f64; 3], [[f64; 3]; 3]) {
+    let mut a = m;
+    let mut v = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+    for _sweep in 0..64 {
+        let off = a[0][1].powi(2) + a[0][2].powi(2) + a[1][2].powi(2);
+        let scale = a[0][0].powi(2) + a[1][1].powi(2) + a[2][2].powi(2) + off;
+        if off <= 1e-30 * scale.max(f64::MIN_POSITIVE) || off == 0.0 {
+            break;
+        }
+        for (p, q) in [(0usize, 1usize), (0, 2), (1, 2)] {
+            if a[p][q].abs() < f64::MIN_POSITIVE {
+                continue;
+            }
+            let theta = (a[q][q] - a[p][p]) / (2.0 * a[p][q]);
+            let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+            let t = if theta == 0.0 { 1.0 } else { t };
+            let c = 1.0 / (t * t + 1.0).sqrt();
+            let s = t * c;
+            // A <- J^T A J with J the rotation in the (p, q) plane.
+            for k in 0..3 {
+                let akp = a[k][p];
+                let akq = a[k][q];
+                a[k][p] = c * akp - s * akq;
+                a[k][q] = s * akp + c * akq;
+            }
+            for k in 0..3 {
+                let apk = a[p][k];
+                let aqk = a[q][k];
+                a[p][k] = c * apk - s * aqk;
+                a[q][k] = s * apk + c * aqk;
+            }
+            for row in v.iter_mut() {
+                let vkp = row[p];
+                let vkq = row[q];
+                row[p] = c * vkp - s * vkq;
+                row[q] = s * vkp + c * vkq;
+            }
+        }
+    }
+    let mut order = [0usize, 1, 2];
+    order.sort_by(|&i, &j| a[j][j].total_cmp(&a[i][i]));
+    let vals = order.map(|j| a[j][j]);
+    let mut vecs = [[0.0; 3]; 3];
+    for (col, &j) in order.iter().enumerate() {
+        // Sign convention: the largest-magnitude component is positive.
+        let comp: [f64; 3] = std::array::from_fn(|i| v[i][j]);
+        let big = comp
+            .iter()
+            .copied()
+            .max_by(|x, y| x.abs().total_cmp(&y.abs()))
+            .unwrap_or(1.0);
+        let sign = if big < 0.0 { -1.0 } else { 1.0 };
+        for i in 0..3 {
+            vecs[i][col] = sign * comp[i];
+        }
+    }
+    (vals, vecs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_decomposition(m: [[f64; 3]; 3]) -> ([f64; 3], [[f64; 3]; 3]) {
+        let (vals, vecs) = symmetric_eigen3(m);
+        assert!(vals[0] >= vals[1] && vals[1] >= vals[2], "{vals:?}");
+        for j in 0..3 {
+            let norm: f64 = (0..3).map(|i| vecs[i][j] * vecs[i][j]).sum();
+            assert!((norm - 1.0).abs() < 1e-12);
+            // M v = lambda v
+            for i in 0..3 {
+                let mv: f64 = (0..3).map(|k| m[i][k] * vecs[k][j]).sum();
+                assert!((mv - vals[j] * vecs[i][j]).abs() < 1e-10, "{m:?} col {j}");
+            }
+        }
+        (vals, vecs)
+    }
+
+    #[test]
+    fn known_matrix_eigenpairs() {
+        // Eigenvalues 4, 2, 1 with known vectors (1,1,0)/√2, (0,0,1), (1,-1,0)/√2... built as
+        // M = 3*[[1,0],[0,1]] + [[0,1],[1,0]] on the first two axes, 2 on the third:
+        // eigen (1,1,0)/√2 -> 4, (1,-1,0)/√2 -> 2, (0,0,1) -> 2.5
+        let m = [[3.0, 1.0, 0.0], [1.0, 3.0, 0.0], [0.0, 0.0, 2.5]];
+        let (vals, vecs) = check_decomposition(m);
+        assert!((vals[0] - 4.0).abs() < 1e-12);
+        assert!((vals[1] - 2.5).abs() < 1e-12);
+        assert!((vals[2] - 2.0).abs() < 1e-12);
+        let r = 0.5f64.sqrt();
+        assert!((vecs[0][0] - r).abs() < 1e-12 && (vecs[1][0] - r).abs() < 1e-12);
+        assert!((vecs[2][1] - 1.0).abs() < 1e-12);
+        assert!((vecs[0][2].abs() - r).abs() < 1e-12 && (vecs[0][2] + vecs[1][2]).abs() < 1e-12);
+    }
+
+    #[test]
+    fn dense_and_degenerate_matrices() {
+        check_decomposition([[2.0, -1.0, 0.5], [-1.0, 3.0, 0.25], [0.5, 0.25, 1.0]]);
+        check_decomposition([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
+        check_decomposition([[0.0; 3]; 3]);
+        let (vals, _) = check_decomposition([[1.0; 3]; 3]);
+        assert!((vals[0] - 3.0).abs() < 1e-12 && vals[1].abs() < 1e-12);
+    }
+
+    #[test]
+    #[allow(clippy::needless_range_loop)]
+    fn sums_give_known_mean_and_covariance() {
+        // Two images: all (10, 20, 30), and all (30, 20, 10).
+        let a: Vec<u8> = (0..IMAGE_BYTES).map(|i| [10, 20, 30][i % 3]).collect();
+        let b: Vec<u8> = (0..IMAGE_BYTES).map(|i| [30, 20, 10][i % 3]).collect();
+        let mut acc = ShardStatAcc::new();
+        acc.add(&a, &ImageColorSums::of(&a));
+        acc.add(&b, &ImageColorSums::of(&b));
+        let st = acc.sums().finish().unwrap();
+        assert_eq!(st.count, 2);
+        assert_eq!(st.rgb_mean, [20.0, 20.0, 20.0]);
+        assert!(st.mean_image.iter().all(|&v| v == 20.0));
+        // R = 20 ± 10, B = 20 ∓ 10, G constant: var R = var B = 100/255², cov RB = -100/255².
+        let u = 100.0 / (255.0 * 255.0);
+        let want = [[u, 0.0, -u], [0.0, 0.0, 0.0], [-u, 0.0, u]];
+        for i in 0..3 {
+            for j in 0..3 {
+                assert!((st.rgb_cov[i][j] - want[i][j]).abs() < 1e-15);
+            }
+        }
+        assert!((st.eigvals[0] - 2.0 * u).abs() < 1e-15);
+        assert!(st.eigvals[1].abs() < 1e-15 && st.eigvals[2].abs() < 1e-15);
+    }
+}

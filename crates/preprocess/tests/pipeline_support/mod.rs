@@ -1,0 +1,83 @@
+//! Helpers shared by the pipeline tests: reading shards back.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use hdf5::types::VarLenUnicode;
+
+/// Everything a shard holds.
+#[derive(Debug, PartialEq)]
+pub struct ShardContent {
+    pub file: String,
+    pub images: Vec<u8>,
+    pub shape: Vec<usize>,
+    pub labels: Vec<i64>,
+    pub names: Vec<String>,
+    pub skipped: Vec<(String, String)>,
+}
+
+fn strings(f: &hdf5::File, name: &str) -> Vec<String> {
+    f.dataset(name)
+        .unwrap()
+        .read_raw::<VarLenUnicode>()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().to_string())
+        .collect()
+}
+
+pub fn shard_paths(out: &Path, split: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(out.join(split))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "h5"))
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn read_shard(path: &Path) -> ShardContent {
+    let f = hdf5::File::open(path).unwrap();
+    let ds = f.dataset("images").unwrap();
+    let shape = ds.shape();
+    let images = ds.read_raw::<u8>().unwrap();
+    let labels = f.dataset("labels").unwrap().read_raw::<i64>().unwrap();
+    let names = strings(&f, "names");
+    let skipped = strings(&f, "skipped_names")
+        .into_iter()
+        .zip(strings(&f, "skipped_reasons"))
+        .collect();
+    ShardContent {
+        file: path.file_name().unwrap().to_string_lossy().into_owned(),
+        images,
+        shape,
+        labels,
+        names,
+        skipped,
+    }
+}
+
+pub fn read_split(out: &Path, split: &str) -> Vec<ShardContent> {
+    shard_paths(out, split)
+        .iter()
+        .map(|p| read_shard(p))
+        .collect()
+}
+
+pub fn read_f64(path: &Path, name: &str) -> Vec<f64> {
+    hdf5::File::open(path)
+        .unwrap()
+        .dataset(name)
+        .unwrap()
+        .read_raw::<f64>()
+        .unwrap()
+}
+
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
