@@ -115,8 +115,9 @@ pub fn run_synth(args: SynthArgs) -> anyhow::Result<()> {
         println!("wrote {}", t.devkit.display());
         print_info(&t.info);
     } else {
-        let d = synth::generate(&args.out, &cfg)
-            .with_context(|| format!("generating the synthetic dataset in {}", args.out.display()))?;
+        let d = synth::generate(&args.out, &cfg).with_context(|| {
+            format!("generating the synthetic dataset in {}", args.out.display())
+        })?;
         for p in [&d.train_tar, &d.val_tar, &d.devkit] {
             let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
             println!("wrote {} ({:.1} MB)", p.display(), size as f64 / 1e6);

@@ -346,6 +346,7 @@ fn read_matrix_body(sub: &mut Sub<'_>, depth: usize) -> Result<Option<MatVariabl
 
     let value = match class_code {
         mx::CELL => {
+            check_room(sub, count, 1)?;
             let mut cells = Vec::with_capacity(count.min(1 << 20));
             for _ in 0..count {
                 cells.push(read_nested(sub, depth)?);
@@ -386,6 +387,7 @@ fn read_matrix_body(sub: &mut Sub<'_>, depth: usize) -> Result<Option<MatVariabl
                     String::from_utf8_lossy(&c[..end]).to_string()
                 })
                 .collect();
+            check_room(sub, count, fields.len())?;
             let mut elements = Vec::with_capacity(count.min(1 << 20));
             for _ in 0..count {
                 let mut values = Vec::with_capacity(fields.len());
@@ -461,6 +463,23 @@ fn read_matrix_body(sub: &mut Sub<'_>, depth: usize) -> Result<Option<MatVariabl
         }
     };
     Ok(Some(MatVariable { name, value }))
+}
+
+/// Each nested array takes at least 8 bytes: refuse counts the data cannot
+/// hold (a damaged dimension would otherwise loop for ages).
+fn check_room(sub: &Sub<'_>, count: usize, per_element: usize) -> Result<(), MatError> {
+    let fits = if per_element == 0 {
+        count <= 1 << 24
+    } else {
+        count.saturating_mul(per_element).saturating_mul(8) <= sub.cur.remaining()
+    };
+    if !fits {
+        return Err(sub.malformed(format!(
+            "{count} elements do not fit in the {} bytes that remain",
+            sub.cur.remaining()
+        )));
+    }
+    Ok(())
 }
 
 /// Reads a nested miMATRIX (struct field or cell).
