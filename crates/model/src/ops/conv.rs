@@ -67,7 +67,11 @@ impl Geometry {
     /// column `ow * stride + kj - pad` lies inside `0..W`.
     fn valid_cols(&self, kj: usize) -> (usize, usize) {
         let s = self.stride;
-        let lo = if kj >= self.pad { 0 } else { (self.pad - kj).div_ceil(s) };
+        let lo = if kj >= self.pad {
+            0
+        } else {
+            (self.pad - kj).div_ceil(s)
+        };
         let hi = if self.w + self.pad < kj + 1 {
             0
         } else {
@@ -77,7 +81,9 @@ impl Geometry {
     }
     /// Input row for output row `oh` and kernel row `ki`, if inside the image.
     fn in_row(&self, oh: usize, ki: usize) -> Option<usize> {
-        (oh * self.stride + ki).checked_sub(self.pad).filter(|&r| r < self.h)
+        (oh * self.stride + ki)
+            .checked_sub(self.pad)
+            .filter(|&r| r < self.h)
     }
 }
 
@@ -159,8 +165,16 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
         let gemm_threads = if g.n >= threads() { 1 } else { threads() };
         with_scratch(k * p, 0, |col, _| {
             im2col(g, x_n, col);
-            let lhs = Mat { data: w, rs: k, cs: 1 };
-            let rhs = Mat { data: col, rs: p, cs: 1 };
+            let lhs = Mat {
+                data: w,
+                rs: k,
+                cs: 1,
+            };
+            let rhs = Mat {
+                data: col,
+                rs: p,
+                cs: 1,
+            };
             matmul(o, p, k, y_n, p, true, lhs, rhs, gemm_threads);
         });
     };
@@ -186,7 +200,11 @@ struct Grads {
 fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: &[f32], input_grad: bool) -> Grads {
     let (k, p, o) = (g.k(), g.p(), g.o);
     let ranges = split_ranges(g.n, threads());
-    let mut dx = if input_grad { vec![0.0f32; g.n * g.in_len()] } else { Vec::new() };
+    let mut dx = if input_grad {
+        vec![0.0f32; g.n * g.in_len()]
+    } else {
+        Vec::new()
+    };
     // One mutable part of dx per range (empty when no input gradient is wanted).
     let mut dx_parts: Vec<&mut [f32]> = Vec::with_capacity(ranges.len());
     let mut rest: &mut [f32] = &mut dx;
@@ -213,13 +231,29 @@ fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: &[f32], input_grad: bool) ->
                     }
                     // dW += dY_n [O, P] · col_nᵀ [P, K]
                     im2col(g, x_n, col);
-                    let lhs = Mat { data: dy_n, rs: p, cs: 1 };
-                    let rhs = Mat { data: col, rs: 1, cs: p };
+                    let lhs = Mat {
+                        data: dy_n,
+                        rs: p,
+                        cs: 1,
+                    };
+                    let rhs = Mat {
+                        data: col,
+                        rs: 1,
+                        cs: p,
+                    };
                     matmul(o, k, p, &mut dw, k, true, lhs, rhs, gemm_threads);
                     if input_grad {
                         // dcol = Wᵀ [K, O] · dY_n [O, P]; dx_n = col2im(dcol)
-                        let lhs = Mat { data: w, rs: 1, cs: k };
-                        let rhs = Mat { data: dy_n, rs: p, cs: 1 };
+                        let lhs = Mat {
+                            data: w,
+                            rs: 1,
+                            cs: k,
+                        };
+                        let rhs = Mat {
+                            data: dy_n,
+                            rs: p,
+                            cs: 1,
+                        };
                         matmul(k, p, o, dcol, p, false, lhs, rhs, gemm_threads);
                         let j = i - start;
                         col2im(g, dcol, &mut dx_part[j * g.in_len()..(j + 1) * g.in_len()]);
@@ -230,7 +264,9 @@ fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: &[f32], input_grad: bool) ->
         })
         .collect();
     let mut parts = partials.into_iter();
-    let (mut dw, mut db) = parts.next().unwrap_or_else(|| (vec![0.0; o * k], vec![0.0; o]));
+    let (mut dw, mut db) = parts
+        .next()
+        .unwrap_or_else(|| (vec![0.0; o * k], vec![0.0; o]));
     for (pw, pb) in parts {
         dw.iter_mut().zip(&pw).for_each(|(a, v)| *a += v);
         db.iter_mut().zip(&pb).for_each(|(a, v)| *a += v);
@@ -283,7 +319,9 @@ impl CustomOp3 for Conv2dOp {
         let (x, w, dy) = (x.contiguous()?, w.contiguous()?, grad_res.contiguous()?);
         let grads = with_f32(&x, "conv2d backward", |xs| {
             with_f32(&w, "conv2d backward", |ws| {
-                with_f32(&dy, "conv2d backward", |dys| backward(&g, xs, ws, dys, self.input_grad))
+                with_f32(&dy, "conv2d backward", |dys| {
+                    backward(&g, xs, ws, dys, self.input_grad)
+                })
             })
         })???;
         let dev = x.device();
@@ -321,7 +359,13 @@ pub(crate) fn conv2d_cpu(
 /// The same convolution with stock Candle operations (`Tensor::conv2d` and a
 /// broadcast bias add); differentiable on every device. Used as the fallback
 /// off the CPU and as the reference in tests and benchmarks.
-pub fn conv2d_stock(x: &Tensor, w: &Tensor, b: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+pub fn conv2d_stock(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
     let o = b.dims1()?;
     x.conv2d(w, padding, stride, 1, 1)?
         .broadcast_add(&b.reshape((1, o, 1, 1))?)

@@ -105,7 +105,11 @@ thread_local! {
 /// Runs `f` with two per-thread scratch buffers of at least `len_a` and
 /// `len_b` elements (contents unspecified), kept between calls so that large
 /// column buffers are not allocated per sample.
-pub(crate) fn with_scratch<R>(len_a: usize, len_b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+pub(crate) fn with_scratch<R>(
+    len_a: usize,
+    len_b: usize,
+    f: impl FnOnce(&mut [f32], &mut [f32]) -> R,
+) -> R {
     SCRATCH.with(|cell| {
         // A nested call on the same thread (rayon work stealing inside `f`)
         // gets fresh buffers instead of a borrow panic.

@@ -48,8 +48,16 @@ impl CustomOp3 for LinearOp {
         for row in y.chunks_exact_mut(d.out.max(1)) {
             row.copy_from_slice(b);
         }
-        let lhs = Mat { data: x, rs: d.inp, cs: 1 };
-        let rhs = Mat { data: w, rs: d.out, cs: 1 };
+        let lhs = Mat {
+            data: x,
+            rs: d.inp,
+            cs: 1,
+        };
+        let rhs = Mat {
+            data: w,
+            rs: d.out,
+            cs: 1,
+        };
         matmul(d.n, d.out, d.inp, &mut y, d.out, true, lhs, rhs, threads());
         Ok((CpuStorage::F32(y), Shape::from((d.n, d.out))))
     }
@@ -70,11 +78,33 @@ impl CustomOp3 for LinearOp {
                     let t = threads();
                     // dx [N, in] = dy [N, out] · wᵀ [out, in]
                     let mut dx = vec![0.0f32; d.n * d.inp];
-                    let lhs = Mat { data: dys, rs: d.out, cs: 1 };
-                    matmul(d.n, d.inp, d.out, &mut dx, d.inp, false, lhs, Mat { data: ws, rs: 1, cs: d.out }, t);
+                    let lhs = Mat {
+                        data: dys,
+                        rs: d.out,
+                        cs: 1,
+                    };
+                    matmul(
+                        d.n,
+                        d.inp,
+                        d.out,
+                        &mut dx,
+                        d.inp,
+                        false,
+                        lhs,
+                        Mat {
+                            data: ws,
+                            rs: 1,
+                            cs: d.out,
+                        },
+                        t,
+                    );
                     // dw [in, out] = xᵀ [in, N] · dy [N, out]
                     let mut dw = vec![0.0f32; d.inp * d.out];
-                    let xt = Mat { data: xs, rs: 1, cs: d.inp };
+                    let xt = Mat {
+                        data: xs,
+                        rs: 1,
+                        cs: d.inp,
+                    };
                     matmul(d.inp, d.out, d.n, &mut dw, d.out, false, xt, lhs, t);
                     let mut db = vec![0.0f32; d.out];
                     for row in dys.chunks_exact(d.out.max(1)) {

@@ -30,12 +30,18 @@ fn dims(shape: &[usize]) -> Result<Dims> {
 
 /// Channels `lo..hi` summed for channel `c` (the window `c - n/2 ..= c + (n-1)/2`).
 fn window(c: usize, size: usize, channels: usize) -> (usize, usize) {
-    (c.saturating_sub(size / 2), (c + (size - 1) / 2 + 1).min(channels))
+    (
+        c.saturating_sub(size / 2),
+        (c + (size - 1) / 2 + 1).min(channels),
+    )
 }
 
 /// Channels `j` whose window contains `c`: `c - (n-1)/2 ..= c + n/2`.
 fn reverse_window(c: usize, size: usize, channels: usize) -> (usize, usize) {
-    (c.saturating_sub((size - 1) / 2), (c + size / 2 + 1).min(channels))
+    (
+        c.saturating_sub((size - 1) / 2),
+        (c + size / 2 + 1).min(channels),
+    )
 }
 
 /// `s^-beta`, with a fast path for the paper's `beta = 0.75`.
@@ -71,11 +77,13 @@ fn forward(cfg: &LrnConfig, d: Dims, x: &[f32]) -> Vec<f32> {
     let len = d.c * d.hw;
     let mut y = vec![0.0f32; d.n * len];
     let pow = inv_pow(cfg.beta as f32);
-    y.par_chunks_mut(len.max(1)).zip(x.par_chunks(len.max(1))).for_each(|(y_n, a)| {
-        // y_n serves as the scale buffer first, then is overwritten in place.
-        scales(cfg, d, a, y_n);
-        y_n.iter_mut().zip(a).for_each(|(y, a)| *y = a * pow(*y));
-    });
+    y.par_chunks_mut(len.max(1))
+        .zip(x.par_chunks(len.max(1)))
+        .for_each(|(y_n, a)| {
+            // y_n serves as the scale buffer first, then is overwritten in place.
+            scales(cfg, d, a, y_n);
+            y_n.iter_mut().zip(a).for_each(|(y, a)| *y = a * pow(*y));
+        });
     y
 }
 
@@ -107,7 +115,12 @@ fn backward(cfg: &LrnConfig, d: Dims, x: &[f32], dy: &[f32]) -> Vec<f32> {
                         }
                     }
                     let range = c * d.hw..(c + 1) * d.hw;
-                    for (((o, a), g), p) in out.iter_mut().zip(&a[range.clone()]).zip(&g[range.clone()]).zip(&s_pow[range]) {
+                    for (((o, a), g), p) in out
+                        .iter_mut()
+                        .zip(&a[range.clone()])
+                        .zip(&g[range.clone()])
+                        .zip(&s_pow[range])
+                    {
                         *o = g * p - coef * a * *o;
                     }
                 }
@@ -126,7 +139,10 @@ impl CustomOp1 for LrnOp {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = dims(layout.dims())?;
         let x = slice_f32(storage, layout, "lrn")?;
-        Ok((CpuStorage::F32(forward(&self.0, d, x)), layout.shape().clone()))
+        Ok((
+            CpuStorage::F32(forward(&self.0, d, x)),
+            layout.shape().clone(),
+        ))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -159,7 +175,9 @@ pub(crate) fn lrn_cpu(x: &Tensor, cfg: &LrnConfig) -> Result<Tensor> {
 pub fn lrn_stock(x: &Tensor, cfg: &LrnConfig) -> Result<Tensor> {
     check(cfg)?;
     let d = dims(x.dims())?;
-    let sq = x.sqr()?.pad_with_zeros(1, cfg.size / 2, (cfg.size - 1) / 2)?;
+    let sq = x
+        .sqr()?
+        .pad_with_zeros(1, cfg.size / 2, (cfg.size - 1) / 2)?;
     let mut sum = sq.narrow(1, 0, d.c)?;
     for i in 1..cfg.size {
         sum = (sum + sq.narrow(1, i, d.c)?)?;

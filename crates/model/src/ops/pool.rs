@@ -112,7 +112,9 @@ impl CustomOp1 for MaxPoolOp {
         let g = Geometry::new(arg.dims(), self.kernel, self.stride)?;
         let (x, dy) = (arg.contiguous()?, grad_res.contiguous()?);
         let dx = with_f32(&x, "max_pool_overlapping backward", |xs| {
-            with_f32(&dy, "max_pool_overlapping backward", |dys| backward(&g, xs, dys))
+            with_f32(&dy, "max_pool_overlapping backward", |dys| {
+                backward(&g, xs, dys)
+            })
         })??;
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
@@ -136,7 +138,9 @@ pub fn max_pool_overlapping_stock(x: &Tensor, kernel: usize, stride: usize) -> R
         let idx: Vec<u32> = (0..len).map(|i| (i * stride + offset) as u32).collect();
         Tensor::from_vec(idx, len, x.device())
     };
-    let mut out = x.index_select(&index(0, g.ho)?, 2)?.index_select(&index(0, g.wo)?, 3)?;
+    let mut out = x
+        .index_select(&index(0, g.ho)?, 2)?
+        .index_select(&index(0, g.wo)?, 3)?;
     for ki in 0..kernel {
         let rows = x.index_select(&index(ki, g.ho)?, 2)?;
         for kj in (0..kernel).filter(|&kj| ki + kj > 0) {
