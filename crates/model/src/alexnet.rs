@@ -35,13 +35,18 @@
 //! | `fc8.weight` | `[4096, num_classes]` | `[in, out]`; input = A's fc7 then B's |
 //! | `fc8.bias` | `[num_classes]` | |
 //!
-//! A PyTorch model of the same net with `groups=2` for conv1, conv2, conv4,
-//! conv5 and plain layers for conv3, fc6, fc7, fc8 gets:
-//! - grouped convs (conv1, 2, 4, 5): `weight = cat([A.weight, B.weight], 0)`,
-//!   `bias = cat([A.bias, B.bias], 0)`;
-//! - conv3 (groups=1, 384 out): `weight = cat([A.conv3.weight, B.conv3.weight], 0)`;
-//! - fc6, fc7: `weight = cat([A.weight.T, B.weight.T], 0)`, bias concatenated;
-//! - fc8: `weight = fc8.weight.T`.
+//! A single-module PyTorch model of the same net (`groups=2` for conv2, conv4,
+//! conv5; plain layers for conv1, whose towers both read the whole image,
+//! and for conv3, fc6, fc7, fc8) gets:
+//! - every conv (grouped or not) and fc6, fc7: the two towers' tensors
+//!   concatenated along dim 0, tower A first: `conv2.weight =
+//!   cat([A.conv2.weight, B.conv2.weight], 0)` (96/256/384/384/256 output
+//!   channels), `fc6.weight = cat([A.fc6.weight.T, B.fc6.weight.T], 0)`,
+//!   biases likewise;
+//! - fc8: `fc8.weight = fc8.weight.T`, `fc8.bias` unchanged;
+//! - LRN must then be applied to each half of the channels separately
+//!   (`torch.nn.LocalResponseNorm` on the whole 96 channels would let the
+//!   window cross from tower A into tower B).
 //!
 //! With two explicit towers in PyTorch (as `scripts/reference/alexnet_torch.py`),
 //! the names are the same and only the fc weights are transposed.
@@ -97,18 +102,47 @@ pub fn parameter_specs(cfg: &AlexNetConfig) -> Vec<ParamSpec> {
     let fc_in = fct * towers;
     // (layer, weight shape, fan_in, bias 1 in the paper)
     let layers: [(&str, Vec<usize>, usize, bool); 7] = [
-        ("conv1", vec![ct[0], 3, CONV1.0, CONV1.0], 3 * CONV1.0 * CONV1.0, false),
-        ("conv2", vec![ct[1], ct[0], CONV2.0, CONV2.0], ct[0] * CONV2.0 * CONV2.0, true),
-        ("conv3", vec![ct[2], conv3_in, CONV345.0, CONV345.0], conv3_in * 9, false),
-        ("conv4", vec![ct[3], ct[2], CONV345.0, CONV345.0], ct[2] * 9, true),
-        ("conv5", vec![ct[4], ct[3], CONV345.0, CONV345.0], ct[3] * 9, true),
+        (
+            "conv1",
+            vec![ct[0], 3, CONV1.0, CONV1.0],
+            3 * CONV1.0 * CONV1.0,
+            false,
+        ),
+        (
+            "conv2",
+            vec![ct[1], ct[0], CONV2.0, CONV2.0],
+            ct[0] * CONV2.0 * CONV2.0,
+            true,
+        ),
+        (
+            "conv3",
+            vec![ct[2], conv3_in, CONV345.0, CONV345.0],
+            conv3_in * 9,
+            false,
+        ),
+        (
+            "conv4",
+            vec![ct[3], ct[2], CONV345.0, CONV345.0],
+            ct[2] * 9,
+            true,
+        ),
+        (
+            "conv5",
+            vec![ct[4], ct[3], CONV345.0, CONV345.0],
+            ct[3] * 9,
+            true,
+        ),
         ("fc6", vec![fc6_in, fct], fc6_in, true),
         ("fc7", vec![fc_in, fct], fc_in, true),
     ];
     let mut specs = Vec::new();
     for (t, tower) in ["tower_a", "tower_b"].iter().enumerate().take(towers) {
         for (layer, wshape, fan_in, one) in &layers {
-            let out = if layer.starts_with("fc") { wshape[1] } else { wshape[0] };
+            let out = if layer.starts_with("fc") {
+                wshape[1]
+            } else {
+                wshape[0]
+            };
             specs.push(ParamSpec {
                 name: format!("{tower}.{layer}.weight"),
                 shape: wshape.clone(),
@@ -259,14 +293,15 @@ impl AlexNet {
                 .cloned()
                 .ok_or_else(|| candle_core::Error::Msg(format!("missing parameter {name}")))
         };
-        let conv = |t: &str, l: &str, (_, stride, padding): (usize, usize, usize)| -> Result<Conv> {
-            Ok(Conv {
-                w: take(format!("{t}.{l}.weight"))?,
-                b: take(format!("{t}.{l}.bias"))?,
-                stride,
-                padding,
-            })
-        };
+        let conv =
+            |t: &str, l: &str, (_, stride, padding): (usize, usize, usize)| -> Result<Conv> {
+                Ok(Conv {
+                    w: take(format!("{t}.{l}.weight"))?,
+                    b: take(format!("{t}.{l}.bias"))?,
+                    stride,
+                    padding,
+                })
+            };
         let linear = |prefix: &str| -> Result<Linear> {
             Ok(Linear {
                 w: take(format!("{prefix}.weight"))?,
@@ -337,7 +372,11 @@ impl AlexNet {
             let y = layers::relu(&t.conv1.forward(&x, false)?)?;
             let y = layers::max_pool_overlapping(&layers::lrn(&y, &lrn)?, pk, ps)?;
             let y = layers::relu(&t.conv2.forward(&y, true)?)?;
-            h.push(layers::max_pool_overlapping(&layers::lrn(&y, &lrn)?, pk, ps)?);
+            h.push(layers::max_pool_overlapping(
+                &layers::lrn(&y, &lrn)?,
+                pk,
+                ps,
+            )?);
         }
         // conv3 reads both towers.
         let h = self.exchange(&h, false)?;

@@ -2,10 +2,28 @@
 //! of the network goes through these functions. They forward to the custom
 //! operations of [`crate::ops`] (fast CPU kernels with their own backward,
 //! stock Candle compositions on other devices).
+//!
+//! [`use_stock_ops`] switches every layer to the stock Candle compositions
+//! (`ops::*_stock`) on all devices: the baseline the custom operations are
+//! measured against, and a cross-check of them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{DType, Result, Tensor};
 
 use crate::ops::{self, LrnConfig};
+
+static STOCK: AtomicBool = AtomicBool::new(false);
+
+/// Process-wide switch: `true` runs every layer with stock Candle operations
+/// instead of the custom operations (for comparisons; off by default).
+pub fn use_stock_ops(stock: bool) {
+    STOCK.store(stock, Ordering::Relaxed);
+}
+
+fn stock() -> bool {
+    STOCK.load(Ordering::Relaxed)
+}
 
 /// 2-D convolution `x [N,Cin,H,W] * w [Cout,Cin,kh,kw] + b [Cout]`.
 /// `input_grad: false` says that no gradient is needed for `x`.
@@ -17,21 +35,34 @@ pub fn conv2d(
     padding: usize,
     input_grad: bool,
 ) -> Result<Tensor> {
+    if stock() {
+        let x = if input_grad { x.clone() } else { x.detach() };
+        return ops::conv2d_stock(&x, w, b, stride, padding);
+    }
     ops::conv2d(x, w, b, stride, padding, input_grad)
 }
 
 /// Fully connected layer with weights stored `[in, out]`: `x [N,in] @ w + b`.
 pub fn linear(x: &Tensor, w_in_out: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if stock() {
+        return ops::linear_stock(x, w_in_out, b);
+    }
     ops::linear(x, w_in_out, b)
 }
 
 /// Local response normalisation across channels of `x [N,C,H,W]`.
 pub fn lrn(x: &Tensor, cfg: &LrnConfig) -> Result<Tensor> {
+    if stock() {
+        return ops::lrn_stock(x, cfg);
+    }
     ops::lrn(x, cfg)
 }
 
 /// Overlapping max-pool of `x [N,C,H,W]`, no padding.
 pub fn max_pool_overlapping(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
+    if stock() {
+        return ops::max_pool_overlapping_stock(x, kernel, stride);
+    }
     ops::max_pool_overlapping(x, kernel, stride)
 }
 

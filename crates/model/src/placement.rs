@@ -16,7 +16,9 @@ pub struct Placement {
 #[derive(Debug, thiserror::Error)]
 pub enum PlacementError {
     /// Not `cpu`, `cuda:N`, or two of them separated by a comma.
-    #[error("invalid placement '{0}': expected 'cpu', 'cuda:N' or 'DEV,DEV' (e.g. 'cuda:0,cuda:1')")]
+    #[error(
+        "invalid placement '{0}': expected 'cpu', 'cuda:N' or 'DEV,DEV' (e.g. 'cuda:0,cuda:1')"
+    )]
     Syntax(String),
     /// A CUDA device asked of a build without the `cuda` feature.
     #[error("placement '{0}' needs CUDA, but this build has no CUDA support: rebuild with `--features cuda`")]

@@ -91,7 +91,10 @@ impl PaperSgd {
         self.params
             .iter()
             .map(|(name, _, v)| {
-                let t = v.as_tensor().copy().unwrap_or_else(|_| v.as_tensor().clone());
+                let t = v
+                    .as_tensor()
+                    .copy()
+                    .unwrap_or_else(|_| v.as_tensor().clone());
                 (name.clone(), t)
             })
             .collect()
@@ -193,7 +196,13 @@ impl InplaceOp2 for AddInPlace {
         "paper-sgd-apply"
     }
 
-    fn cpu_fwd(&self, sw: &mut CpuStorage, lw: &Layout, sv: &CpuStorage, lv: &Layout) -> Result<()> {
+    fn cpu_fwd(
+        &self,
+        sw: &mut CpuStorage,
+        lw: &Layout,
+        sv: &CpuStorage,
+        lv: &Layout,
+    ) -> Result<()> {
         let w = f32_slice_mut(sw, lw, "weight")?;
         let v = f32_slice(sv, lv, "momentum")?;
         if v.len() != w.len() {
