@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use preprocess::{
-    NoProgress, PreprocessConfig, ProgressSink, Split, SplitSummary, Summary,
+    NoProgress, PreprocessConfig, ProgressSink, ResizeFilter, Split, SplitSummary, Summary,
     DEFAULT_IMAGES_PER_SHARD, DEFAULT_OPEN_SHARDS,
 };
 
@@ -54,9 +54,30 @@ pub struct PreprocessArgs {
     /// Decode/resize threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
+    /// Resampling filter of the shorter-side-to-256 resize (both antialias).
+    #[arg(long, value_enum, default_value_t = FilterArg::CatmullRom)]
+    pub filter: FilterArg,
     /// No progress bars (for logs).
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// `--filter` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FilterArg {
+    /// Catmull-Rom cubic: about a third cheaper than Lanczos3.
+    CatmullRom,
+    /// Lanczos3: Pillow's LANCZOS.
+    Lanczos3,
+}
+
+impl From<FilterArg> for ResizeFilter {
+    fn from(f: FilterArg) -> Self {
+        match f {
+            FilterArg::CatmullRom => ResizeFilter::CatmullRom,
+            FilterArg::Lanczos3 => ResizeFilter::Lanczos3,
+        }
+    }
 }
 
 impl PreprocessArgs {
@@ -71,6 +92,7 @@ impl PreprocessArgs {
         cfg.images_per_shard = self.images_per_shard;
         cfg.open_shards = self.open_shards;
         cfg.workers = self.workers;
+        cfg.filter = self.filter.into();
         cfg
     }
 }

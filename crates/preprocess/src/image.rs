@@ -1,11 +1,12 @@
 //! Decoding one JPEG or PNG file into a 256x256 RGB image.
 //!
-//! The shorter side is scaled to 256 and the central 256x256 patch is kept,
-//! in one resampling pass: the central square of the source (side = the
-//! source's shorter side, at a possibly fractional offset) is resampled
-//! straight to 256x256 with a Lanczos3 filter (antialiasing, the filter of
-//! Pillow's `LANCZOS`). The format is chosen by the magic bytes, never by the
-//! file name.
+//! The paper's geometry: the image is rescaled so that its shorter side is
+//! 256 (the longer side to `round(L * 256 / S)`), and the central 256x256
+//! patch (offset `(L' - 256) / 2`, rounded down) is kept. Both happen in one
+//! resampling pass: the patch's footprint on the source is resampled
+//! straight to 256x256. The filter is antialiasing: Catmull-Rom (bicubic,
+//! the default) or Lanczos3 (Pillow's `LANCZOS`), see [`ResizeFilter`]. The
+//! format is chosen by the magic bytes, never by the file name.
 
 use std::io::Cursor;
 
@@ -28,12 +29,38 @@ pub const MAX_SOURCE_SIDE: usize = 1 << 15;
 const JPEG_MAGIC: [u8; 3] = [0xFF, 0xD8, 0xFF];
 const PNG_MAGIC: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
 
-/// The resampling filter used for the shorter-side-to-256 resize.
-pub const FILTER: FilterType = FilterType::Lanczos3;
+/// The resampling filter of the shorter-side-to-256 resize (both
+/// antialias: their support widens with the downscaling factor).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ResizeFilter {
+    /// Catmull-Rom cubic (support 2): about a third cheaper than Lanczos3.
+    #[default]
+    CatmullRom,
+    /// Lanczos, a = 3 (support 3): Pillow's `LANCZOS`.
+    Lanczos3,
+}
+
+impl ResizeFilter {
+    /// `"catmull-rom"` or `"lanczos3"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResizeFilter::CatmullRom => "catmull-rom",
+            ResizeFilter::Lanczos3 => "lanczos3",
+        }
+    }
+
+    fn filter_type(self) -> FilterType {
+        match self {
+            ResizeFilter::CatmullRom => FilterType::CatmullRom,
+            ResizeFilter::Lanczos3 => FilterType::Lanczos3,
+        }
+    }
+}
 
 /// A reusable decoder: keeps the resizer and the full-size RGB buffer
 /// between images (one per worker thread).
 pub struct Decoder256 {
+    filter: ResizeFilter,
     resizer: Resizer,
     rgb: Vec<u8>,
     raw: Vec<u8>,
@@ -46,9 +73,15 @@ impl Default for Decoder256 {
 }
 
 impl Decoder256 {
-    /// A new decoder with empty buffers.
+    /// A new decoder with empty buffers and the default filter.
     pub fn new() -> Self {
+        Self::with_filter(ResizeFilter::default())
+    }
+
+    /// A new decoder with empty buffers using `filter`.
+    pub fn with_filter(filter: ResizeFilter) -> Self {
         Decoder256 {
+            filter,
             resizer: Resizer::new(),
             rgb: Vec::new(),
             raw: Vec::new(),
@@ -158,12 +191,10 @@ impl Decoder256 {
             .map_err(|e| rerr(&e))?;
         let mut dst = Image::from_slice_u8(SIDE as u32, SIDE as u32, out, PixelType::U8x3)
             .map_err(|e| rerr(&e))?;
-        let side = w.min(h) as f64;
-        let left = (w as f64 - side) / 2.0;
-        let top = (h as f64 - side) / 2.0;
+        let (left, top, cw, ch) = center_crop_box(w, h);
         let options = ResizeOptions::new()
-            .resize_alg(ResizeAlg::Convolution(FILTER))
-            .crop(left, top, side, side);
+            .resize_alg(ResizeAlg::Convolution(self.filter.filter_type()))
+            .crop(left, top, cw, ch);
         self.resizer
             .resize(&src, &mut dst, &options)
             .map_err(|e| rerr(&e))
@@ -177,6 +208,25 @@ pub fn decode_to_256(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
     let mut out = vec![0u8; IMAGE_BYTES];
     Decoder256::new().decode_into(bytes, &mut out)?;
     Ok(out)
+}
+
+/// The source rectangle (left, top, width, height) that becomes the
+/// central 256x256 patch after scaling the shorter side to 256: the image
+/// scaled to `round(w * 256 / s) x round(h * 256 / s)`, cropped at
+/// `((W' - 256) / 2, (H' - 256) / 2)` (integer division), mapped back to
+/// source coordinates.
+pub fn center_crop_box(w: usize, h: usize) -> (f64, f64, f64, f64) {
+    let s = w.min(h) as f64;
+    let side = SIDE as f64;
+    let axis = |len: usize| {
+        let scaled = ((len as f64 * side / s).round() as usize).max(SIDE);
+        let offset = ((scaled - SIDE) / 2) as f64;
+        let k = len as f64 / scaled as f64; // source pixels per output pixel
+        (offset * k, side * k)
+    };
+    let (left, cw) = axis(w);
+    let (top, ch) = axis(h);
+    (left, top, cw, ch)
 }
 
 fn check_size(w: usize, h: usize) -> Result<(), DecodeError> {
@@ -308,6 +358,19 @@ mod tests {
                 assert_eq!(p, &[0, 255, 0], "pixel {x},{y}");
             }
         }
+    }
+
+    #[test]
+    fn crop_box_follows_resize_then_center_crop() {
+        // 500x375 -> 341x256 (round(500*256/375) = 341.33 -> 341), offset 42.
+        let (l, t, w, h) = center_crop_box(500, 375);
+        let k = 500.0 / 341.0;
+        assert!((l - 42.0 * k).abs() < 1e-9 && (w - 256.0 * k).abs() < 1e-9);
+        assert_eq!((t, h), (0.0, 375.0));
+        assert_eq!(center_crop_box(300, 300), (0.0, 0.0, 300.0, 300.0));
+        let (l, t, w, h) = center_crop_box(100, 400);
+        assert_eq!((l, w), (0.0, 100.0));
+        assert!((t - 150.0).abs() < 1e-9 && (h - 100.0).abs() < 1e-9);
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod stats;
 pub mod synth;
 
 pub use error::{DecodeError, PreprocessError};
-pub use image::{decode_to_256, Decoder256, IMAGE_BYTES, SIDE};
+pub use image::{decode_to_256, Decoder256, ResizeFilter, IMAGE_BYTES, SIDE};
 pub use manifest::Manifest;
 pub use pipeline::{
     run, shard_of, NoProgress, PreprocessConfig, ProgressSink, Split, SplitSummary, Summary,

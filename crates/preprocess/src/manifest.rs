@@ -56,6 +56,9 @@ pub struct DatasetIdentity {
     pub images_per_shard: usize,
     /// `--open-shards`.
     pub open_shards: usize,
+    /// `--filter` (resampling filter).
+    #[serde(default)]
+    pub resize_filter: String,
     /// The devkit, when one was given.
     pub devkit: Option<InputId>,
     /// Per split (`train`, `val`): its input.
@@ -98,6 +101,12 @@ pub(crate) fn check_and_record_identity(
             return Err(refuse(format!(
                 "format version {} (this program writes {})",
                 old.format_version, new.format_version
+            )));
+        }
+        if old.resize_filter != new.resize_filter {
+            return Err(refuse(format!(
+                "it was written with --filter {}, not {}",
+                old.resize_filter, new.resize_filter
             )));
         }
         if old.images_per_shard != new.images_per_shard || old.open_shards != new.open_shards {

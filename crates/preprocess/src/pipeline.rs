@@ -21,7 +21,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::devkit::{read_classes_tsv, read_devkit, write_classes_tsv, ClassInfo, Devkit};
 use crate::error::PreprocessError;
-use crate::image::{Decoder256, IMAGE_BYTES};
+use crate::image::{Decoder256, ResizeFilter, IMAGE_BYTES};
 use crate::manifest::{
     check_and_record_identity, head_tail_hash, record_split, DatasetIdentity, InputId, ShardEntry,
     SplitManifest, FORMAT_VERSION,
@@ -60,6 +60,8 @@ pub struct PreprocessConfig {
     pub open_shards: usize,
     /// Decode/resize threads; 0 = all cores.
     pub workers: usize,
+    /// Resampling filter.
+    pub filter: ResizeFilter,
     /// Set to `true` (e.g. from a Ctrl-C handler) to stop soon; open
     /// temporary shards are removed and the run returns `Interrupted`.
     pub cancel: Option<Arc<AtomicBool>>,
@@ -81,6 +83,7 @@ impl PreprocessConfig {
             images_per_shard: DEFAULT_IMAGES_PER_SHARD,
             open_shards: DEFAULT_OPEN_SHARDS,
             workers: 0,
+            filter: ResizeFilter::default(),
             cancel: None,
             halt_after_shards: None,
         }
@@ -289,6 +292,7 @@ pub fn run(
         format_version: FORMAT_VERSION,
         images_per_shard: cfg.images_per_shard,
         open_shards: cfg.open_shards,
+        resize_filter: cfg.filter.name().to_string(),
         devkit: devkit_id,
         splits: splits_id,
     };
@@ -405,11 +409,12 @@ struct Done {
 fn worker(
     rx: Receiver<Member>,
     tx: Sender<Done>,
+    recycled: Receiver<Vec<u8>>,
     done_shards: &HashSet<u64>,
     cfg: &PreprocessConfig,
     with_stats: bool,
 ) {
-    let mut dec = Decoder256::new();
+    let mut dec = Decoder256::with_filter(cfg.filter);
     for m in rx.iter() {
         let outcome =
             if done_shards.contains(&shard_of(m.index, cfg.images_per_shard, cfg.open_shards)) {
@@ -420,7 +425,9 @@ fn worker(
                     (_, Some(Err(r))) => Outcome::Skipped(r),
                     (_, None) => Outcome::Skipped("not read".into()),
                     (Ok(label), Some(Ok(bytes))) => {
-                        let mut image = vec![0u8; IMAGE_BYTES];
+                        let mut image = recycled
+                            .try_recv()
+                            .unwrap_or_else(|_| vec![0u8; IMAGE_BYTES]);
                         match dec.decode_into(&bytes, &mut image) {
                             Ok(()) => {
                                 let color = if with_stats {
@@ -504,6 +511,8 @@ fn process_split(
     let (work_tx, work_rx) = bounded::<Member>(window);
     let (done_tx, done_rx) = bounded::<Done>(window);
     let (credit_tx, credit_rx) = bounded::<()>(window);
+    // Image buffers handed back by the writer for reuse.
+    let (recycle_tx, recycle_rx) = bounded::<Vec<u8>>(window);
     for _ in 0..window {
         credit_tx.send(()).expect("credit channel has room");
     }
@@ -530,7 +539,8 @@ fn process_split(
             let rx = work_rx.clone();
             let tx = done_tx.clone();
             let done_shards = &done_shards;
-            scope.spawn(move || worker(rx, tx, done_shards, cfg, with_stats));
+            let recycled = recycle_rx.clone();
+            scope.spawn(move || worker(rx, tx, recycled, done_shards, cfg, with_stats));
         }
         drop(work_rx);
         drop(done_tx);
@@ -542,7 +552,7 @@ fn process_split(
             with_stats,
             cancelled: &cancelled,
         };
-        let written = writer.write_in_order(done_rx, credit_tx);
+        let written = writer.write_in_order(done_rx, credit_tx, recycle_tx);
         let reader_result = reader
             .join()
             .map_err(|_| PreprocessError::Internal("the reader thread panicked".into()))
@@ -643,6 +653,7 @@ impl Writer<'_> {
         &self,
         done_rx: Receiver<Done>,
         credit_tx: Sender<()>,
+        recycle_tx: Sender<Vec<u8>>,
     ) -> Result<Written, PreprocessError> {
         let Writer {
             cfg,
@@ -690,6 +701,7 @@ impl Writer<'_> {
                         open_shard(&mut open, dir, id, cfg, with_stats)?
                             .push_image(&image, label, &d.name, &color)?;
                         written += 1;
+                        let _ = recycle_tx.try_send(image);
                     }
                 }
                 next += 1;

@@ -12,6 +12,8 @@ use clap::Args as ClapArgs;
 use preprocess::synth::{self, SynthConfig};
 use preprocess::{NoProgress, PreprocessConfig};
 
+use crate::cmd_preprocess::FilterArg;
+
 #[derive(ClapArgs)]
 pub struct Args {
     /// Directory holding ILSVRC2012_img_train.tar (e.g. the real one, or
@@ -38,6 +40,9 @@ pub struct Args {
     /// Generated data: largest image side.
     #[arg(long, default_value_t = 500)]
     max_side: u32,
+    /// Resampling filter.
+    #[arg(long, value_enum, default_value_t = FilterArg::CatmullRom)]
+    filter: FilterArg,
     /// Also run the Python peer (2 processes) on the same tar and compare
     /// its output with ours.
     #[arg(long)]
@@ -90,6 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut cfg = PreprocessConfig::new(&ours);
     cfg.train_tar = Some(train_tar.clone());
     cfg.workers = args.workers;
+    cfg.filter = args.filter.into();
     let summary = preprocess::run(&cfg, &NoProgress).context("preprocess run")?;
     let rate = summary.images_per_second();
     eprintln!(
@@ -100,7 +106,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         size as f64 / 1e3 / summary.images().max(1) as f64
     );
     eprintln!(
-        "rust: written {} images, skipped {}, {:.2} s, {:.1} images/s",
+        "rust ({:?}): written {} images, skipped {}, {:.2} s, {:.1} images/s",
+        args.filter,
         summary.written_this_run(),
         summary.skipped(),
         summary.seconds,
