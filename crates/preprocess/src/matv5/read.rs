@@ -546,7 +546,7 @@ fn decode_numbers(ty: u32, data: &[u8], be: bool) -> Result<Vec<f64>, String> {
         be: bool,
         f: impl Fn([u8; N]) -> f64,
     ) -> Result<Vec<f64>, String> {
-        if data.len() % N != 0 {
+        if !data.len().is_multiple_of(N) {
             return Err(format!(
                 "{} data bytes are not a multiple of the {N}-byte element size",
                 data.len()
@@ -573,7 +573,7 @@ fn decode_numbers(ty: u32, data: &[u8], be: bool) -> Result<Vec<f64>, String> {
 fn decode_char_units(ty: u32, data: &[u8], be: bool) -> Result<Vec<u16>, String> {
     match ty {
         mi::UTF16 | mi::UINT16 => {
-            if data.len() % 2 != 0 {
+            if !data.len().is_multiple_of(2) {
                 return Err(format!("{} bytes of UTF-16 text (odd count)", data.len()));
             }
             Ok(data
@@ -587,7 +587,7 @@ fn decode_char_units(ty: u32, data: &[u8], be: bool) -> Result<Vec<u16>, String>
         }
         mi::UINT8 | mi::INT8 => Ok(data.iter().map(|&b| b as u16).collect()),
         mi::UTF32 => {
-            if data.len() % 4 != 0 {
+            if !data.len().is_multiple_of(4) {
                 return Err(format!("{} bytes of UTF-32 text", data.len()));
             }
             let mut units = Vec::new();
