@@ -15,10 +15,48 @@ pub struct CropInfo {
     pub flipped: bool,
 }
 
+/// Eight `f32`s on a 32-byte boundary: the unit of [`AlignedF32`].
+#[repr(C, align(32))]
+#[derive(Clone, Copy, Default)]
+struct Lane([f32; 8]);
+
+/// A growable `f32` buffer whose start is 32-byte aligned (for AVX stores).
+#[derive(Default)]
+pub(crate) struct AlignedF32 {
+    lanes: Vec<Lane>,
+}
+
+impl AlignedF32 {
+    /// Makes room for at least `len` values (new ones are zero; old ones stay).
+    pub(crate) fn grow(&mut self, len: usize) {
+        let lanes = len.div_ceil(8);
+        if self.lanes.len() < lanes {
+            self.lanes.resize(lanes, Lane::default());
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[f32] {
+        // SAFETY: `Lane` is `repr(C)` around `[f32; 8]`: `8 * len` initialised f32s.
+        unsafe {
+            std::slice::from_raw_parts(self.lanes.as_ptr() as *const f32, self.lanes.len() * 8)
+        }
+    }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
+        // SAFETY: as in `as_slice`, uniquely borrowed.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.lanes.as_mut_ptr() as *mut f32,
+                self.lanes.len() * 8,
+            )
+        }
+    }
+}
+
 /// The reusable memory of one batch.
 #[derive(Default)]
 pub(crate) struct Buffers {
-    pub f32s: Vec<f32>,
+    pub f32s: AlignedF32,
     pub u8s: Vec<u8>,
     pub labels: Vec<i64>,
     pub indices: Vec<u64>,
@@ -133,7 +171,7 @@ impl Batch {
             Output::F32Nchw,
             "Batch::images: this loader produces u8 images (use images_u8)"
         );
-        &self.buffers().f32s[..self.elements()]
+        &self.buffers().f32s.as_slice()[..self.elements()]
     }
 
     /// The raw `u8` crops, in the layout of [`Batch::shape`].

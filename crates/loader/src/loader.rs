@@ -516,7 +516,7 @@ fn build_batch(
 
     let mut b: Buffers = shared.pool.take();
     match cfg.output {
-        Output::F32Nchw => grow(&mut b.f32s, rows * per_view, 0.0),
+        Output::F32Nchw => b.f32s.grow(rows * per_view),
         Output::U8Nhwc | Output::U8Nchw => grow(&mut b.u8s, rows * per_view, 0),
     }
     grow(&mut b.crops, rows, CropInfo::default());
@@ -564,7 +564,7 @@ fn build_batch(
             let (view, light) = (vs[v], ls[v]);
             match cfg.output {
                 Output::F32Nchw => {
-                    let out = &mut b.f32s[row * per_view..][..per_view];
+                    let out = &mut b.f32s.as_mut_slice()[row * per_view..][..per_view];
                     render_f32(
                         &src,
                         view,
