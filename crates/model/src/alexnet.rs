@@ -178,7 +178,7 @@ pub fn parameter_specs(cfg: &AlexNetConfig) -> Vec<ParamSpec> {
 
 /// A convolution's parameters.
 #[derive(Debug, Clone)]
-struct Conv {
+pub(crate) struct Conv {
     w: Tensor,
     b: Tensor,
     stride: usize,
@@ -186,43 +186,43 @@ struct Conv {
 }
 
 impl Conv {
-    fn forward(&self, x: &Tensor, input_grad: bool) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor, input_grad: bool) -> Result<Tensor> {
         layers::conv2d(x, &self.w, &self.b, self.stride, self.padding, input_grad)
     }
 }
 
 /// A fully connected layer's parameters (weights `[in, out]`).
 #[derive(Debug, Clone)]
-struct Linear {
+pub(crate) struct Linear {
     w: Tensor,
     b: Tensor,
 }
 
 impl Linear {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         layers::linear(x, &self.w, &self.b)
     }
 }
 
 /// One tower's layers and its device.
 #[derive(Debug, Clone)]
-struct Tower {
-    device: Device,
-    conv1: Conv,
-    conv2: Conv,
-    conv3: Conv,
-    conv4: Conv,
-    conv5: Conv,
-    fc6: Linear,
-    fc7: Linear,
+pub(crate) struct Tower {
+    pub(crate) device: Device,
+    pub(crate) conv1: Conv,
+    pub(crate) conv2: Conv,
+    pub(crate) conv3: Conv,
+    pub(crate) conv4: Conv,
+    pub(crate) conv5: Conv,
+    pub(crate) fc6: Linear,
+    pub(crate) fc7: Linear,
 }
 
 /// The paper's AlexNet (two towers) or its single-tower half-width baseline.
 #[derive(Debug)]
 pub struct AlexNet {
-    cfg: AlexNetConfig,
-    towers: Vec<Tower>,
-    fc8: Linear,
+    pub(crate) cfg: AlexNetConfig,
+    pub(crate) towers: Vec<Tower>,
+    pub(crate) fc8: Linear,
     /// Bytes moved by [`AlexNet::exchange`] during the last forward pass.
     last_exchanged: AtomicUsize,
 }

@@ -20,6 +20,7 @@ pub mod init;
 pub mod layers;
 pub mod ops;
 pub mod placement;
+pub mod profile;
 pub mod sgd;
 
 pub use alexnet::{check_varmap, parameter_specs, AlexNet, ForwardMode, ParamSpec};
@@ -27,4 +28,10 @@ pub use config::{AlexNetConfig, ConfigError, SpatialSizes, Towers};
 pub use init::{Init, ParseInitError};
 pub use ops::LrnConfig;
 pub use placement::{Placement, PlacementError};
+pub use profile::LayerTiming;
 pub use sgd::PaperSgd;
+
+/// The Candle crates this crate is built on (same versions), for users that
+/// need tensors without declaring the dependency themselves.
+pub use candle_core;
+pub use candle_nn;

@@ -1,8 +1,154 @@
+//! `cargo xtask bench train-step`: images/s of one training step (forward,
+//! cross-entropy, backward, the paper's SGD update) on synthetic data that
+//! is already in memory. The last line is `<rate> images/s`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
+use model::candle_core::{self, Device, Tensor};
+use model::candle_nn::{self, VarMap};
+use model::{AlexNet, AlexNetConfig, ForwardMode, Init, PaperSgd, Placement};
 
 #[derive(ClapArgs)]
-pub struct Args {}
+pub struct Args {
+    /// `alexnet` (the paper) or `alexnet-small`.
+    #[arg(long, default_value = "alexnet")]
+    model: String,
+    /// Images per step.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Timed steps (after the warm-up).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Tower placement: `cpu`, `cuda:0`, `cuda:0,cuda:1`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Parameter initialisation: `paper` or `pytorch`.
+    #[arg(long, default_value = "paper")]
+    init: Init,
+    /// Number of classes (fc8 outputs).
+    #[arg(long, default_value_t = 1000)]
+    classes: usize,
+    /// The half-width single-tower baseline instead of two towers.
+    #[arg(long)]
+    single_tower: bool,
+    /// Print a per-layer forward/backward breakdown before the rate.
+    #[arg(long)]
+    layers: bool,
+    /// Repetitions per layer for `--layers` (median is reported).
+    #[arg(long, default_value_t = 3)]
+    layer_reps: usize,
+    /// Run every layer with stock Candle operations instead of the custom ones.
+    #[arg(long)]
+    stock_ops: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn synthetic_batch(
+    cfg: &AlexNetConfig,
+    batch: usize,
+    device: &Device,
+) -> anyhow::Result<(Tensor, Tensor)> {
+    let s = cfg.input_size;
+    // Mean-subtracted pixel scale.
+    let images = (Tensor::randn(0f32, 1.0, (batch, 3, s, s), &Device::Cpu)? * 60.0)?;
+    let labels: Vec<u32> = (0..batch).map(|i| (i * 7919 % cfg.num_classes) as u32).collect();
+    let labels = Tensor::from_vec(labels, batch, &Device::Cpu)?;
+    Ok((images.to_device(device)?, labels.to_device(device)?))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.batch_size == 0 || args.steps == 0 {
+        bail!("--batch-size and --steps must be positive");
+    }
+    let mut cfg = AlexNetConfig::by_name(&args.model, args.classes).with_context(|| {
+        format!("unknown model '{}': expected alexnet or alexnet-small", args.model)
+    })?;
+    if args.single_tower {
+        cfg = cfg.single_tower();
+    }
+    model::layers::use_stock_ops(args.stock_ops);
+    let placement = Placement::parse(&args.device)?;
+    let varmap = VarMap::new();
+    let net = AlexNet::new(&varmap, &cfg, &placement, args.init, 1)?;
+    let mut sgd = PaperSgd::new(&varmap, 0.01, 0.9, 5e-4)?;
+    let out_dev = net.output_device().clone();
+    let (images, labels) = synthetic_batch(&cfg, args.batch_size, &out_dev)?;
+    println!(
+        "model {} ({} parameters, {} tower(s)), device {}, batch {}, init {}, {} ops, {} threads",
+        args.model,
+        net.num_parameters(),
+        cfg.num_towers(),
+        args.device,
+        args.batch_size,
+        args.init,
+        if args.stock_ops { "stock candle" } else { "custom" },
+        candle_core::utils::get_num_threads(),
+    );
+
+    let mut phases = [Duration::ZERO; 3];
+    let mut total = Duration::ZERO;
+    for step in 0..args.warmup + args.steps {
+        let t0 = Instant::now();
+        let logits = net.forward(&images, ForwardMode::Train { dropout_seed: step as u64 })?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
+        out_dev.synchronize()?;
+        let t1 = Instant::now();
+        let grads = loss.backward()?;
+        out_dev.synchronize()?;
+        let t2 = Instant::now();
+        sgd.step(&grads)?;
+        drop(grads);
+        placement.tower_a.synchronize()?;
+        placement.tower_b.synchronize()?;
+        let t3 = Instant::now();
+        let loss = loss.to_scalar::<f32>()?;
+        if !loss.is_finite() {
+            bail!("loss is {loss} at step {step}");
+        }
+        if step >= args.warmup {
+            phases[0] += t1 - t0;
+            phases[1] += t2 - t1;
+            phases[2] += t3 - t2;
+            total += t3 - t0;
+        }
+    }
+    let n = args.steps as u32;
+    println!(
+        "per step: forward+loss {:.0} ms, backward {:.0} ms, sgd {:.0} ms, total {:.0} ms; {} exchanged bytes per batch",
+        ms(phases[0] / n),
+        ms(phases[1] / n),
+        ms(phases[2] / n),
+        ms(total / n),
+        net.exchanged_bytes(args.batch_size)
+    );
+
+    if args.layers {
+        let timings = net.profile_layers(&images, args.layer_reps)?;
+        println!("per layer (one instance; x = instances in the net), ms:");
+        println!("{:<7} {:>9} {:>9} {:>3}", "layer", "forward", "backward", "x");
+        let (mut f, mut b) = (0.0, 0.0);
+        for t in &timings {
+            println!(
+                "{:<7} {:>9.1} {:>9.1} {:>3}",
+                t.name,
+                ms(t.forward),
+                ms(t.backward),
+                t.count
+            );
+            f += ms(t.forward) * t.count as f64;
+            b += ms(t.backward) * t.count as f64;
+        }
+        println!("{:<7} {:>9.1} {:>9.1}", "sum", f, b);
+    }
+    let rate = (args.batch_size * args.steps) as f64 / total.as_secs_f64();
+    println!("{rate:.2} images/s");
+    Ok(())
 }
