@@ -4,8 +4,8 @@
 //! 256 (the longer side to `round(L * 256 / S)`), and the central 256x256
 //! patch (offset `(L' - 256) / 2`, rounded down) is kept. Both happen in one
 //! resampling pass: the patch's footprint on the source is resampled
-//! straight to 256x256. The filter is antialiasing: Catmull-Rom (bicubic,
-//! the default) or Lanczos3 (Pillow's `LANCZOS`), see [`ResizeFilter`]. The
+//! straight to 256x256. The filter is antialiasing: Lanczos3 (Pillow's
+//! `LANCZOS`, the default) or Catmull-Rom (bicubic), see [`ResizeFilter`]. The
 //! format is chosen by the magic bytes, never by the file name.
 
 use std::io::Cursor;
@@ -33,10 +33,10 @@ const PNG_MAGIC: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
 /// antialias: their support widens with the downscaling factor).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ResizeFilter {
-    /// Catmull-Rom cubic (support 2): about a third cheaper than Lanczos3.
-    #[default]
+    /// Catmull-Rom cubic (support 2): fewer taps than Lanczos3.
     CatmullRom,
-    /// Lanczos, a = 3 (support 3): Pillow's `LANCZOS`.
+    /// Lanczos, a = 3 (support 3): Pillow's `LANCZOS` (the default).
+    #[default]
     Lanczos3,
 }
 

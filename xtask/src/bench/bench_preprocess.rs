@@ -41,7 +41,7 @@ pub struct Args {
     #[arg(long, default_value_t = 500)]
     max_side: u32,
     /// Resampling filter.
-    #[arg(long, value_enum, default_value_t = FilterArg::CatmullRom)]
+    #[arg(long, value_enum, default_value_t = FilterArg::Lanczos3)]
     filter: FilterArg,
     /// Also run the Python peer (2 processes) on the same tar and compare
     /// its output with ours.
@@ -81,6 +81,13 @@ fn generate(args: &Args) -> anyhow::Result<PathBuf> {
     Ok(tar)
 }
 
+/// Peak resident set size (Linux `VmHWM`), in KiB.
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let train_tar = match &args.data {
         Some(d) => d.join(synth::TRAIN_TAR),
@@ -113,6 +120,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary.seconds,
         rate
     );
+    if let Some(kb) = peak_rss_kb() {
+        eprintln!("peak RSS of this process: {:.0} MB", kb as f64 / 1024.0);
+    }
     if !args.peer {
         println!("preprocess: {rate:.1} images/s");
         return Ok(());
