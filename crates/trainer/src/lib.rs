@@ -1,18 +1,43 @@
 //! Training, evaluation and prediction for the 2012 AlexNet.
 //!
-//! The pieces: the paper's learning-rate schedule ([`schedule`]), top-1/top-5
-//! counting ([`topk`]), 10-crop softmax averaging ([`views`]), per-epoch
-//! metrics files ([`metrics`]) and their PNG plot ([`plot`]).
+//! - [`train::train`]: the paper's recipe ([`TrainConfig::paper`]): loader
+//!   batches (augmented on the loader's threads) into [`model::AlexNet`],
+//!   cross-entropy, backward, [`model::PaperSgd`]; per epoch validation on the
+//!   centre crop, metrics files, a PNG plot and a checkpoint; resume from the
+//!   exact position; divergence stops the run naming the step.
+//! - [`evaluate`]: top-1/top-5 error on the centre crop and the paper's
+//!   10-crop test (softmax averaged over the views, [`views`]).
+//! - [`predict::Predictor`]: classify photos with a checkpoint.
+//! - Pieces usable alone: the learning-rate schedule ([`schedule`]), top-k
+//!   counting ([`topk`]), metrics files ([`metrics`]), the plot ([`plot`]),
+//!   checkpoints ([`checkpoint`]).
+//!
+//! A run directory holds `metrics.jsonl` and `metrics.csv` (one row per
+//! epoch), `curves.png`, `latest.json` and `checkpoints/` (see
+//! [`checkpoint`] for the layout). Each checkpoint directory is
+//! self-contained: prediction needs nothing else.
 
+pub mod arch;
 pub mod atomic;
+pub mod checkpoint;
 pub mod error;
+pub mod evaluate;
 pub mod metrics;
 pub mod plot;
+pub mod predict;
 pub mod schedule;
 pub mod topk;
+pub mod train;
 pub mod views;
 
+pub use arch::Architecture;
+pub use checkpoint::{Checkpoint, CheckpointState};
 pub use error::{Result, TrainerError};
+pub use evaluate::{
+    evaluate, evaluate_checkpoint, CheckpointEval, CheckpointEvalConfig, EvalOptions, EvalResult,
+};
 pub use metrics::{EpochMetrics, MetricsFiles};
+pub use predict::{ClassScore, Predictor};
 pub use schedule::{LrDecision, LrSchedule, ScheduleRule};
 pub use topk::TopKCounter;
+pub use train::{dropout_seed, train, TrainConfig, TrainOutcome};

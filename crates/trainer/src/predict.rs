@@ -1,0 +1,135 @@
+//! Classifying image files with a checkpoint: the same preprocessing as
+//! training (shorter side 256, centre 256 crop by the preprocess decoder,
+//! then the centre `input_size` crop minus the mean image at the same
+//! pixels), softmax, and the top classes with their words.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor, D};
+use loader::{ClassEntry, Stats};
+use model::{AlexNet, ForwardMode};
+
+use crate::checkpoint::Checkpoint;
+use crate::error::{io_err, Result, TrainerError};
+use crate::evaluate::load_network;
+
+/// One class and its probability.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassScore {
+    /// Class index.
+    pub index: usize,
+    /// WordNet ID.
+    pub wnid: String,
+    /// The class's words from `classes.tsv`.
+    pub words: String,
+    /// Softmax probability.
+    pub probability: f32,
+}
+
+/// A network with its class table and mean image, ready to classify photos.
+pub struct Predictor {
+    net: AlexNet,
+    classes: Vec<ClassEntry>,
+    stats: Stats,
+    input_size: usize,
+}
+
+impl Predictor {
+    /// Loads the checkpoint at `checkpoint` (run or checkpoint directory).
+    /// The class table and statistics come from `data_dir` when given,
+    /// otherwise from the copies inside the checkpoint directory.
+    pub fn open(checkpoint: &Path, data_dir: Option<&Path>, devices: &str) -> Result<Self> {
+        let ck = Checkpoint::open(checkpoint)?;
+        let (classes_dir, stats_path): (PathBuf, PathBuf) = match data_dir {
+            Some(d) => (d.to_path_buf(), d.join(crate::checkpoint::STATS_FILE)),
+            None => (ck.dir.clone(), ck.stats_path()),
+        };
+        let classes =
+            loader::read_classes(&classes_dir).map_err(|e| TrainerError::Data(e.to_string()))?;
+        if classes.len() != ck.state.num_classes {
+            return Err(TrainerError::Data(format!(
+                "{} lists {} classes, the checkpoint was trained on {}",
+                classes_dir.join(crate::checkpoint::CLASSES_FILE).display(),
+                classes.len(),
+                ck.state.num_classes
+            )));
+        }
+        let stats = Stats::open(&stats_path).map_err(|e| TrainerError::Data(e.to_string()))?;
+        let input_size = ck.state.architecture.input_size;
+        if stats.height < input_size || stats.width < input_size {
+            return Err(TrainerError::Data(format!(
+                "{}: mean image {}x{} is smaller than the {input_size} crop",
+                stats_path.display(),
+                stats.height,
+                stats.width
+            )));
+        }
+        let net = load_network(&ck, devices)?;
+        Ok(Self {
+            net,
+            classes,
+            stats,
+            input_size,
+        })
+    }
+
+    /// The top `k` classes of the image file at `path` (JPEG or PNG).
+    pub fn predict_file(&self, path: &Path, k: usize) -> Result<Vec<ClassScore>> {
+        let bytes = std::fs::read(path).map_err(io_err(path))?;
+        let rgb = preprocess::decode_to_256(&bytes)
+            .map_err(|e| TrainerError::Data(format!("{}: {e}", path.display())))?;
+        self.predict_rgb(&rgb, k)
+    }
+
+    /// The top `k` classes of a decoded image: RGB HWC of the mean image's
+    /// size (256x256 from the preprocess decoder).
+    pub fn predict_rgb(&self, rgb: &[u8], k: usize) -> Result<Vec<ClassScore>> {
+        let input = self.input_tensor(rgb)?;
+        let logits = self.net.forward(&input, ForwardMode::Eval)?;
+        let probs = candle_nn::ops::softmax(&logits, D::Minus1)?
+            .to_device(&Device::Cpu)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+        Ok(order
+            .into_iter()
+            .take(k)
+            .map(|i| ClassScore {
+                index: i,
+                wnid: self.classes[i].wnid.clone(),
+                words: self.classes[i].words.clone(),
+                probability: probs[i],
+            })
+            .collect())
+    }
+
+    /// The network's input for one decoded image: the centre crop minus
+    /// the mean image at the same pixels, `[1, 3, S, S]`, as the loader's
+    /// centre-crop mode builds it.
+    pub fn input_tensor(&self, rgb: &[u8]) -> Result<Tensor> {
+        let (h, w) = (self.stats.height, self.stats.width);
+        if rgb.len() != h * w * 3 {
+            return Err(TrainerError::Data(format!(
+                "decoded image has {} bytes, expected {h}x{w}x3",
+                rgb.len()
+            )));
+        }
+        let s = self.input_size;
+        let (y0, x0) = ((h - s) / 2, (w - s) / 2);
+        let mut chw = vec![0f32; 3 * s * s];
+        for c in 0..3 {
+            for y in 0..s {
+                for x in 0..s {
+                    let src = ((y0 + y) * w + (x0 + x)) * 3 + c;
+                    chw[(c * s + y) * s + x] = rgb[src] as f32 - self.stats.mean_image[src];
+                }
+            }
+        }
+        Ok(Tensor::from_vec(
+            chw,
+            (1, 3, s, s),
+            self.net.output_device(),
+        )?)
+    }
+}

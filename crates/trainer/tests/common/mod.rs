@@ -1,0 +1,129 @@
+//! A tiny learnable dataset in the layout of `cargo xtask preprocess`, and a
+//! tiny network, for fast CPU tests.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::str::FromStr;
+
+use hdf5::types::VarLenUnicode;
+use ndarray::{Array1, Array4};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use trainer::Architecture;
+
+/// Image side of the tiny dataset.
+pub const SIDE: usize = 72;
+/// Crop / network input side.
+pub const INPUT: usize = 64;
+/// Classes of the tiny dataset.
+pub const CLASSES: usize = 3;
+
+/// Image of class `class`: dim noise, plus a bright square in the class's
+/// colour channel at a random place.
+fn image(class: usize, rng: &mut ChaCha8Rng) -> Vec<u8> {
+    let mut img: Vec<u8> = (0..SIDE * SIDE * 3)
+        .map(|_| rng.random_range(40..100u8))
+        .collect();
+    let size = 28;
+    let y0 = rng.random_range(0..SIDE - size);
+    let x0 = rng.random_range(0..SIDE - size);
+    for y in y0..y0 + size {
+        for x in x0..x0 + size {
+            img[(y * SIDE + x) * 3 + class] = 230;
+        }
+    }
+    img
+}
+
+fn write_shard(path: &Path, images: &[Vec<u8>], labels: &[i64]) {
+    let n = images.len();
+    let file = hdf5::File::create(path).unwrap();
+    let flat: Vec<u8> = images.concat();
+    let arr = Array4::from_shape_vec((n, SIDE, SIDE, 3), flat).unwrap();
+    file.new_dataset::<u8>()
+        .chunk([1, SIDE, SIDE, 3])
+        .shape([n, SIDE, SIDE, 3])
+        .create("images")
+        .unwrap()
+        .write(&arr)
+        .unwrap();
+    file.new_dataset_builder()
+        .with_data(&Array1::from(labels.to_vec()))
+        .create("labels")
+        .unwrap();
+    let names: Array1<VarLenUnicode> = (0..n)
+        .map(|i| VarLenUnicode::from_str(&format!("img_{i:05}.JPEG")).unwrap())
+        .collect();
+    file.new_dataset_builder()
+        .with_data(&names)
+        .create("names")
+        .unwrap();
+}
+
+/// Writes `out/{train,val}/shard-00000.h5`, `out/stats.h5`, `out/classes.tsv`.
+pub fn write_dataset(out: &Path, train_per_class: usize, val_per_class: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(42);
+    let mut mean = vec![0f64; SIDE * SIDE * 3];
+    for (split, per_class) in [("train", train_per_class), ("val", val_per_class)] {
+        let dir = out.join(split);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut images = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..per_class * CLASSES {
+            let class = i % CLASSES;
+            let img = image(class, &mut rng);
+            if split == "train" {
+                for (m, &p) in mean.iter_mut().zip(&img) {
+                    *m += p as f64;
+                }
+            }
+            images.push(img);
+            labels.push(class as i64);
+        }
+        write_shard(&dir.join("shard-00000.h5"), &images, &labels);
+    }
+    let n = (train_per_class * CLASSES) as f64;
+    let mut stats = loader::Stats::neutral(SIDE, SIDE);
+    stats.mean_image = mean.iter().map(|m| (m / n) as f32).collect();
+    stats.rgb_mean = [128.0; 3];
+    stats.eigvals = [0.2175, 0.0188, 0.0045];
+    stats.eigvecs = [
+        [-0.5675, 0.7192, 0.4009],
+        [-0.5808, -0.0045, -0.8140],
+        [-0.5836, -0.6948, 0.4203],
+    ];
+    stats.count = n as u64;
+    loader::testing::write_stats(out, &stats).unwrap();
+    let classes: String = ["red", "green", "blue"]
+        .iter()
+        .enumerate()
+        .map(|(i, w)| format!("{i}\tn{:08}\t{w} square\n", 1000 + i))
+        .collect();
+    std::fs::write(out.join("classes.tsv"), classes).unwrap();
+}
+
+/// A very small two-tower network for 64x64 inputs.
+pub fn tiny_architecture() -> Architecture {
+    Architecture {
+        name: "tiny".into(),
+        conv_channels: [8, 16, 16, 16, 8],
+        fc_width: 64,
+        single_tower: false,
+        dropout: 0.5,
+        input_size: INPUT,
+    }
+}
+
+/// A training configuration for the tiny dataset.
+pub fn tiny_config(data: &Path, run: &Path) -> trainer::TrainConfig {
+    let mut cfg = trainer::TrainConfig::paper(data, run, tiny_architecture());
+    cfg.init = model::Init::PyTorch;
+    cfg.batch_size = 8;
+    cfg.epochs = 3;
+    cfg.threads = 2;
+    cfg.seed = 5;
+    cfg.verbose = false;
+    cfg.schedule = trainer::LrSchedule::plateau(0.03, 1);
+    cfg
+}
