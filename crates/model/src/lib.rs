@@ -21,6 +21,7 @@ pub mod layers;
 pub mod ops;
 pub mod placement;
 pub mod profile;
+mod relu;
 pub mod sgd;
 
 pub use alexnet::{check_varmap, parameter_specs, AlexNet, ForwardMode, ParamSpec};

@@ -63,7 +63,8 @@ fn momentum_state_round_trip_and_errors() {
         vec![0.5, -0.5]
     );
     // A zero gradient step applies v <- 0.9 v; w <- w + v.
-    let loss = (w.as_tensor() * 0.0).unwrap().sum_all().unwrap();
+    let zeros = Tensor::zeros(2, candle_core::DType::F32, &Device::Cpu).unwrap();
+    let loss = (w.as_tensor() * &zeros).unwrap().sum_all().unwrap();
     sgd.step(&loss.backward().unwrap()).unwrap();
     let got = w.as_tensor().to_vec1::<f32>().unwrap();
     assert!(
