@@ -154,7 +154,9 @@ impl AlexNet {
         let y = step("fc7", towers, &both(&y)?, true, &lin(&t.fc7))?;
         let y = step("relu7", towers, &y, true, &relu)?;
         let fc8 = self.fc8.clone();
-        step("fc8", 1, &both(&y)?, true, &move |x: &Tensor| fc8.forward(x))?;
+        step("fc8", 1, &both(&y)?, true, &move |x: &Tensor| {
+            fc8.forward(x)
+        })?;
         Ok(out)
     }
 }
