@@ -32,35 +32,40 @@ class Shards(Dataset):
             with h5py.File(p, "r") as f:
                 self.starts.append(self.starts[-1] + f["labels"].shape[0])
         with h5py.File(stats_path, "r") as f:
-            self.mean = np.asarray(f["mean_image"], dtype=np.float32)  # HWC
+            mean = np.asarray(f["mean_image"], dtype=np.float32)  # HWC
             self.eigvals = np.asarray(f["eigvals"], dtype=np.float64)
             self.eigvecs = np.asarray(f["eigvecs"], dtype=np.float64)  # columns
+        self.mean_chw = np.ascontiguousarray(mean.transpose(2, 0, 1))
         self.crop = crop
         self.lighting_std = lighting_std
-        self.files = None
+        self.images = None
 
     def __len__(self):
         return self.starts[-1]
 
     def __getitem__(self, index):
-        if self.files is None:  # one handle set per worker process
-            self.files = [h5py.File(p, "r") for p in self.paths]
+        if self.images is None:  # one set of handles per worker process
+            files = [h5py.File(p, "r") for p in self.paths]
+            self.images = [f["images"] for f in files]
+            self.labels = [np.asarray(f["labels"]) for f in files]
         s = bisect.bisect_right(self.starts, index) - 1
         local = index - self.starts[s]
-        f = self.files[s]
-        h, w = f["images"].shape[1:3]
+        images = self.images[s]
+        h, w = images.shape[1:3]
         c = self.crop
         y = np.random.randint(0, h - c + 1)
         x = np.random.randint(0, w - c + 1)
-        img = f["images"][local, y:y + c, x:x + c, :].astype(np.float32)
-        img -= self.mean[y:y + c, x:x + c, :]
+        # Read only the crop; flip and mean subtraction in one strided pass to CHW float32.
+        src = images[local, y:y + c, x:x + c, :].transpose(2, 0, 1)
+        mean = self.mean_chw[:, y:y + c, x:x + c]
         if np.random.rand() < 0.5:
-            img = img[:, ::-1, :]
+            src, mean = src[:, :, ::-1], mean[:, :, ::-1]
+        out = np.empty((3, c, c), np.float32)
+        np.subtract(src, mean, out=out, dtype=np.float32)
         if self.lighting_std > 0:
             a = np.random.normal(0.0, self.lighting_std, 3)
-            img += (255.0 * self.eigvecs @ (a * self.eigvals)).astype(np.float32)
-        chw = np.ascontiguousarray(img.transpose(2, 0, 1))
-        return torch.from_numpy(chw), int(f["labels"][local])
+            out += (255.0 * self.eigvecs @ (a * self.eigvals)).astype(np.float32)[:, None, None]
+        return torch.from_numpy(out), int(self.labels[s][local])
 
 
 def main():

@@ -99,7 +99,7 @@ fn subtract_row(out: &mut [f32], pixels: &[u8], mean: &[f32], offset: f32, scale
     let n = out.len();
     let (pixels, mean) = (&pixels[..n], &mean[..n]);
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-    if n % 8 == 0 && out.as_ptr() as usize % 32 == 0 {
+    if n.is_multiple_of(8) && (out.as_ptr() as usize).is_multiple_of(32) {
         // SAFETY: all three slices hold `n` elements, `n` is a multiple of 8
         // and `out` is 32-byte aligned.
         unsafe { simd::subtract_row_stream(out, pixels, Some(mean), offset, scale) };
@@ -115,7 +115,7 @@ fn offset_row(out: &mut [f32], pixels: &[u8], offset: f32, scale: f32) {
     let n = out.len();
     let pixels = &pixels[..n];
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-    if n % 8 == 0 && out.as_ptr() as usize % 32 == 0 {
+    if n.is_multiple_of(8) && (out.as_ptr() as usize).is_multiple_of(32) {
         // SAFETY: as in `subtract_row`.
         unsafe { simd::subtract_row_stream(out, pixels, None, offset, scale) };
         return;
@@ -246,6 +246,7 @@ mod simd {
 /// `out[c][r][i] = (src[y+r][x'][c] - mean[y+r][x'][c] + light[c]) * scale`
 /// with `x' = x + i`, or `x + crop - 1 - i` when flipped. `planes` is
 /// scratch of at least `3*crop` bytes.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn render_f32(
     src: &SourceRows<'_>,
     view: CropInfo,

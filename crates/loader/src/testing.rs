@@ -53,7 +53,7 @@ impl ShardSpec {
     /// `images` ImageNet-sized (256x256) images in shards of up to 1024, 1000 classes.
     pub fn imagenet_sized(images: usize) -> Self {
         let mut shards = vec![1024; images / 1024];
-        if images % 1024 != 0 {
+        if !images.is_multiple_of(1024) {
             shards.push(images % 1024);
         }
         ShardSpec {

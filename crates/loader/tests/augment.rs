@@ -10,8 +10,12 @@ const CROP: usize = 24;
 
 /// Source column shown at output column `i` of a view.
 fn source_x(view: loader::CropInfo, i: usize) -> usize {
+    source_x_in(view, i, CROP)
+}
+
+fn source_x_in(view: loader::CropInfo, i: usize, crop: usize) -> usize {
     if view.flipped {
-        view.x as usize + CROP - 1 - i
+        view.x as usize + crop - 1 - i
     } else {
         view.x as usize + i
     }
@@ -19,18 +23,27 @@ fn source_x(view: loader::CropInfo, i: usize) -> usize {
 
 /// Checks every value of every view: `out = (pixel - mean + light) * scale`.
 fn check_f32(batch: &Batch, mean: impl Fn(usize, usize, usize) -> f32, scale: f32) {
-    let per_view = 3 * CROP * CROP;
+    check_f32_crop(batch, mean, scale, CROP)
+}
+
+fn check_f32_crop(
+    batch: &Batch,
+    mean: impl Fn(usize, usize, usize) -> f32,
+    scale: f32,
+    crop: usize,
+) {
+    let per_view = 3 * crop * crop;
     for (row, view) in batch.crops().iter().enumerate() {
         let index = batch.indices()[row / batch.views()];
         let light = batch.lighting()[row];
         let out = &batch.images()[row * per_view..][..per_view];
         for c in 0..3 {
-            for r in 0..CROP {
-                for i in 0..CROP {
-                    let (sy, sx) = (view.y as usize + r, source_x(*view, i));
+            for r in 0..crop {
+                for i in 0..crop {
+                    let (sy, sx) = (view.y as usize + r, source_x_in(*view, i, crop));
                     let expect =
                         (pixel(index, sy, sx, c) as f32 - mean(sy, sx, c) + light[c]) * scale;
-                    let got = out[(c * CROP + r) * CROP + i];
+                    let got = out[(c * crop + r) * crop + i];
                     assert!(
                         (got - expect).abs() <= 1e-3 * expect.abs().max(1.0),
                         "image {index} view {row} c{c} r{r} i{i}: got {got}, expected {expect} ({view:?})"
@@ -265,6 +278,23 @@ fn u8_outputs_hold_the_raw_crops_in_the_documented_layouts() {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Crops whose rows are not a multiple of the vector width take the scalar
+/// paths; they must give the same values.
+#[test]
+fn odd_crop_sizes_are_exact_too() {
+    let fx = Fixture::new(&[7, 5], Storage::ChunkPerImage);
+    for crop in [17, 21, 31] {
+        let loader = fx.loader(LoaderConfig {
+            crop,
+            ..train_cfg()
+        });
+        for batch in collect(loader.epoch(0).unwrap()) {
+            assert_eq!(batch.shape(), [batch.len(), 3, crop, crop]);
+            check_f32_crop(&batch, mean_value, 1.0, crop);
         }
     }
 }
