@@ -148,14 +148,14 @@ impl AlexNetConfig {
     /// smallest input is 63x63).
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (i, &c) in self.conv_channels.iter().enumerate() {
-            if c == 0 || c % 2 != 0 {
+            if c == 0 || !c.is_multiple_of(2) {
                 return Err(ConfigError::OddWidth {
                     layer: format!("conv{}", i + 1),
                     width: c,
                 });
             }
         }
-        if self.fc_width == 0 || self.fc_width % 2 != 0 {
+        if self.fc_width == 0 || !self.fc_width.is_multiple_of(2) {
             return Err(ConfigError::OddWidth {
                 layer: "fc6/fc7".into(),
                 width: self.fc_width,
