@@ -1,7 +1,7 @@
 //! Forward and backward time of the custom ops against stock Candle at the
 //! paper's AlexNet shapes (one tower, batch 32 by default), in one run.
 //!
-//! `cargo run --release -p model --example ops_bench -- [batch] [repeats]`
+//! `cargo run --release -p model --example ops_bench -- [batch] [repeats] [name filter]`
 //!
 //! Backward is the time of `loss.backward()` with `loss = y.sum_all()`: the
 //! op's backward plus Candle's gradient bookkeeping, as in a train step.
@@ -35,7 +35,13 @@ where
         let args: Vec<Tensor> = inputs
             .iter()
             .zip(tracked)
-            .map(|(t, &tr)| if tr { Var::from_tensor(t).map(|v| v.as_tensor().clone()) } else { Ok(t.clone()) })
+            .map(|(t, &tr)| {
+                if tr {
+                    Var::from_tensor(t).map(|v| v.as_tensor().clone())
+                } else {
+                    Ok(t.clone())
+                }
+            })
             .collect::<Result<_>>()?;
         let t0 = Instant::now();
         let y = f(&args)?;
@@ -67,7 +73,11 @@ fn print(rows: &[Row]) {
         let (sf, sb, speed) = match r.stock {
             Some((f, b)) => {
                 stock_total += f + b;
-                (format!("{f:.1}"), format!("{b:.1}"), format!("{:.1}x", b / r.ours.1))
+                (
+                    format!("{f:.1}"),
+                    format!("{b:.1}"),
+                    format!("{:.1}x", b / r.ours.1),
+                )
             }
             None => ("-".into(), "-".into(), "-".into()),
         };
@@ -80,10 +90,22 @@ fn print(rows: &[Row]) {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let n = args.first().copied().unwrap_or(32);
     let repeats = args.get(1).copied().unwrap_or(3);
-    println!("batch {n}, {} rayon threads, median of {repeats}", rayon::current_num_threads());
+    // Optional non-numeric argument: run only the ops whose name contains it.
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| a.parse::<usize>().is_err())
+        .unwrap_or_default();
+    let wanted = |name: &str| name.contains(filter.as_str());
+    println!(
+        "batch {n}, {} rayon threads, median of {repeats}",
+        rayon::current_num_threads()
+    );
     let mut rows = Vec::new();
 
     // name, C, H, O, k, stride, pad, input_grad
@@ -95,43 +117,118 @@ fn main() -> Result<()> {
         ("conv5", 192, 13, 128, 3, 1, 1, true),
     ];
     for (name, c, h, o, k, s, p, input_grad) in convs {
+        if !wanted(name) {
+            continue;
+        }
         let x = randn(&[n, c, h, h], 1.0)?;
         let w = randn(&[o, c, k, k], 0.01)?;
         let b = randn(&[o], 0.01)?;
         let tracked = [input_grad, true, true];
-        let ours = time(|t| ops::conv2d(&t[0], &t[1], &t[2], s, p, input_grad), &[x.clone(), w.clone(), b.clone()], &tracked, repeats)?;
+        let ours = time(
+            |t| ops::conv2d(&t[0], &t[1], &t[2], s, p, input_grad),
+            &[x.clone(), w.clone(), b.clone()],
+            &tracked,
+            repeats,
+        )?;
         // Candle's conv backward fails unless the stride tiles the padded
         // input exactly; conv1 uses the equivalent 227x227 input, no padding.
-        let (xs, ps) = if (h + 2 * p - k) % s == 0 { (x, p) } else { (randn(&[n, c, 227, 227], 1.0)?, 0) };
-        let stock = time(|t| ops::conv2d_stock(&t[0], &t[1], &t[2], s, ps), &[xs, w, b], &tracked, repeats)?;
-        rows.push(Row { name: name.into(), shape: format!("{n}x{c}x{h}x{h} -> {o}, {k}x{k}/{s}"), ours, stock: Some(stock) });
+        let (xs, ps) = if (h + 2 * p - k) % s == 0 {
+            (x, p)
+        } else {
+            (randn(&[n, c, 227, 227], 1.0)?, 0)
+        };
+        let stock = time(
+            |t| ops::conv2d_stock(&t[0], &t[1], &t[2], s, ps),
+            &[xs, w, b],
+            &tracked,
+            repeats,
+        )?;
+        rows.push(Row {
+            name: name.into(),
+            shape: format!("{n}x{c}x{h}x{h} -> {o}, {k}x{k}/{s}"),
+            ours,
+            stock: Some(stock),
+        });
     }
 
     let cfg = LrnConfig::default();
     for (name, c, h) in [("lrn1", 48, 55), ("lrn2", 128, 27)] {
+        if !wanted(name) {
+            continue;
+        }
         let x = randn(&[n, c, h, h], 1.0)?;
-        let ours = time(|t| ops::lrn(&t[0], &cfg), std::slice::from_ref(&x), &[true], repeats)?;
+        let ours = time(
+            |t| ops::lrn(&t[0], &cfg),
+            std::slice::from_ref(&x),
+            &[true],
+            repeats,
+        )?;
         let stock = time(|t| ops::lrn_stock(&t[0], &cfg), &[x], &[true], repeats)?;
-        rows.push(Row { name: name.into(), shape: format!("{n}x{c}x{h}x{h}"), ours, stock: Some(stock) });
+        rows.push(Row {
+            name: name.into(),
+            shape: format!("{n}x{c}x{h}x{h}"),
+            ours,
+            stock: Some(stock),
+        });
     }
 
     for (name, c, h) in [("pool1", 48, 55), ("pool2", 128, 27), ("pool5", 128, 13)] {
+        if !wanted(name) {
+            continue;
+        }
         let x = randn(&[n, c, h, h], 1.0)?;
-        let ours = time(|t| ops::max_pool_overlapping(&t[0], 3, 2), std::slice::from_ref(&x), &[true], repeats)?;
+        let ours = time(
+            |t| ops::max_pool_overlapping(&t[0], 3, 2),
+            std::slice::from_ref(&x),
+            &[true],
+            repeats,
+        )?;
         // Stock Candle has no overlapping max-pool backward: the comparison is
         // the stock-op composition used off the CPU.
-        let stock = time(|t| ops::max_pool_overlapping_stock(&t[0], 3, 2), &[x], &[true], repeats)?;
-        rows.push(Row { name: name.into(), shape: format!("{n}x{c}x{h}x{h}, 3x3/2"), ours, stock: Some(stock) });
+        let stock = time(
+            |t| ops::max_pool_overlapping_stock(&t[0], 3, 2),
+            &[x],
+            &[true],
+            repeats,
+        )?;
+        rows.push(Row {
+            name: name.into(),
+            shape: format!("{n}x{c}x{h}x{h}, 3x3/2"),
+            ours,
+            stock: Some(stock),
+        });
     }
 
-    for (name, i, o) in [("fc6", 9216, 2048), ("fc7", 4096, 2048), ("fc8", 4096, 1000)] {
+    for (name, i, o) in [
+        ("fc6", 9216, 2048),
+        ("fc7", 4096, 2048),
+        ("fc8", 4096, 1000),
+    ] {
+        if !wanted(name) {
+            continue;
+        }
         let x = randn(&[n, i], 1.0)?;
         let w = randn(&[i, o], 0.01)?;
         let b = randn(&[o], 0.01)?;
         let inputs = [x, w, b];
-        let ours = time(|t| ops::linear(&t[0], &t[1], &t[2]), &inputs, &[true; 3], repeats)?;
-        let stock = time(|t| ops::linear_stock(&t[0], &t[1], &t[2]), &inputs, &[true; 3], repeats)?;
-        rows.push(Row { name: name.into(), shape: format!("{n}x{i} -> {o}"), ours, stock: Some(stock) });
+        let ours = time(
+            |t| ops::linear(&t[0], &t[1], &t[2]),
+            &inputs,
+            &[true; 3],
+            repeats,
+        )?;
+        let stock = time(
+            |t| ops::linear_stock(&t[0], &t[1], &t[2]),
+            &inputs,
+            &[true; 3],
+            repeats,
+        )?;
+        rows.push(Row {
+            name: name.into(),
+            shape: format!("{n}x{i} -> {o}"),
+            ours,
+            stock: Some(stock),
+        });
     }
     print(&rows);
     Ok(())
