@@ -42,12 +42,16 @@ impl Appearance {
     /// and distinct hues.
     pub fn of_class(class: usize) -> Appearance {
         let c = class % DISTINCT_APPEARANCES;
+        // c = 288 * background + 8 * (12 * a + b) + r; for a fixed shape r,
+        // (b, a) -> (hue, texture) is one-to-one (7 is prime to 12), and
+        // classes sharing a shape differ in hue and texture at once.
         let r = c % 8;
         let q = (c / 8) % 36;
+        let (a, b) = (q / 12, q % 12);
         Appearance {
             shape: r,
-            hue: (5 * r + q) % 12,
-            texture: (q / 12 + r) % 3,
+            hue: (5 * r + 7 * b) % 12,
+            texture: (r + a + b) % 3,
             background: c / 288,
         }
     }
@@ -131,7 +135,10 @@ impl XorShift {
 /// Renders an RGB (HWC, 8-bit) picture of class appearance `app`.
 pub fn render(app: Appearance, width: u32, height: u32, rng: &mut ChaCha8Rng) -> Vec<u8> {
     let (w, h) = (width as usize, height as usize);
-    let mut img = vec![0f32; w * h * 3];
+    let mut img = vec![0u8; w * h * 3];
+    // Global brightness change, applied to every colour drawn.
+    let gain: f32 = rng.random_range(0.8..1.15);
+    let lit = |c: [f32; 3]| c.map(|v| v * gain);
 
     // Background: gradient between two low-saturation colours, plus noise.
     let (vlo, vhi) = match app.background {
@@ -139,43 +146,48 @@ pub fn render(app: Appearance, width: u32, height: u32, rng: &mut ChaCha8Rng) ->
         2 => (0.65, 0.95),
         _ => (0.2, 0.8),
     };
-    let c0 = hsv(
+    let c0 = lit(hsv(
         rng.random_range(0.0..360.0),
         rng.random_range(0.0..0.3),
         rng.random_range(vlo..vhi),
-    );
-    let c1 = hsv(
+    ));
+    let c1 = lit(hsv(
         rng.random_range(0.0..360.0),
         rng.random_range(0.0..0.3),
         rng.random_range(vlo..vhi),
-    );
+    ));
     let angle: f32 = rng.random_range(0.0..std::f32::consts::TAU);
     let (gx, gy) = (angle.cos() / w as f32, angle.sin() / h as f32);
-    let noise_amp: f32 = if app.background == 3 {
-        70.0
-    } else {
-        rng.random_range(4.0..20.0)
-    };
+    let noise_amp: f32 = gain
+        * if app.background == 3 {
+            70.0
+        } else {
+            rng.random_range(4.0..20.0)
+        };
     let mut noise = XorShift(rng.random::<u32>() | 1);
-    for y in 0..h {
-        for x in 0..w {
-            let t = ((x as f32 * gx + y as f32 * gy) * 0.5 + 0.5).clamp(0.0, 1.0);
-            let n = (noise.next() >> 24) as f32 / 255.0 - 0.5;
-            let p = (y * w + x) * 3;
-            for k in 0..3 {
-                img[p + k] = c0[k] + (c1[k] - c0[k]) * t + n * noise_amp;
-            }
+    let d = [c1[0] - c0[0], c1[1] - c0[1], c1[2] - c0[2]];
+    let noise_scale = noise_amp / 255.0;
+    // + 0.5 rounds; `as u8` saturates to 0..=255.
+    let base = [c0[0] + 0.5, c0[1] + 0.5, c0[2] + 0.5];
+    for (y, row) in img.chunks_exact_mut(w * 3).enumerate() {
+        let t_row = y as f32 * gy * 0.5 + 0.5;
+        for (x, px) in row.chunks_exact_mut(3).enumerate() {
+            let t = (x as f32 * gx * 0.5 + t_row).clamp(0.0, 1.0);
+            let n = ((noise.next() >> 24) as f32 - 127.5) * noise_scale;
+            px[0] = (base[0] + d[0] * t + n) as u8;
+            px[1] = (base[1] + d[1] * t + n) as u8;
+            px[2] = (base[2] + d[2] * t + n) as u8;
         }
     }
 
     let short = w.min(h) as f32;
     // Distractors: small low-saturation blobs.
     for _ in 0..rng.random_range(2..6) {
-        let col = hsv(
+        let col = quantise(lit(hsv(
             rng.random_range(0.0..360.0),
             rng.random_range(0.0..0.2),
             rng.random_range(0.1..0.95),
-        );
+        )));
         let r = short * rng.random_range(0.03..0.1);
         let cx = rng.random_range(0.0..w as f32);
         let cy = rng.random_range(0.0..h as f32);
@@ -194,12 +206,13 @@ pub fn render(app: Appearance, width: u32, height: u32, rng: &mut ChaCha8Rng) ->
 
     // The object.
     let base_hue = app.hue as f32 * 30.0 + rng.random_range(-8.0..8.0);
-    let main = hsv(
+    let main = lit(hsv(
         base_hue,
         rng.random_range(0.7..1.0),
         rng.random_range(0.75..1.0),
-    );
-    let dark = [main[0] * 0.35, main[1] * 0.35, main[2] * 0.35];
+    ));
+    let dark = quantise([main[0] * 0.35, main[1] * 0.35, main[2] * 0.35]);
+    let main = quantise(main);
     let radius = short * rng.random_range(0.2..0.4);
     let cx = w as f32 * rng.random_range(0.3..0.7);
     let cy = h as f32 * rng.random_range(0.3..0.7);
@@ -238,26 +251,26 @@ pub fn render(app: Appearance, width: u32, height: u32, rng: &mut ChaCha8Rng) ->
             }
         },
     );
+    img
+}
 
-    // Global brightness change, then quantise.
-    let gain: f32 = rng.random_range(0.8..1.15);
-    img.iter()
-        .map(|&x| (x * gain).round().clamp(0.0, 255.0) as u8)
-        .collect()
+/// Rounds a colour to 8 bits (saturating).
+fn quantise(c: [f32; 3]) -> [u8; 3] {
+    c.map(|v| (v + 0.5) as u8)
 }
 
 /// Paints `colour(dx, dy)` where `mask(dx, dy)` holds, within `reach` of
 /// (cx, cy); dx, dy are offsets from the centre.
 #[allow(clippy::too_many_arguments)]
 fn fill(
-    img: &mut [f32],
+    img: &mut [u8],
     w: usize,
     h: usize,
     cx: f32,
     cy: f32,
     reach: f32,
     mask: impl Fn(f32, f32) -> bool,
-    colour: impl Fn(f32, f32) -> [f32; 3],
+    colour: impl Fn(f32, f32) -> [u8; 3],
 ) {
     let x0 = (cx - reach).floor().max(0.0) as usize;
     let x1 = ((cx + reach).ceil().max(0.0) as usize).min(w);
@@ -272,5 +285,40 @@ fn fill(
                 img[p..p + 3].copy_from_slice(&c);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn appearances_are_distinct_up_to_the_limit() {
+        let mut seen = std::collections::HashSet::new();
+        for c in 0..DISTINCT_APPEARANCES {
+            let a = Appearance::of_class(c);
+            assert!(
+                seen.insert((a.shape, a.hue, a.texture, a.background)),
+                "class {c}"
+            );
+        }
+        // Ten classes: the two that share a shape differ in hue and texture.
+        for (x, y) in [(0, 8), (1, 9)] {
+            let (a, b) = (Appearance::of_class(x), Appearance::of_class(y));
+            assert_eq!(a.shape, b.shape);
+            assert!(a.hue != b.hue && a.texture != b.texture);
+        }
+    }
+
+    #[test]
+    fn render_is_deterministic_and_sized() {
+        let app = Appearance::of_class(5);
+        let a = render(app, 33, 21, &mut ChaCha8Rng::seed_from_u64(3));
+        let b = render(app, 33, 21, &mut ChaCha8Rng::seed_from_u64(3));
+        let c = render(app, 33, 21, &mut ChaCha8Rng::seed_from_u64(4));
+        assert_eq!(a.len(), 33 * 21 * 3);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
     }
 }

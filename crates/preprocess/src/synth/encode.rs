@@ -107,3 +107,28 @@ pub fn encode_file(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmyk_converts_back_to_the_same_rgb() {
+        let mut rgb = Vec::new();
+        for r in (0..=255u32).step_by(15) {
+            for g in (0..=255u32).step_by(17) {
+                for b in [0u32, 1, 128, 254, 255] {
+                    rgb.extend_from_slice(&[r as u8, g as u8, b as u8]);
+                }
+            }
+        }
+        let cmyk = rgb_to_cmyk(&rgb);
+        for (p, q) in rgb.chunks_exact(3).zip(cmyk.chunks_exact(4)) {
+            let k = 255 - q[3] as i32;
+            for ch in 0..3 {
+                let back = (255 - q[ch] as i32) * k / 255;
+                assert!((back - p[ch] as i32).abs() <= 1, "{p:?} -> {q:?}");
+            }
+        }
+    }
+}
