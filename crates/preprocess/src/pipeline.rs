@@ -506,8 +506,11 @@ fn process_split(
     } else {
         cfg.workers
     };
-    // Results in flight (read, decoding, or waiting to be written in order).
-    let window = (8 * workers).max(32);
+    // Inputs in flight (read, decoding, or waiting to be written in order).
+    // Wide enough that one slow (or descheduled) worker does not stall the
+    // others while the writer waits for its result; bounded, so memory is
+    // about window x (file + 192 KiB), e.g. 256 x 300 KiB = 75 MiB.
+    let window = (64 * workers).clamp(256, 1024);
     let (work_tx, work_rx) = bounded::<Member>(window);
     let (done_tx, done_rx) = bounded::<Done>(window);
     let (credit_tx, credit_rx) = bounded::<()>(window);
