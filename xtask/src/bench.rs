@@ -3,6 +3,7 @@
 
 use clap::{Args, Subcommand};
 
+mod bench_device_check;
 mod bench_loader;
 mod bench_preprocess;
 mod bench_train_step;
@@ -21,6 +22,8 @@ enum Bench {
     Loader(bench_loader::Args),
     /// Training-step throughput (images/s): forward, loss, backward, SGD update.
     TrainStep(bench_train_step::Args),
+    /// Same network on the CPU and on a placement: logits, loss, gradients, SGD step agree.
+    DeviceCheck(bench_device_check::Args),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -28,5 +31,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Preprocess(a) => bench_preprocess::run(a),
         Bench::Loader(a) => bench_loader::run(a),
         Bench::TrainStep(a) => bench_train_step::run(a),
+        Bench::DeviceCheck(a) => bench_device_check::run(a),
     }
 }

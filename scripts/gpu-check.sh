@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# The one script for a GPU machine: correctness of the CUDA placements against
+# the CPU, training images/s of the paper's AlexNet (data on the GPU, and fed
+# by the real loader), and PyTorch on the same net and card.
+#
+# Run from the repository root with the stripped CUDA binary in dist/ (built
+# elsewhere with scripts/gpu-build.sh):
+#     scripts/gpu-check.sh
+# Everything goes to $OUT (if set) or ./gpu-results: one log per step,
+# summary.txt at the end. Every step is time-boxed; the whole run stays
+# within BUDGET seconds (default 540) and skips what no longer fits.
+#
+# Env: XTASK (dist/xtask-cuda), BUDGET (540), STEPS (train-step timed steps,
+#      20), BATCH (128), DEVICE=cpu (plumbing test without a GPU: the normal
+#      release binary, CPU placements, alexnet-small, tiny step counts).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+RES=${OUT:-$PWD/gpu-results}
+mkdir -p "$RES"
+START=$(date +%s)
+BUDGET=${BUDGET:-540}
+SUMMARY=$RES/summary.txt
+: >"$SUMMARY"
+say() { echo "$*" | tee -a "$SUMMARY"; }
+
+if [ "${DEVICE:-cuda}" = cpu ]; then
+    XTASK=${XTASK:-target/release/xtask}
+    DEV1=cpu; DEV2=cpu,cpu; DEV_2GPU=""
+    MODEL=alexnet-small; BATCH=${BATCH:-8}; STEPS=${STEPS:-2}
+    SYNTH=(--classes 4 --train-per-class 24 --val-images 16 --min-side 256 --max-side 320)
+    TORCH_MODE=(--bench --batch-size "$BATCH" --steps "$STEPS" --warmup 1)
+else
+    XTASK=${XTASK:-dist/xtask-cuda}
+    DEV1=cuda:0; DEV2=cuda:0,cuda:0; DEV_2GPU=""
+    MODEL=alexnet; BATCH=${BATCH:-128}; STEPS=${STEPS:-20}
+    # 10 x 640 train images = 50 steps of 128 per epoch; val 512.
+    SYNTH=(--classes 10 --train-per-class 640 --val-images 512 --min-side 300 --max-side 500)
+    TORCH_MODE=(--gpu-bench --batch-size "$BATCH" --steps "$STEPS")
+    # Libraries from the Python wheels (torch's CUDA 13 ones); the driver gives libcuda.so.1.
+    SP=$(python3 -c 'import sysconfig;print(sysconfig.get_paths()["purelib"])' 2>/dev/null || true)
+    [ -n "$SP" ] && export LD_LIBRARY_PATH=$SP/nvidia/cu13/lib:$SP/nvidia/cudnn/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+    [ "${GPUS:-0}" -ge 2 ] && DEV_2GPU=cuda:0,cuda:1
+fi
+[ -x "$XTASK" ] || { echo "no binary at $XTASK (build it with scripts/gpu-build.sh)"; exit 2; }
+
+# step NAME SECONDS CMD...: runs CMD with its output in $RES/NAME.log, killed
+# after SECONDS or when the overall budget runs out; records rc and time.
+step() {
+    local name=$1 limit=$2; shift 2
+    local left=$((BUDGET - ($(date +%s) - START)))
+    if [ "$left" -lt 15 ]; then say "[$name] SKIPPED (budget spent)"; return 99; fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    echo "== [$name] (limit ${limit}s) $*"
+    local t0=$(date +%s.%N)
+    timeout -k 5 "$limit" "$@" >"$RES/$name.log" 2>&1
+    local rc=$?
+    local secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+    tail -n 4 "$RES/$name.log" | sed 's/^/    /'
+    say "[$name] rc=$rc ${secs}s$([ $rc = 124 ] && echo ' TIMED OUT')"
+    return $rc
+}
+last_rate() { grep -oE '^[0-9.]+ images/s' "$RES/$1.log" 2>/dev/null | tail -1 | cut -d' ' -f1; }
+
+say "gpu-check $(date -u +%FT%TZ) on $(hostname), binary $XTASK, budget ${BUDGET}s"
+if [ "${DEVICE:-cuda}" != cpu ]; then
+    nvidia-smi --query-gpu=index,name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | tee -a "$SUMMARY"
+    ldd "$XTASK" | grep -E 'not found|cuda|cublas|curand|nvrtc|cudnn' >"$RES/ldd.txt" 2>&1
+    grep -q 'not found' "$RES/ldd.txt" && { say "missing libraries:"; cat "$RES/ldd.txt" | tee -a "$SUMMARY"; }
+fi
+nproc | sed 's/^/cpu cores: /' | tee -a "$SUMMARY"
+
+# 1. Correctness against the CPU (tiny configuration).
+step check-one-device 60 "$XTASK" bench device-check --devices "$DEV1"
+step check-split 60 "$XTASK" bench device-check --devices "$DEV2"
+if [ "${DEVICE:-cuda}" != cpu ]; then
+    step check-split-streams 60 "$XTASK" bench device-check --devices "$DEV2" --separate-streams
+fi
+[ -n "$DEV_2GPU" ] && step check-two-gpus 60 "$XTASK" bench device-check --devices "$DEV_2GPU"
+for f in "$RES"/check-*.log; do say "  $(basename "$f" .log): $(grep -E '^placement:|^(PASS|FAIL)' "$f" | tr '\n' ' ')"; done
+
+# 2. PyTorch on the same net and card (fp32 and TF32), early: it is quick.
+if python3 -c 'import torch' 2>/dev/null; then
+    step torch 120 python3 scripts/reference/alexnet_torch.py "${TORCH_MODE[@]}"
+else
+    say "[torch] SKIPPED (python3 has no torch)"
+fi
+
+# 3. Candle training step on data already on the device.
+step train-step-one-device 150 "$XTASK" bench train-step --model "$MODEL" --batch-size "$BATCH" \
+    --steps "$STEPS" --warmup 3 --device "$DEV1"
+step train-step-split 150 "$XTASK" bench train-step --model "$MODEL" --batch-size "$BATCH" \
+    --steps "$STEPS" --warmup 3 --device "$DEV2"
+[ -n "$DEV_2GPU" ] && step train-step-two-gpus 150 "$XTASK" bench train-step --model "$MODEL" \
+    --batch-size "$BATCH" --steps "$STEPS" --warmup 3 --device "$DEV_2GPU"
+
+# 4. Fed by the real loader: generate, preprocess, train two epochs (the
+#    second is the steady-state rate; metrics.csv has img/s and the share of
+#    time spent waiting for data). Data and checkpoints stay out of $RES.
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")
+DATA=$WORK/data
+step synth 120 "$XTASK" synth --out "$DATA/raw" "${SYNTH[@]}" --no-odd-files --seed 1 &&
+    step preprocess 150 "$XTASK" preprocess --train-tar "$DATA/raw/ILSVRC2012_img_train.tar" \
+        --val-tar "$DATA/raw/ILSVRC2012_img_val.tar" --devkit "$DATA/raw/ILSVRC2012_devkit_t12.tar.gz" \
+        --out "$DATA/shards" --quiet &&
+    { step train-loader 200 "$XTASK" train --data "$DATA/shards" --run-dir "$WORK/run" --model "$MODEL" \
+        --init pytorch --devices "$DEV1" --batch-size "$BATCH" --epochs 2 --quiet
+      cp "$WORK/run/metrics.csv" "$RES/train-loader-metrics.csv" 2>/dev/null
+      step loader-alone 60 "$XTASK" bench loader --data "$DATA/shards" --threads "$(nproc)" \
+        --batch-size "$BATCH" --batches 32; }
+rm -rf "$WORK"
+
+# 5. Per-layer breakdown (where the time goes), if time is left.
+step layers 120 "$XTASK" bench train-step --model "$MODEL" --batch-size "$BATCH" --steps 2 \
+    --warmup 1 --device "$DEV1" --layers
+
+# Summary: rates, ratio to PyTorch, fraction of the card's peak.
+C1=$(last_rate train-step-one-device); C2=$(last_rate train-step-split)
+say ""
+say "candle train-step $MODEL batch $BATCH on $DEV1: ${C1:-n/a} images/s; split $DEV2: ${C2:-n/a} images/s"
+EPOCH=$(awk -F, 'NR>1{r=$11; w=$12} END{if (r) printf "%.1f images/s, data wait %.1f%%", r, 100*w}' \
+    "$RES/train-loader-metrics.csv" 2>/dev/null)
+say "candle fed by the loader ($DEV1, last epoch): ${EPOCH:-n/a}; loader alone: $(last_rate loader-alone || true) images/s"
+TJSON=$(grep -E '^\{"pytorch_images_per_s"' "$RES/torch.log" 2>/dev/null | tail -1)
+TCPU=$(last_rate torch)
+say "pytorch: ${TJSON:-${TCPU:+$TCPU images/s (CPU)}}"
+NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+python3 - "$MODEL" "${C1:-}" "${TJSON:-}" "${NAME:-cpu}" <<'PY' | tee -a "$SUMMARY"
+import json, sys
+model, c1, tjson, name = sys.argv[1:5]
+# Forward multiply-adds of the paper net at 224 (conv1 pad 2, grouped conv2/4/5):
+# conv1 105.4M, conv2 223.9M, conv3 149.5M, conv4 112.1M, conv5 74.8M, fc 58.6M
+# = 724M MACs = 1.45 GFLOPs; a training step is about 3x (forward + two
+# backward products): 4.35 GFLOPs per image.
+flops = 4.35e9 if model == "alexnet" else None
+# Dense peaks (TFLOP/s): fp32 on CUDA cores, TF32 on tensor cores.
+peaks = {"H100 PCIe": (51, 378), "H100 NVL": (60, 418), "H100": (67, 494), "H200": (67, 494)}
+peak = next((v for k, v in peaks.items() if k in name), None)
+c1 = float(c1) if c1 else None
+torch_rates = json.loads(tjson)["pytorch_images_per_s"] if tjson else {}
+for label, r in torch_rates.items():
+    if c1:
+        print(f"candle / pytorch {label}: {c1 / r:.2f}")
+for label, r in [("candle", c1)] + [(f"pytorch {k}", v) for k, v in torch_rates.items()]:
+    if r and flops and peak:
+        tf = r * flops / 1e12
+        print(f"{label}: {tf:.1f} TFLOP/s = {100 * tf / peak[0]:.0f}% of {name} fp32 peak "
+              f"({peak[0]}), {100 * tf / peak[1]:.0f}% of TF32 peak ({peak[1]})")
+PY
+say "total $(( $(date +%s) - START ))s; logs in $RES"
