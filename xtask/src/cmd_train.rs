@@ -438,7 +438,7 @@ pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
     cfg.devices = args.devices.clone();
     cfg.epochs = args.epochs;
     cfg.batch_size = QUICKSTART_BATCH;
-    cfg.schedule = LrSchedule::plateau(QUICKSTART_LR, 1);
+    cfg.schedule = LrSchedule::plateau(QUICKSTART_LR, 2);
     cfg.threads = threads;
     println!(
         "[3/4] training alexnet-small on {} for {} epochs (init pytorch, batch {}, lr {})",

@@ -37,6 +37,9 @@ pub fn draw_curves(path: &Path, history: &[EpochMetrics]) -> Result<()> {
 
 type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
+/// A curve: legend name, the value it plots, its colour.
+type Curve = (&'static str, fn(&EpochMetrics) -> f64, RGBColor);
+
 fn draw(path: &Path, history: &[EpochMetrics]) -> DrawResult {
     let root = BitMapBackend::new(path, (1200, 480)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -72,7 +75,7 @@ fn draw(path: &Path, history: &[EpochMetrics]) -> DrawResult {
         .y_desc("cross-entropy")
         .label_style((FAMILY, 14))
         .draw()?;
-    let curves: [(&str, fn(&EpochMetrics) -> f64, RGBColor); 2] = [
+    let curves: [Curve; 2] = [
         ("train", |m| m.train_loss, BLUE),
         ("val (centre crop)", |m| m.val_loss, RED),
     ];
@@ -111,7 +114,7 @@ fn draw(path: &Path, history: &[EpochMetrics]) -> DrawResult {
         .draw()?;
     let green = RGBColor(0, 150, 0);
     let orange = RGBColor(230, 130, 0);
-    let curves: [(&str, fn(&EpochMetrics) -> f64, RGBColor); 4] = [
+    let curves: [Curve; 4] = [
         ("train top-1", |m| m.train_top1_error, BLUE),
         ("val top-1", |m| m.val_top1_error, RED),
         ("train top-5", |m| m.train_top5_error, green),

@@ -125,7 +125,9 @@ impl LrSchedule {
                     self.epochs_without_improvement >= patience
                 }
             }
-            ScheduleRule::Step { step_epochs } => epochs_done > 0 && epochs_done % step_epochs == 0,
+            ScheduleRule::Step { step_epochs } => {
+                epochs_done > 0 && epochs_done.is_multiple_of(step_epochs)
+            }
         };
         if !due || self.reductions >= self.max_reductions {
             return LrDecision::Keep;

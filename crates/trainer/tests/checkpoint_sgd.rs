@@ -25,7 +25,7 @@ fn paper_sgd_matches_the_formula_on_a_known_tensor() {
     let ct = Tensor::new(&c, &Device::Cpu).unwrap();
 
     let mut w_ref: Vec<f64> = w0.iter().map(|&x| x as f64).collect();
-    let mut v_ref = vec![0f64; 3];
+    let mut v_ref = [0f64; 3];
     for _ in 0..3 {
         // loss = sum(c * w): gradient c.
         let loss = (w.as_tensor() * &ct).unwrap().sum_all().unwrap();
