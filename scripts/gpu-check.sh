@@ -70,13 +70,18 @@ if [ "${DEVICE:-cuda}" != cpu ]; then
 fi
 nproc | sed 's/^/cpu cores: /' | tee -a "$SUMMARY"
 
-# 1. Correctness against the CPU (tiny configuration).
-step check-one-device 60 "$XTASK" bench device-check --devices "$DEV1"
-step check-split 60 "$XTASK" bench device-check --devices "$DEV2"
+# 1. Correctness against the CPU (tiny configuration). cuDNN's default math
+#    lets fp32 convolutions use TF32 (10-bit mantissa) on this card: the checks
+#    run with it off (NVIDIA_TF32_OVERRIDE=0); one more run with the default
+#    shows its effect (informational).
+FP32=(env NVIDIA_TF32_OVERRIDE=0)
+step check-one-device 60 "${FP32[@]}" "$XTASK" bench device-check --devices "$DEV1"
+step check-split 60 "${FP32[@]}" "$XTASK" bench device-check --devices "$DEV2"
 if [ "${DEVICE:-cuda}" != cpu ]; then
-    step check-split-streams 60 "$XTASK" bench device-check --devices "$DEV2" --separate-streams
+    step check-split-streams 60 "${FP32[@]}" "$XTASK" bench device-check --devices "$DEV2" --separate-streams
+    step check-one-device-tf32-default 60 "$XTASK" bench device-check --devices "$DEV1"
 fi
-[ -n "$DEV_2GPU" ] && step check-two-gpus 60 "$XTASK" bench device-check --devices "$DEV_2GPU"
+[ -n "$DEV_2GPU" ] && step check-two-gpus 60 "${FP32[@]}" "$XTASK" bench device-check --devices "$DEV_2GPU"
 for f in "$RES"/check-*.log; do say "  $(basename "$f" .log): $(grep -E '^placement:|^(PASS|FAIL)' "$f" | tr '\n' ' ')"; done
 
 # 2. PyTorch on the same net and card (fp32 and TF32), early: it is quick.
@@ -110,20 +115,24 @@ step synth 120 "$XTASK" synth --out "$DATA/raw" "${SYNTH[@]}" --no-odd-files --s
         --batch-size "$BATCH" --batches 32; }
 rm -rf "$WORK"
 
-# 5. Per-layer breakdown (where the time goes), if time is left.
+# 5. Per-layer breakdown (where the time goes), and the step rate with TF32
+#    off everywhere (pure fp32, to set beside PyTorch's fp32), if time is left.
 step layers 120 "$XTASK" bench train-step --model "$MODEL" --batch-size "$BATCH" --steps 2 \
     --warmup 1 --device "$DEV1" --layers
+step train-step-fp32-only 120 "${FP32[@]}" "$XTASK" bench train-step --model "$MODEL" \
+    --batch-size "$BATCH" --steps "$STEPS" --warmup 3 --device "$DEV1"
 
 # Summary: rates, ratio to PyTorch, fraction of the card's peak.
 C1=$(last_rate train-step-one-device); C2=$(last_rate train-step-split)
+C3=$(last_rate train-step-fp32-only); LA=$(last_rate loader-alone)
 say ""
-say "candle train-step $MODEL batch $BATCH on $DEV1: ${C1:-n/a} images/s; split $DEV2: ${C2:-n/a} images/s"
+say "candle train-step $MODEL batch $BATCH on $DEV1: ${C1:-n/a} images/s; split $DEV2: ${C2:-n/a} images/s; TF32 off: ${C3:-n/a} images/s"
 EPOCH=$(awk -F, 'NR>1{r=$11; w=$12} END{if (r) printf "%.1f images/s, data wait %.1f%%", r, 100*w}' \
     "$RES/train-loader-metrics.csv" 2>/dev/null)
-say "candle fed by the loader ($DEV1, last epoch): ${EPOCH:-n/a}; loader alone: $(last_rate loader-alone || true) images/s"
+say "candle fed by the loader ($DEV1, last epoch): ${EPOCH:-n/a}; loader alone: ${LA:-n/a} images/s"
 TJSON=$(grep -E '^\{"pytorch_images_per_s"' "$RES/torch.log" 2>/dev/null | tail -1)
 TCPU=$(last_rate torch)
-say "pytorch: ${TJSON:-${TCPU:+$TCPU images/s (CPU)}}"
+say "pytorch: ${TJSON:-${TCPU:+$TCPU images/s (CPU)}}${TJSON:+}$([ -z "$TJSON$TCPU" ] && echo n/a)"
 NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 python3 - "$MODEL" "${C1:-}" "${TJSON:-}" "${NAME:-cpu}" <<'PY' | tee -a "$SUMMARY"
 import json, sys
