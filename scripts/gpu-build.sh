@@ -50,6 +50,9 @@ if [ -n "${WARM_ONLY:-}" ]; then   # compile only Candle's CUDA side, e.g. while
     W=$CARGO_TARGET_DIR/warm; mkdir -p "$W/src"; cp Cargo.lock "$W/"; echo 'fn main() {}' > "$W/src/main.rs"
     v=$(grep -A1 '^name = "candle-core"$' Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p')
     printf '[package]\nname = "warm"\nversion = "0.0.0"\nedition = "2021"\n[workspace]\n[dependencies]\ncandle-core = { version = "=%s", features = ["cuda", "cudnn"] }\ncandle-nn = { version = "=%s", features = ["cuda"] }\n' "$v" "$v" > "$W/Cargo.toml"
+    # The workspace's profiles too: a different profile (e.g. its debug setting)
+    # changes every unit's hash, and the real build would redo Candle's kernels.
+    awk '/^\[/ { p = /^\[profile/ } p' Cargo.toml >> "$W/Cargo.toml"
     (cd "$W" && cargo build --release); exit 0
 fi
 cargo build --release -p xtask --features "$FEATURES"
