@@ -33,10 +33,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_dataset(dir.path(), &ShardSpec::small()).unwrap();
         for output in [Output::F32Nchw, Output::U8Nhwc] {
-            let cfg = LoaderConfig { batch_size: 4, crop: 24, threads: 1, output, ..LoaderConfig::train() };
+            let cfg = LoaderConfig {
+                batch_size: 4,
+                crop: 24,
+                threads: 1,
+                output,
+                ..LoaderConfig::train()
+            };
             let dataset = Dataset::open(&dir.path().join("train")).unwrap();
             let stats = Stats::open(&dir.path().join("stats.h5")).unwrap();
-            let batch = Loader::new(dataset, stats, cfg).unwrap().batch(0, 0).unwrap();
+            let batch = Loader::new(dataset, stats, cfg)
+                .unwrap()
+                .batch(0, 0)
+                .unwrap();
             let (images, labels) = batch.to_tensors(&Device::Cpu).unwrap();
             assert_eq!(images.dims(), batch.shape());
             assert_eq!(labels.dims(), [4]);
@@ -44,11 +53,17 @@ mod tests {
             match output {
                 Output::F32Nchw => {
                     assert_eq!(images.dtype(), DType::F32);
-                    assert_eq!(images.flatten_all().unwrap().to_vec1::<f32>().unwrap(), batch.images());
+                    assert_eq!(
+                        images.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                        batch.images()
+                    );
                 }
                 _ => {
                     assert_eq!(images.dtype(), DType::U8);
-                    assert_eq!(images.flatten_all().unwrap().to_vec1::<u8>().unwrap(), batch.images_u8());
+                    assert_eq!(
+                        images.flatten_all().unwrap().to_vec1::<u8>().unwrap(),
+                        batch.images_u8()
+                    );
                 }
             }
         }
