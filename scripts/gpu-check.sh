@@ -81,6 +81,7 @@ if [ "${DEVICE:-cuda}" != cpu ]; then
     step check-split-streams 60 "${FP32[@]}" "$XTASK" bench device-check --devices "$DEV2" --separate-streams
     step check-one-device-tf32-default 60 "$XTASK" bench device-check --devices "$DEV1"
 fi
+step check-small-224 90 "${FP32[@]}" "$XTASK" bench device-check --devices "$DEV2" --model alexnet-small --batch-size 2
 [ -n "$DEV_2GPU" ] && step check-two-gpus 60 "${FP32[@]}" "$XTASK" bench device-check --devices "$DEV_2GPU"
 for f in "$RES"/check-*.log; do say "  $(basename "$f" .log): $(grep -E '^placement:|^(PASS|FAIL)' "$f" | tr '\n' ' ')"; done
 

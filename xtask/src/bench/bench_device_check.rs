@@ -282,30 +282,39 @@ fn placement(spec: &str, separate_streams: bool) -> anyhow::Result<Placement> {
 
 /// How the two towers' devices relate (device objects, CUDA streams).
 fn describe(p: &Placement) -> String {
-    let same_obj = p.tower_a.same_device(&p.tower_b);
-    #[cfg(feature = "cuda")]
-    if let (Device::Cuda(a), Device::Cuda(b)) = (&p.tower_a, &p.tower_b) {
-        let (sa, sb) = (a.cuda_stream().cu_stream(), b.cuda_stream().cu_stream());
-        return format!(
-            "tower A {:?}, tower B {:?}; {} device object(s); streams {:?} / {:?} ({})",
-            p.tower_a.location(),
-            p.tower_b.location(),
-            if same_obj { 1 } else { 2 },
-            sa,
-            sb,
-            if sa == sb {
-                "SHARED stream"
-            } else {
-                "separate streams"
-            }
-        );
-    }
+    let objects = if p.tower_a.same_device(&p.tower_b) {
+        1
+    } else {
+        2
+    };
     format!(
-        "tower A {:?}, tower B {:?}; {} device object(s)",
+        "tower A {:?}, tower B {:?}; {objects} device object(s){}",
         p.tower_a.location(),
         p.tower_b.location(),
-        if same_obj { 1 } else { 2 }
+        stream_note(p)
     )
+}
+
+/// The CUDA streams of two CUDA towers, and whether they are one.
+#[cfg(feature = "cuda")]
+fn stream_note(p: &Placement) -> String {
+    match (&p.tower_a, &p.tower_b) {
+        (Device::Cuda(a), Device::Cuda(b)) => {
+            let (sa, sb) = (a.cuda_stream().cu_stream(), b.cuda_stream().cu_stream());
+            let kind = if sa == sb {
+                "ONE shared stream"
+            } else {
+                "separate streams"
+            };
+            format!("; streams {sa:?} / {sb:?} ({kind})")
+        }
+        _ => String::new(),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn stream_note(_: &Placement) -> String {
+    String::new()
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
