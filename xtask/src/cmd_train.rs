@@ -438,7 +438,7 @@ pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
     cfg.devices = args.devices.clone();
     cfg.epochs = args.epochs;
     cfg.batch_size = QUICKSTART_BATCH;
-    cfg.schedule = LrSchedule::plateau(QUICKSTART_LR, 2);
+    cfg.schedule = LrSchedule::step(QUICKSTART_LR, 3);
     cfg.threads = threads;
     println!(
         "[3/4] training alexnet-small on {} for {} epochs (init pytorch, batch {}, lr {})",
@@ -479,7 +479,7 @@ pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
 /// Quick-start batch size.
 const QUICKSTART_BATCH: usize = 64;
 /// Quick-start initial learning rate.
-const QUICKSTART_LR: f64 = 0.01;
+const QUICKSTART_LR: f64 = 0.005;
 
 /// The synthetic dataset of the quick start: the preprocess crate's
 /// preset (10 classes, odd files planted), with 200 train images per class

@@ -455,7 +455,13 @@ pub fn train(cfg: &TrainConfig, stop: &AtomicBool) -> Result<TrainOutcome> {
                 m.val_seconds
             );
             if let LrDecision::Reduced { from, to } = decision {
-                println!("learning rate {from} -> {to} (validation error stopped improving)");
+                let why = match state.schedule.rule {
+                    crate::schedule::ScheduleRule::Plateau { .. } => {
+                        "validation error stopped improving"
+                    }
+                    crate::schedule::ScheduleRule::Step { .. } => "step schedule",
+                };
+                println!("learning rate {from} -> {to} ({why})");
             }
         }
         if stop.load(Ordering::SeqCst) && state.epochs_done < cfg.epochs {
