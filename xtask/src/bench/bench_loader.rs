@@ -66,9 +66,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (out, temporary) = match (&args.data, &args.keep_data) {
         (Some(d), _) => (d.clone(), false),
         (None, keep) => {
-            let dir = keep
-                .clone()
-                .unwrap_or_else(|| std::env::temp_dir().join(format!("loader-bench-{}", std::process::id())));
+            let dir = keep.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("loader-bench-{}", std::process::id()))
+            });
             let spec = loader::testing::ShardSpec::imagenet_sized(args.images);
             let t = Instant::now();
             loader::testing::write_dataset(&dir, &spec)
@@ -103,7 +103,11 @@ fn bench(args: &Args, out: &Path) -> anyhow::Result<()> {
         BenchOutput::U8Nhwc => Output::U8Nhwc,
         BenchOutput::U8Nchw => Output::U8Nchw,
     };
-    let base = if mode == Mode::Train { LoaderConfig::train() } else { LoaderConfig::eval() };
+    let base = if mode == Mode::Train {
+        LoaderConfig::train()
+    } else {
+        LoaderConfig::eval()
+    };
     let cfg = LoaderConfig {
         batch_size: args.batch_size,
         threads: args.threads,
