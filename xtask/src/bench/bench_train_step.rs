@@ -59,7 +59,9 @@ fn synthetic_batch(
     let s = cfg.input_size;
     // Mean-subtracted pixel scale.
     let images = (Tensor::randn(0f32, 1.0, (batch, 3, s, s), &Device::Cpu)? * 60.0)?;
-    let labels: Vec<u32> = (0..batch).map(|i| (i * 7919 % cfg.num_classes) as u32).collect();
+    let labels: Vec<u32> = (0..batch)
+        .map(|i| (i * 7919 % cfg.num_classes) as u32)
+        .collect();
     let labels = Tensor::from_vec(labels, batch, &Device::Cpu)?;
     Ok((images.to_device(device)?, labels.to_device(device)?))
 }
@@ -69,7 +71,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("--batch-size and --steps must be positive");
     }
     let mut cfg = AlexNetConfig::by_name(&args.model, args.classes).with_context(|| {
-        format!("unknown model '{}': expected alexnet or alexnet-small", args.model)
+        format!(
+            "unknown model '{}': expected alexnet or alexnet-small",
+            args.model
+        )
     })?;
     if args.single_tower {
         cfg = cfg.single_tower();
@@ -89,7 +94,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.device,
         args.batch_size,
         args.init,
-        if args.stock_ops { "stock candle" } else { "custom" },
+        if args.stock_ops {
+            "stock candle"
+        } else {
+            "custom"
+        },
         candle_core::utils::get_num_threads(),
     );
 
@@ -97,7 +106,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut total = Duration::ZERO;
     for step in 0..args.warmup + args.steps {
         let t0 = Instant::now();
-        let logits = net.forward(&images, ForwardMode::Train { dropout_seed: step as u64 })?;
+        let logits = net.forward(
+            &images,
+            ForwardMode::Train {
+                dropout_seed: step as u64,
+            },
+        )?;
         let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
         out_dev.synchronize()?;
         let t1 = Instant::now();
@@ -133,7 +147,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.layers {
         let timings = net.profile_layers(&images, args.layer_reps)?;
         println!("per layer (one instance; x = instances in the net), ms:");
-        println!("{:<7} {:>9} {:>9} {:>3}", "layer", "forward", "backward", "x");
+        println!(
+            "{:<7} {:>9} {:>9} {:>3}",
+            "layer", "forward", "backward", "x"
+        );
         let (mut f, mut b) = (0.0, 0.0);
         for t in &timings {
             println!(
