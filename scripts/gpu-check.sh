@@ -42,6 +42,11 @@ else
     GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
     [ "${GPUS:-0}" -ge 2 ] && DEV_2GPU=cuda:0,cuda:1
 fi
+# The binary may travel compressed (xz -k dist/xtask-cuda: 63 MB -> 8 MB).
+if [ ! -x "$XTASK" ] && [ -f "$XTASK.xz" ]; then
+    xz -dc "$XTASK.xz" >"${TMPDIR:-/tmp}/xtask-cuda" && chmod +x "${TMPDIR:-/tmp}/xtask-cuda" &&
+        XTASK=${TMPDIR:-/tmp}/xtask-cuda
+fi
 [ -x "$XTASK" ] || { echo "no binary at $XTASK (build it with scripts/gpu-build.sh)"; exit 2; }
 
 # step NAME SECONDS CMD...: runs CMD with its output in $RES/NAME.log, killed
