@@ -131,7 +131,7 @@ fn bench(args: &Args, out: &Path) -> anyhow::Result<()> {
 
     // Warm-up (page cache, pool), then the timed batches.
     let mut epoch = 0u64;
-    let mut run_batches = |count: usize, epoch: &mut u64| -> anyhow::Result<usize> {
+    let run_batches = |count: usize, epoch: &mut u64| -> anyhow::Result<usize> {
         let (mut done, mut images) = (0, 0);
         while done < count {
             for batch in loader.epoch(*epoch)? {
