@@ -203,6 +203,28 @@ fn read_entry(
     Ok(data)
 }
 
+/// A member's bytes; `None` when not wanted, `Err` when they could not be read.
+type MemberBytes = Option<Result<Vec<u8>, String>>;
+
+/// A tar member's file name and, when `wanted`, its bytes (or why they were
+/// not read: an oversized member is reported, not loaded).
+fn read_member<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    wanted: bool,
+    file: &str,
+) -> Result<(String, MemberBytes), PreprocessError> {
+    let name = member_file_name(&entry.path_bytes());
+    let size = entry.size();
+    let data = if !wanted {
+        None
+    } else if size > MAX_MEMBER_BYTES {
+        Some(Err(format!("member too large ({size} bytes)")))
+    } else {
+        Some(Ok(read_entry(entry, size, file, &name)?))
+    };
+    Ok((name, data))
+}
+
 fn open_counted(path: &Path, count: Arc<AtomicU64>) -> Result<impl Read, PreprocessError> {
     let f = File::open(path).map_err(|e| PreprocessError::io(path, e))?;
     Ok(CountingReader {
@@ -229,15 +251,7 @@ fn stream_flat_tar(
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let name = member_file_name(&entry.path_bytes());
-        let size = entry.size();
-        let data = if !want(index) {
-            None
-        } else if size > MAX_MEMBER_BYTES {
-            Some(Err(format!("member too large ({size} bytes)")))
-        } else {
-            Some(Ok(read_entry(&mut entry, size, &file, &name)?))
-        };
+        let (name, data) = read_member(&mut entry, want(index), &file)?;
         last = name.clone();
         index += 1;
         if !push(name, data) {
@@ -290,15 +304,7 @@ fn stream_train_tar(
             if !entry.header().entry_type().is_file() {
                 continue;
             }
-            let name = member_file_name(&entry.path_bytes());
-            let size = entry.size();
-            let data = if !want(index) {
-                None
-            } else if size > MAX_MEMBER_BYTES {
-                Some(Err(format!("member too large ({size} bytes)")))
-            } else {
-                Some(Ok(read_entry(&mut entry, size, &inner_file, &name)?))
-            };
+            let (name, data) = read_member(&mut entry, want(index), &inner_file)?;
             inner_last = name.clone();
             index += 1;
             if !push(name, label.clone(), data) {
