@@ -237,7 +237,7 @@ fn stream_flat_tar(
     path: &Path,
     bytes_read: Arc<AtomicU64>,
     want: &dyn Fn(u64) -> bool,
-    push: &mut dyn FnMut(String, Option<Result<Vec<u8>, String>>) -> bool,
+    push: &mut dyn FnMut(String, MemberBytes) -> bool,
 ) -> Result<(), PreprocessError> {
     let file = path.display().to_string();
     let mut archive = tar::Archive::new(open_counted(path, bytes_read)?);

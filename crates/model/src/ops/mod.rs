@@ -85,9 +85,22 @@ pub fn conv2d(
     if fast_path(x) && fast_path(w) && fast_path(b) {
         conv::conv2d_cpu(x, w, b, stride, padding, input_grad)
     } else {
-        let x = if input_grad { x.clone() } else { x.detach() };
-        conv2d_stock(&x, w, b, stride, padding)
+        conv2d_stock_input_grad(x, w, b, stride, padding, input_grad)
     }
+}
+
+/// [`conv2d_stock`] that, like [`conv2d`], computes no gradient for `x` when
+/// `input_grad` is false (the input is detached from the graph).
+pub(crate) fn conv2d_stock_input_grad(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    padding: usize,
+    input_grad: bool,
+) -> Result<Tensor> {
+    let x = if input_grad { x.clone() } else { x.detach() };
+    conv2d_stock(&x, w, b, stride, padding)
 }
 
 /// Local response normalisation across channels of `x [N, C, H, W]`
