@@ -1,7 +1,7 @@
 //! Forward and backward time of the custom ops against stock Candle at the
 //! paper's AlexNet shapes (one tower, batch 32 by default), in one run.
 //!
-//! `cargo run --release -p model --example ops_bench -- [batch] [repeats] [name filter]`
+//! `cargo run --release -p model --example ops_bench -- [batch] [repeats] [name filter] [--ours-only]`
 //!
 //! Backward is the time of `loss.backward()` with `loss = y.sum_all()`: the
 //! op's backward plus Candle's gradient bookkeeping, as in a train step.
@@ -99,8 +99,10 @@ fn main() -> Result<()> {
     // Optional non-numeric argument: run only the ops whose name contains it.
     let filter = std::env::args()
         .skip(1)
-        .find(|a| a.parse::<usize>().is_err())
+        .find(|a| a.parse::<usize>().is_err() && !a.starts_with("--"))
         .unwrap_or_default();
+    // `--ours-only` skips the (slow) stock Candle reference.
+    let ours_only = std::env::args().any(|a| a == "--ours-only");
     let wanted = |name: &str| name.contains(filter.as_str());
     println!(
         "batch {n}, {} rayon threads, median of {repeats}",
@@ -137,17 +139,21 @@ fn main() -> Result<()> {
         } else {
             (randn(&[n, c, 227, 227], 1.0)?, 0)
         };
-        let stock = time(
-            |t| ops::conv2d_stock(&t[0], &t[1], &t[2], s, ps),
-            &[xs, w, b],
-            &tracked,
-            repeats,
-        )?;
+        let stock = (!ours_only)
+            .then(|| {
+                time(
+                    |t| ops::conv2d_stock(&t[0], &t[1], &t[2], s, ps),
+                    &[xs, w, b],
+                    &tracked,
+                    repeats,
+                )
+            })
+            .transpose()?;
         rows.push(Row {
             name: name.into(),
             shape: format!("{n}x{c}x{h}x{h} -> {o}, {k}x{k}/{s}"),
             ours,
-            stock: Some(stock),
+            stock,
         });
     }
 
@@ -163,12 +169,14 @@ fn main() -> Result<()> {
             &[true],
             repeats,
         )?;
-        let stock = time(|t| ops::lrn_stock(&t[0], &cfg), &[x], &[true], repeats)?;
+        let stock = (!ours_only)
+            .then(|| time(|t| ops::lrn_stock(&t[0], &cfg), &[x], &[true], repeats))
+            .transpose()?;
         rows.push(Row {
             name: name.into(),
             shape: format!("{n}x{c}x{h}x{h}"),
             ours,
-            stock: Some(stock),
+            stock,
         });
     }
 
@@ -185,17 +193,21 @@ fn main() -> Result<()> {
         )?;
         // Stock Candle has no overlapping max-pool backward: the comparison is
         // the stock-op composition used off the CPU.
-        let stock = time(
-            |t| ops::max_pool_overlapping_stock(&t[0], 3, 2),
-            &[x],
-            &[true],
-            repeats,
-        )?;
+        let stock = (!ours_only)
+            .then(|| {
+                time(
+                    |t| ops::max_pool_overlapping_stock(&t[0], 3, 2),
+                    &[x],
+                    &[true],
+                    repeats,
+                )
+            })
+            .transpose()?;
         rows.push(Row {
             name: name.into(),
             shape: format!("{n}x{c}x{h}x{h}, 3x3/2"),
             ours,
-            stock: Some(stock),
+            stock,
         });
     }
 
@@ -217,17 +229,21 @@ fn main() -> Result<()> {
             &[true; 3],
             repeats,
         )?;
-        let stock = time(
-            |t| ops::linear_stock(&t[0], &t[1], &t[2]),
-            &inputs,
-            &[true; 3],
-            repeats,
-        )?;
+        let stock = (!ours_only)
+            .then(|| {
+                time(
+                    |t| ops::linear_stock(&t[0], &t[1], &t[2]),
+                    &inputs,
+                    &[true; 3],
+                    repeats,
+                )
+            })
+            .transpose()?;
         rows.push(Row {
             name: name.into(),
             shape: format!("{n}x{i} -> {o}"),
             ours,
-            stock: Some(stock),
+            stock,
         });
     }
     print(&rows);

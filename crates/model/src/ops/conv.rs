@@ -4,6 +4,7 @@
 use super::cpu::{matmul, slice_f32, split_ranges, threads, with_f32, with_scratch, Mat};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Shapes of one convolution (square stride, symmetric zero padding).
 #[derive(Debug, Clone, Copy)]
@@ -87,54 +88,85 @@ impl Geometry {
     }
 }
 
-/// Unfolds one sample `x [C, H, W]` into `col [C*kh*kw, Ho*Wo]`.
-fn im2col(g: &Geometry, x: &[f32], col: &mut [f32]) {
-    let (p, s) = (g.p(), g.stride);
+/// Splits the columns of every input row by phase modulo the stride:
+/// `xp[((c*H + ih)*s + r)*Wp + j] = x[c, ih, j*s + r]` with `Wp = ceil(W/s)`.
+/// A strided convolution then reads each kernel tap as a contiguous run of
+/// one phase row instead of gathering every `s`-th element.
+fn split_phases(g: &Geometry, x: &[f32], xp: &mut [f32]) {
+    let (s, wp) = (g.stride, g.w.div_ceil(g.stride));
+    for (row, out) in x.chunks_exact(g.w).zip(xp.chunks_exact_mut(s * wp)) {
+        for (r, phase) in out.chunks_exact_mut(wp).enumerate() {
+            for (d, v) in phase.iter_mut().zip(row[r..].iter().step_by(s)) {
+                *d = *v;
+            }
+        }
+    }
+}
+
+/// Length of [`split_phases`]' output (0 for stride 1, which reads `x` as is).
+fn phases_len(g: &Geometry) -> usize {
+    if g.stride == 1 {
+        0
+    } else {
+        g.c * g.h * g.stride * g.w.div_ceil(g.stride)
+    }
+}
+
+/// Unfolds output rows `rows` of one sample into
+/// `col [C*kh*kw, rows.len()*Wo]`. `x` is the sample `[C, H, W]` for stride
+/// 1, and its [`split_phases`] layout otherwise.
+fn im2col(g: &Geometry, x: &[f32], col: &mut [f32], rows: Range<usize>) {
+    let (pb, s) = (rows.len() * g.wo, g.stride);
+    // Elements per input row in `x`'s layout.
+    let row_len = if s == 1 { g.w } else { s * g.w.div_ceil(s) };
     for c in 0..g.c {
-        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        let plane = &x[c * g.h * row_len..(c + 1) * g.h * row_len];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
-                let row = &mut col[((c * g.kh + ki) * g.kw + kj) * p..][..p];
+                let row = &mut col[((c * g.kh + ki) * g.kw + kj) * pb..][..pb];
                 let (lo, hi) = g.valid_cols(kj);
-                for oh in 0..g.ho {
-                    let dst = &mut row[oh * g.wo..(oh + 1) * g.wo];
+                if lo >= hi {
+                    row.fill(0.0);
+                    continue;
+                }
+                // Input column of output column `lo`, and where its run starts.
+                let first = lo * s + kj - g.pad;
+                let start = if s == 1 {
+                    first
+                } else {
+                    (first % s) * g.w.div_ceil(s) + first / s
+                };
+                for (oh, dst) in rows.clone().zip(row.chunks_exact_mut(g.wo)) {
                     let Some(ih) = g.in_row(oh, ki) else {
                         dst.fill(0.0);
                         continue;
                     };
-                    let src = &plane[ih * g.w..(ih + 1) * g.w];
+                    let src = &plane[ih * row_len + start..][..hi - lo];
                     dst[..lo].fill(0.0);
                     dst[hi..].fill(0.0);
-                    let first = lo * s + kj - g.pad;
-                    if s == 1 {
-                        dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
-                    } else {
-                        for (d, v) in dst[lo..hi].iter_mut().zip(src[first..].iter().step_by(s)) {
-                            *d = *v;
-                        }
-                    }
+                    dst[lo..hi].copy_from_slice(src);
                 }
             }
         }
     }
 }
 
-/// Folds `col [C*kh*kw, Ho*Wo]` back onto `dx [C, H, W]`, adding overlaps
-/// (`dx` must be zeroed by the caller).
-fn col2im(g: &Geometry, col: &[f32], dx: &mut [f32]) {
-    let (p, s) = (g.p(), g.stride);
+/// Folds `col [C*kh*kw, rows.len()*Wo]` (output rows `rows`) back onto
+/// `dx [C, H, W]`, adding overlaps (`dx` must be zeroed before the first block).
+fn col2im(g: &Geometry, col: &[f32], dx: &mut [f32], rows: Range<usize>) {
+    let (pb, s) = (rows.len() * g.wo, g.stride);
     for c in 0..g.c {
         let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
-                let row = &col[((c * g.kh + ki) * g.kw + kj) * p..][..p];
+                let row = &col[((c * g.kh + ki) * g.kw + kj) * pb..][..pb];
                 let (lo, hi) = g.valid_cols(kj);
                 if lo >= hi {
                     continue;
                 }
-                for oh in 0..g.ho {
+                for (oh, src_row) in rows.clone().zip(row.chunks_exact(g.wo)) {
                     let Some(ih) = g.in_row(oh, ki) else { continue };
-                    let src = &row[oh * g.wo + lo..oh * g.wo + hi];
+                    let src = &src_row[lo..hi];
                     let first = lo * s + kj - g.pad;
                     let dst = &mut plane[ih * g.w..(ih + 1) * g.w];
                     if s == 1 {
@@ -152,30 +184,54 @@ fn col2im(g: &Geometry, col: &[f32], dx: &mut [f32]) {
     }
 }
 
+/// Bytes of column buffer per block: small enough to stay in a core's L2
+/// cache between the unfolding and the matrix product that reads it.
+const COL_BLOCK_BYTES: usize = 1024 * 1024;
+
+/// Output-row blocks `0..Ho` split so that one block's column buffer
+/// (`K * rows * Wo` floats) fits in `budget` bytes (at least one row each).
+fn row_blocks(g: &Geometry, budget: usize) -> Vec<Range<usize>> {
+    let per_row = g.k() * g.wo * std::mem::size_of::<f32>();
+    let rows = (budget / per_row.max(1)).clamp(1, g.ho.max(1));
+    split_ranges(g.ho, g.ho.div_ceil(rows))
+}
+
 /// Forward on the CPU: `y [N, O, Ho*Wo]`.
-fn forward(g: &Geometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+fn forward(g: &Geometry, x: &[f32], w: &[f32], b: &[f32], budget: usize) -> Vec<f32> {
     let (k, p, o) = (g.k(), g.p(), g.o);
     let mut y = vec![0.0f32; g.n * o * p];
+    let blocks = row_blocks(g, budget);
+    let max_pb = blocks.iter().map(|r| r.len()).max().unwrap_or(0) * g.wo;
+    // With fewer samples than threads, let gemm split each product.
+    let gemm_threads = if g.n >= threads() { 1 } else { threads() };
     let one_sample = |(i, y_n): (usize, &mut [f32])| {
         for (row, &bias) in y_n.chunks_exact_mut(p).zip(b) {
             row.fill(bias);
         }
         let x_n = &x[i * g.in_len()..(i + 1) * g.in_len()];
-        // With fewer samples than threads, let gemm split each product.
-        let gemm_threads = if g.n >= threads() { 1 } else { threads() };
-        with_scratch(k * p, 0, |col, _| {
-            im2col(g, x_n, col);
-            let lhs = Mat {
-                data: w,
-                rs: k,
-                cs: 1,
+        with_scratch([k * max_pb, 0, phases_len(g)], |col, _, xp| {
+            let src = if g.stride == 1 {
+                x_n
+            } else {
+                split_phases(g, x_n, xp);
+                xp
             };
-            let rhs = Mat {
-                data: col,
-                rs: p,
-                cs: 1,
-            };
-            matmul(o, p, k, y_n, p, true, lhs, rhs, gemm_threads);
+            for rows in &blocks {
+                let pb = rows.len() * g.wo;
+                im2col(g, src, col, rows.clone());
+                let lhs = Mat {
+                    data: w,
+                    rs: k,
+                    cs: 1,
+                };
+                let rhs = Mat {
+                    data: col,
+                    rs: pb,
+                    cs: 1,
+                };
+                let dst = &mut y_n[rows.start * g.wo..];
+                matmul(o, pb, k, dst, p, true, lhs, rhs, gemm_threads);
+            }
         });
     };
     if g.n >= threads() {
@@ -197,7 +253,14 @@ struct Grads {
 /// contiguous range per thread; each range accumulates its own weight and bias
 /// gradient, summed at the end in a fixed order (deterministic for a given
 /// thread count).
-fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: &[f32], input_grad: bool) -> Grads {
+fn backward(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    input_grad: bool,
+    budget: usize,
+) -> Grads {
     let (k, p, o) = (g.k(), g.p(), g.o);
     let ranges = split_ranges(g.n, threads());
     let mut dx = if input_grad {
@@ -215,6 +278,8 @@ fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: &[f32], input_grad: bool) ->
         rest = tail;
     }
     let gemm_threads = if ranges.len() > 1 { 1 } else { threads() };
+    let blocks = row_blocks(g, budget);
+    let max_pb = blocks.iter().map(|r| r.len()).max().unwrap_or(0) * g.wo;
     let partials: Vec<(Vec<f32>, Vec<f32>)> = ranges
         .into_par_iter()
         .zip(dx_parts)
@@ -222,41 +287,47 @@ fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: &[f32], input_grad: bool) ->
             let mut dw = vec![0.0f32; o * k];
             let mut db = vec![0.0f32; o];
             let start = range.start;
-            with_scratch(k * p, if input_grad { k * p } else { 0 }, |col, dcol| {
+            let dcol_len = if input_grad { k * max_pb } else { 0 };
+            with_scratch([k * max_pb, dcol_len, phases_len(g)], |col, dcol, xp| {
                 for i in range {
                     let x_n = &x[i * g.in_len()..(i + 1) * g.in_len()];
+                    let src = if g.stride == 1 {
+                        x_n
+                    } else {
+                        split_phases(g, x_n, xp);
+                        &*xp
+                    };
                     let dy_n = &dy[i * o * p..(i + 1) * o * p];
                     for (acc, row) in db.iter_mut().zip(dy_n.chunks_exact(p)) {
                         *acc += row.iter().sum::<f32>();
                     }
-                    // dW += dY_n [O, P] · col_nᵀ [P, K]
-                    im2col(g, x_n, col);
-                    let lhs = Mat {
-                        data: dy_n,
-                        rs: p,
-                        cs: 1,
-                    };
-                    let rhs = Mat {
-                        data: col,
-                        rs: 1,
-                        cs: p,
-                    };
-                    matmul(o, k, p, &mut dw, k, true, lhs, rhs, gemm_threads);
-                    if input_grad {
-                        // dcol = Wᵀ [K, O] · dY_n [O, P]; dx_n = col2im(dcol)
-                        let lhs = Mat {
-                            data: w,
-                            rs: 1,
-                            cs: k,
-                        };
-                        let rhs = Mat {
-                            data: dy_n,
+                    let j = i - start;
+                    for rows in &blocks {
+                        let pb = rows.len() * g.wo;
+                        let dy_block = Mat {
+                            data: &dy_n[rows.start * g.wo..],
                             rs: p,
                             cs: 1,
                         };
-                        matmul(k, p, o, dcol, p, false, lhs, rhs, gemm_threads);
-                        let j = i - start;
-                        col2im(g, dcol, &mut dx_part[j * g.in_len()..(j + 1) * g.in_len()]);
+                        // dW += dY_n[:, block] [O, pb] · colᵀ [pb, K]
+                        im2col(g, src, col, rows.clone());
+                        let col_t = Mat {
+                            data: col,
+                            rs: 1,
+                            cs: pb,
+                        };
+                        matmul(o, k, pb, &mut dw, k, true, dy_block, col_t, gemm_threads);
+                        if input_grad {
+                            // dcol = Wᵀ [K, O] · dY_n[:, block] [O, pb]; dx_n += col2im(dcol)
+                            let w_t = Mat {
+                                data: w,
+                                rs: 1,
+                                cs: k,
+                            };
+                            matmul(k, pb, o, dcol, pb, false, w_t, dy_block, gemm_threads);
+                            let dx_n = &mut dx_part[j * g.in_len()..(j + 1) * g.in_len()];
+                            col2im(g, dcol, dx_n, rows.clone());
+                        }
                     }
                 }
             });
@@ -303,7 +374,7 @@ impl CustomOp3 for Conv2dOp {
         let x = slice_f32(s1, l1, "conv2d")?;
         let w = slice_f32(s2, l2, "conv2d")?;
         let b = slice_f32(s3, l3, "conv2d")?;
-        let y = forward(&g, x, w, b);
+        let y = forward(&g, x, w, b, COL_BLOCK_BYTES);
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.ho, g.wo))))
     }
 
@@ -320,7 +391,7 @@ impl CustomOp3 for Conv2dOp {
         let grads = with_f32(&x, "conv2d backward", |xs| {
             with_f32(&w, "conv2d backward", |ws| {
                 with_f32(&dy, "conv2d backward", |dys| {
-                    backward(&g, xs, ws, dys, self.input_grad)
+                    backward(&g, xs, ws, dys, self.input_grad, COL_BLOCK_BYTES)
                 })
             })
         })???;
@@ -369,4 +440,68 @@ pub fn conv2d_stock(
     let o = b.dims1()?;
     x.conv2d(w, padding, stride, 1, 1)?
         .broadcast_add(&b.reshape((1, o, 1, 1))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(len: usize, seed: u32) -> Vec<f32> {
+        // A small deterministic pseudo-random sequence in [-1, 1).
+        let mut state = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 1e-5 * scale, "{what}[{i}]: {x} vs {y}");
+        }
+    }
+
+    /// Blocks of one output row each (and an uneven split) give the same
+    /// results as the whole map in one block, for plain and strided
+    /// convolutions with padding.
+    #[test]
+    fn row_blocks_match_one_block() {
+        // (n, c, h, w, o, k, stride, pad)
+        let cases = [
+            (3, 3, 23, 19, 5, 5, 4, 2),
+            (2, 4, 11, 9, 6, 3, 1, 1),
+            (2, 2, 13, 13, 3, 4, 2, 1),
+            (1, 3, 10, 12, 4, 3, 3, 2),
+        ];
+        for (idx, &(n, c, h, w, o, k, stride, pad)) in cases.iter().enumerate() {
+            let g = Geometry::new(&[n, c, h, w], &[o, c, k, k], &[o], stride, pad).unwrap();
+            let seed = idx as u32 * 4;
+            let x = data(n * c * h * w, seed + 1);
+            let wt = data(o * c * k * k, seed + 2);
+            let b = data(o, seed + 3);
+            let dy = data(n * o * g.p(), seed + 4);
+            let whole = usize::MAX;
+            // One output row per block, and about three rows per block.
+            let per_row = g.k() * g.wo * 4;
+            for budget in [1, 3 * per_row] {
+                assert!(row_blocks(&g, budget).len() > 1);
+                close(
+                    &forward(&g, &x, &wt, &b, budget),
+                    &forward(&g, &x, &wt, &b, whole),
+                    "forward",
+                );
+                let got = backward(&g, &x, &wt, &dy, true, budget);
+                let want = backward(&g, &x, &wt, &dy, true, whole);
+                close(got.dx.as_ref().unwrap(), want.dx.as_ref().unwrap(), "dx");
+                close(&got.dw, &want.dw, "dw");
+                close(&got.db, &want.db, "db");
+            }
+        }
+    }
 }

@@ -99,31 +99,31 @@ pub(crate) fn matmul(
 }
 
 thread_local! {
-    static SCRATCH: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+    static SCRATCH: RefCell<[Vec<f32>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
 }
 
-/// Runs `f` with two per-thread scratch buffers of at least `len_a` and
-/// `len_b` elements (contents unspecified), kept between calls so that large
-/// column buffers are not allocated per sample.
+/// Runs `f` with three per-thread scratch buffers of at least `lens[i]`
+/// elements (contents unspecified), kept between calls so that large column
+/// buffers are not allocated per sample.
 pub(crate) fn with_scratch<R>(
-    len_a: usize,
-    len_b: usize,
-    f: impl FnOnce(&mut [f32], &mut [f32]) -> R,
+    lens: [usize; 3],
+    f: impl FnOnce(&mut [f32], &mut [f32], &mut [f32]) -> R,
 ) -> R {
     SCRATCH.with(|cell| {
         // A nested call on the same thread (rayon work stealing inside `f`)
         // gets fresh buffers instead of a borrow panic.
         let Ok(mut guard) = cell.try_borrow_mut() else {
-            return f(&mut vec![0.0; len_a], &mut vec![0.0; len_b]);
+            let [a, b, c] = lens.map(|n| vec![0.0; n]);
+            let (mut a, mut b, mut c) = (a, b, c);
+            return f(&mut a, &mut b, &mut c);
         };
-        let [a, b] = &mut *guard;
-        if a.len() < len_a {
-            a.resize(len_a, 0.0);
+        let [a, b, c] = &mut *guard;
+        for (buf, &len) in [&mut *a, &mut *b, &mut *c].into_iter().zip(&lens) {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
         }
-        if b.len() < len_b {
-            b.resize(len_b, 0.0);
-        }
-        f(&mut a[..len_a], &mut b[..len_b])
+        f(&mut a[..lens[0]], &mut b[..lens[1]], &mut c[..lens[2]])
     })
 }
 

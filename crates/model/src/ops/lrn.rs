@@ -96,7 +96,7 @@ fn backward(cfg: &LrnConfig, d: Dims, x: &[f32], dy: &[f32]) -> Vec<f32> {
         .zip(x.par_chunks(len.max(1)))
         .zip(dy.par_chunks(len.max(1)))
         .for_each(|((dx_n, a), g)| {
-            with_scratch(len, len, |s_pow, t| {
+            with_scratch([len, len, 0], |s_pow, t, _| {
                 scales(cfg, d, a, s_pow);
                 // s_pow <- s^-beta; t <- dy * a * s^(-beta-1)
                 for (((sp, t), a), g) in s_pow.iter_mut().zip(t.iter_mut()).zip(a).zip(g) {
