@@ -13,6 +13,21 @@ mod cmd_train;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `purge_delay` option (index in its `mi_option_e` enum, the
+/// same in mimalloc v2 and v3).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keeps freed memory in the allocator instead of returning it to the
+/// operating system. A training step frees and re-allocates the same few
+/// hundred megabytes of activations and gradients; returned pages come back
+/// zeroed by the kernel on every step (about 6% of a CPU step). The price is
+/// that the resident size stays at its peak, as with PyTorch's allocator.
+fn keep_freed_memory() {
+    // SAFETY: called once at the start of `main`, before any other thread
+    // exists (mimalloc's option setter is not thread safe).
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
 /// AlexNet on ImageNet: preprocess the three ImageNet files into HDF5 shards,
 /// stream them through the augmentation loader, train the 2012 network.
 #[derive(Parser)]
@@ -41,6 +56,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    keep_freed_memory();
     let cli = Cli::parse();
     match cli.command {
         Command::Preprocess(args) => cmd_preprocess::run_preprocess(args),
