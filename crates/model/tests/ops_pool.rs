@@ -132,3 +132,26 @@ fn rejects_bad_input() {
     assert!(ops::max_pool_overlapping(&x, 2, 0).is_err());
     assert!(ops::max_pool_overlapping(&rand_tensor(&[4, 4], 1), 2, 2).is_err());
 }
+
+#[test]
+fn nan_wins_its_window_and_takes_the_gradient() {
+    // 1x1x5x5 plane of 0..25, 3x3 / 2 -> 2x2. A NaN at row 1, column 3
+    // lies only in output (0, 1)'s window (rows 0..3, columns 2..5).
+    let mut v: Vec<f32> = (0..25).map(|i| i as f32).collect();
+    v[8] = f32::NAN;
+    let x = Tensor::from_vec(v, (1, 1, 5, 5), &Device::Cpu).unwrap();
+    let y = to_vec(&ops::max_pool_overlapping(&x, 3, 2).unwrap());
+    assert_eq!(y[0], 12.0);
+    assert!(y[1].is_nan());
+    assert_eq!(&y[2..], &[22.0, 24.0]);
+    let f = |t: &[Tensor]| -> Result<Tensor> { ops::max_pool_overlapping(&t[0], 3, 2) };
+    let g = autograd(&f, &[x], &[1.0, 2.0, 3.0, 4.0])[0]
+        .clone()
+        .unwrap();
+    let mut want = vec![0.0f32; 25];
+    want[12] = 1.0;
+    want[8] = 2.0;
+    want[22] = 3.0;
+    want[24] = 4.0;
+    assert_eq!(g, want);
+}
