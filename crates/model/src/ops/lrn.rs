@@ -44,15 +44,18 @@ fn reverse_window(c: usize, size: usize, channels: usize) -> (usize, usize) {
     )
 }
 
-/// `s^-beta`, with a fast path for the paper's `beta = 0.75`.
-fn inv_pow(beta: f32) -> impl Fn(f32) -> f32 + Copy {
-    let three_quarters = beta == 0.75;
-    move |s: f32| {
-        if three_quarters {
-            let r = s.sqrt();
-            1.0 / (r * r.sqrt())
-        } else {
-            s.powf(-beta)
+/// `s <- s^-beta` for every element, with a fast path for the paper's
+/// `beta = 0.75` (`1 / (sqrt(s) * sqrt(sqrt(s)))`, a loop the compiler
+/// vectorises; `powf` is a scalar call).
+fn inv_pow_in_place(beta: f32, s: &mut [f32]) {
+    if beta == 0.75 {
+        for v in s {
+            let r = v.sqrt();
+            *v = 1.0 / (r * r.sqrt());
+        }
+    } else {
+        for v in s {
+            *v = v.powf(-beta);
         }
     }
 }
@@ -76,13 +79,14 @@ fn scales(cfg: &LrnConfig, d: Dims, a: &[f32], s: &mut [f32]) {
 fn forward(cfg: &LrnConfig, d: Dims, x: &[f32]) -> Vec<f32> {
     let len = d.c * d.hw;
     let mut y = vec![0.0f32; d.n * len];
-    let pow = inv_pow(cfg.beta as f32);
+    let beta = cfg.beta as f32;
     y.par_chunks_mut(len.max(1))
         .zip(x.par_chunks(len.max(1)))
         .for_each(|(y_n, a)| {
             // y_n serves as the scale buffer first, then is overwritten in place.
             scales(cfg, d, a, y_n);
-            y_n.iter_mut().zip(a).for_each(|(y, a)| *y = a * pow(*y));
+            inv_pow_in_place(beta, y_n);
+            y_n.iter_mut().zip(a).for_each(|(y, a)| *y *= a);
         });
     y
 }
@@ -90,7 +94,7 @@ fn forward(cfg: &LrnConfig, d: Dims, x: &[f32]) -> Vec<f32> {
 fn backward(cfg: &LrnConfig, d: Dims, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let len = d.c * d.hw;
     let mut dx = vec![0.0f32; d.n * len];
-    let pow = inv_pow(cfg.beta as f32);
+    let beta = cfg.beta as f32;
     let coef = (2.0 * cfg.alpha * cfg.beta / cfg.size as f64) as f32;
     dx.par_chunks_mut(len.max(1))
         .zip(x.par_chunks(len.max(1)))
@@ -98,12 +102,14 @@ fn backward(cfg: &LrnConfig, d: Dims, x: &[f32], dy: &[f32]) -> Vec<f32> {
         .for_each(|((dx_n, a), g)| {
             with_scratch([len, len, 0], |s_pow, t, _| {
                 scales(cfg, d, a, s_pow);
-                // s_pow <- s^-beta; t <- dy * a * s^(-beta-1)
-                for (((sp, t), a), g) in s_pow.iter_mut().zip(t.iter_mut()).zip(a).zip(g) {
-                    let s = *sp;
-                    let p = pow(s);
-                    *sp = p;
-                    *t = g * a * p / s;
+                // t <- dy * a / s (first pass), s_pow <- s^-beta,
+                // t <- t * s^-beta = dy * a * s^(-beta-1)
+                for (((t, s), a), g) in t.iter_mut().zip(&*s_pow).zip(a).zip(g) {
+                    *t = g * a / s;
+                }
+                inv_pow_in_place(beta, s_pow);
+                for (t, p) in t.iter_mut().zip(&*s_pow) {
+                    *t *= p;
                 }
                 for c in 0..d.c {
                     let (lo, hi) = reverse_window(c, cfg.size, d.c);
