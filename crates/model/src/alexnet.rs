@@ -186,8 +186,10 @@ pub(crate) struct Conv {
 }
 
 impl Conv {
-    pub(crate) fn forward(&self, x: &Tensor, input_grad: bool) -> Result<Tensor> {
-        layers::conv2d(x, &self.w, &self.b, self.stride, self.padding, input_grad)
+    /// The convolution followed by its ReLU (every convolution of the net
+    /// has one), as one fused operation.
+    pub(crate) fn forward_relu(&self, x: &Tensor, input_grad: bool) -> Result<Tensor> {
+        layers::conv2d_relu(x, &self.w, &self.b, self.stride, self.padding, input_grad)
     }
 }
 
@@ -369,9 +371,9 @@ impl AlexNet {
         let mut h: Vec<Tensor> = Vec::with_capacity(self.towers.len());
         for t in &self.towers {
             let x = images.to_device(&t.device)?;
-            let y = layers::relu(&t.conv1.forward(&x, false)?)?;
+            let y = t.conv1.forward_relu(&x, false)?;
             let y = layers::max_pool_overlapping(&layers::lrn(&y, &lrn)?, pk, ps)?;
-            let y = layers::relu(&t.conv2.forward(&y, true)?)?;
+            let y = t.conv2.forward_relu(&y, true)?;
             h.push(layers::max_pool_overlapping(
                 &layers::lrn(&y, &lrn)?,
                 pk,
@@ -382,9 +384,9 @@ impl AlexNet {
         let h = self.exchange(&h, false)?;
         let mut flat = Vec::with_capacity(self.towers.len());
         for (t, x) in self.towers.iter().zip(&h) {
-            let y = layers::relu(&t.conv3.forward(x, true)?)?;
-            let y = layers::relu(&t.conv4.forward(&y, true)?)?;
-            let y = layers::relu(&t.conv5.forward(&y, true)?)?;
+            let y = t.conv3.forward_relu(x, true)?;
+            let y = t.conv4.forward_relu(&y, true)?;
+            let y = t.conv5.forward_relu(&y, true)?;
             flat.push(layers::max_pool_overlapping(&y, pk, ps)?.flatten_from(1)?);
         }
         // fc6 reads both towers.

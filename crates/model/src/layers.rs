@@ -41,6 +41,21 @@ pub fn conv2d(
     ops::conv2d(x, w, b, stride, padding, input_grad)
 }
 
+/// [`conv2d`] followed by ReLU, fused into one operation.
+pub fn conv2d_relu(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    padding: usize,
+    input_grad: bool,
+) -> Result<Tensor> {
+    if stock() {
+        return ops::conv2d_stock_input_grad(x, w, b, stride, padding, input_grad)?.relu();
+    }
+    ops::conv2d_relu(x, w, b, stride, padding, input_grad)
+}
+
 /// Fully connected layer with weights stored `[in, out]`: `x [N,in] @ w + b`.
 pub fn linear(x: &Tensor, w_in_out: &Tensor, b: &Tensor) -> Result<Tensor> {
     if stock() {

@@ -22,7 +22,7 @@ use crate::layers;
 /// Timing of one layer.
 #[derive(Debug, Clone)]
 pub struct LayerTiming {
-    /// Layer name, e.g. `conv1`, `lrn1`, `pool1`, `fc6`.
+    /// Layer name, e.g. `conv1+relu1` (fused), `lrn1`, `pool1`, `fc6`.
     pub name: String,
     /// Forward time of one instance (one tower).
     pub forward: Duration,
@@ -115,7 +115,7 @@ impl AlexNet {
         };
         let conv = |c: &Conv, input_grad: bool| {
             let c = c.clone();
-            move |x: &Tensor| c.forward(x, input_grad)
+            move |x: &Tensor| c.forward_relu(x, input_grad)
         };
         let lin = |l: &Linear| {
             let l = l.clone();
@@ -134,20 +134,21 @@ impl AlexNet {
             }
         };
 
-        let y = step("conv1", towers, &x, false, &conv(&t.conv1, false))?;
-        let y = step("relu1", towers, &y, true, &relu)?;
+        let y = step("conv1+relu1", towers, &x, false, &conv(&t.conv1, false))?;
         let y = step("lrn1", towers, &y, true, &norm)?;
         let y = step("pool1", towers, &y, true, &pool)?;
-        let y = step("conv2", towers, &y, true, &conv(&t.conv2, true))?;
-        let y = step("relu2", towers, &y, true, &relu)?;
+        let y = step("conv2+relu2", towers, &y, true, &conv(&t.conv2, true))?;
         let y = step("lrn2", towers, &y, true, &norm)?;
         let y = step("pool2", towers, &y, true, &pool)?;
-        let y = step("conv3", towers, &both(&y)?, true, &conv(&t.conv3, true))?;
-        let y = step("relu3", towers, &y, true, &relu)?;
-        let y = step("conv4", towers, &y, true, &conv(&t.conv4, true))?;
-        let y = step("relu4", towers, &y, true, &relu)?;
-        let y = step("conv5", towers, &y, true, &conv(&t.conv5, true))?;
-        let y = step("relu5", towers, &y, true, &relu)?;
+        let y = step(
+            "conv3+relu3",
+            towers,
+            &both(&y)?,
+            true,
+            &conv(&t.conv3, true),
+        )?;
+        let y = step("conv4+relu4", towers, &y, true, &conv(&t.conv4, true))?;
+        let y = step("conv5+relu5", towers, &y, true, &conv(&t.conv5, true))?;
         let y = step("pool5", towers, &y, true, &pool)?.flatten_from(1)?;
         let y = step("fc6", towers, &both(&y)?, true, &lin(&t.fc6))?;
         let y = step("relu6", towers, &y, true, &relu)?;

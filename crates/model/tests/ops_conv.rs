@@ -257,3 +257,30 @@ fn accepts_non_contiguous_input() {
     let b = ops::conv2d(&t[0], &t[1], &t[2], c.stride, c.pad, true).unwrap();
     assert_eq!(to_vec(&a), to_vec(&b));
 }
+
+/// `conv2d_relu` equals `conv2d` followed by Candle's ReLU, forward and
+/// backward (every gradient), for every case.
+#[test]
+fn fused_relu_equals_conv_then_relu() {
+    for (i, c) in CASES.iter().enumerate() {
+        let t = inputs(c, 300 + i as u64 * 7);
+        let (ho, wo) = out_size(c);
+        let r = uniform(&[c.n, c.o, ho, wo], 400 + i as u64);
+        let c = *c;
+        let fused = move |t: &[Tensor]| -> Result<Tensor> {
+            ops::conv2d_relu(&t[0], &t[1], &t[2], c.stride, c.pad, true)
+        };
+        let composed = move |t: &[Tensor]| -> Result<Tensor> {
+            ops::conv2d(&t[0], &t[1], &t[2], c.stride, c.pad, true)?.relu()
+        };
+        let y = to_vec(&fused(&t).unwrap());
+        assert_eq!(y, to_vec(&composed(&t).unwrap()), "forward {c:?}");
+        assert!(y.contains(&0.0) && y.iter().any(|&v| v > 0.0), "ReLU inactive {c:?}");
+        let got = autograd(&fused, &t, &r);
+        let want = autograd(&composed, &t, &r);
+        for (which, name) in ["x", "w", "b"].iter().enumerate() {
+            let (g, w) = (got[which].as_ref().unwrap(), want[which].as_ref().unwrap());
+            assert_close(g, &as_f64(w), 1e-5, 1e-5, &format!("d{name} {c:?}"));
+        }
+    }
+}

@@ -196,8 +196,8 @@ fn row_blocks(g: &Geometry, budget: usize) -> Vec<Range<usize>> {
     split_ranges(g.ho, g.ho.div_ceil(rows))
 }
 
-/// Forward on the CPU: `y [N, O, Ho*Wo]`.
-fn forward(g: &Geometry, x: &[f32], w: &[f32], b: &[f32], budget: usize) -> Vec<f32> {
+/// Forward on the CPU: `y [N, O, Ho*Wo]`, followed by `max(y, 0)` if `relu`.
+fn forward(g: &Geometry, x: &[f32], w: &[f32], b: &[f32], relu: bool, budget: usize) -> Vec<f32> {
     let (k, p, o) = (g.k(), g.p(), g.o);
     let mut y = vec![0.0f32; g.n * o * p];
     let blocks = row_blocks(g, budget);
@@ -233,6 +233,10 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32], b: &[f32], budget: usize) -> Vec<
                 matmul(o, pb, k, dst, p, true, lhs, rhs, gemm_threads);
             }
         });
+        if relu {
+            // While the sample's output is still in cache.
+            y_n.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
     };
     if g.n >= threads() {
         y.par_chunks_mut(o * p).enumerate().for_each(one_sample);
@@ -249,7 +253,8 @@ struct Grads {
     db: Vec<f32>,
 }
 
-/// Backward on the CPU from `dy [N, O, Ho*Wo]`. The samples are split into one
+/// Backward on the CPU from `dy [N, O, Ho*Wo]`; with `relu_out` (the output
+/// `y` of a convolution fused with ReLU) from `dy * (y > 0)`. The samples are split into one
 /// contiguous range per thread; each range accumulates its own weight and bias
 /// gradient, summed at the end in a fixed order (deterministic for a given
 /// thread count).
@@ -258,6 +263,7 @@ fn backward(
     x: &[f32],
     w: &[f32],
     dy: &[f32],
+    relu_out: Option<&[f32]>,
     input_grad: bool,
     budget: usize,
 ) -> Grads {
@@ -286,6 +292,8 @@ fn backward(
         .map(|(range, dx_part)| {
             let mut dw = vec![0.0f32; o * k];
             let mut db = vec![0.0f32; o];
+            // dY of one sample after the ReLU mask (unused without ReLU).
+            let mut masked = vec![0.0f32; if relu_out.is_some() { o * p } else { 0 }];
             let start = range.start;
             let dcol_len = if input_grad { k * max_pb } else { 0 };
             with_scratch([k * max_pb, dcol_len, phases_len(g)], |col, dcol, xp| {
@@ -297,7 +305,14 @@ fn backward(
                         split_phases(g, x_n, xp);
                         &*xp
                     };
-                    let dy_n = &dy[i * o * p..(i + 1) * o * p];
+                    let mut dy_n = &dy[i * o * p..(i + 1) * o * p];
+                    if let Some(y) = relu_out {
+                        let y_n = &y[i * o * p..(i + 1) * o * p];
+                        for ((m, &d), &y) in masked.iter_mut().zip(dy_n).zip(y_n) {
+                            *m = if y > 0.0 { d } else { 0.0 };
+                        }
+                        dy_n = &masked;
+                    }
                     for (acc, row) in db.iter_mut().zip(dy_n.chunks_exact(p)) {
                         *acc += row.iter().sum::<f32>();
                     }
@@ -354,6 +369,7 @@ struct Conv2dOp {
     stride: usize,
     padding: usize,
     input_grad: bool,
+    relu: bool,
 }
 
 impl CustomOp3 for Conv2dOp {
@@ -374,7 +390,7 @@ impl CustomOp3 for Conv2dOp {
         let x = slice_f32(s1, l1, "conv2d")?;
         let w = slice_f32(s2, l2, "conv2d")?;
         let b = slice_f32(s3, l3, "conv2d")?;
-        let y = forward(&g, x, w, b, COL_BLOCK_BYTES);
+        let y = forward(&g, x, w, b, self.relu, COL_BLOCK_BYTES);
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.ho, g.wo))))
     }
 
@@ -383,18 +399,27 @@ impl CustomOp3 for Conv2dOp {
         x: &Tensor,
         w: &Tensor,
         b: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = Geometry::new(x.dims(), w.dims(), b.dims(), self.stride, self.padding)?;
-        let (x, w, dy) = (x.contiguous()?, w.contiguous()?, grad_res.contiguous()?);
-        let grads = with_f32(&x, "conv2d backward", |xs| {
-            with_f32(&w, "conv2d backward", |ws| {
-                with_f32(&dy, "conv2d backward", |dys| {
-                    backward(&g, xs, ws, dys, self.input_grad, COL_BLOCK_BYTES)
+        let (x, w, dy, y) = (
+            x.contiguous()?,
+            w.contiguous()?,
+            grad_res.contiguous()?,
+            res.contiguous()?,
+        );
+        let what = "conv2d backward";
+        let grads = with_f32(&x, what, |xs| {
+            with_f32(&w, what, |ws| {
+                with_f32(&dy, what, |dys| {
+                    with_f32(&y, what, |ys| {
+                        let relu_out = self.relu.then_some(ys);
+                        backward(&g, xs, ws, dys, relu_out, self.input_grad, COL_BLOCK_BYTES)
+                    })
                 })
             })
-        })???;
+        })????;
         let dev = x.device();
         let dx = match grads.dx {
             Some(dx) => Some(Tensor::from_vec(dx, x.shape(), dev)?),
@@ -406,7 +431,7 @@ impl CustomOp3 for Conv2dOp {
     }
 }
 
-/// CPU `f32` path of [`super::conv2d`].
+/// CPU `f32` path of [`super::conv2d`] and (with `relu`) [`super::conv2d_relu`].
 pub(crate) fn conv2d_cpu(
     x: &Tensor,
     w: &Tensor,
@@ -414,6 +439,7 @@ pub(crate) fn conv2d_cpu(
     stride: usize,
     padding: usize,
     input_grad: bool,
+    relu: bool,
 ) -> Result<Tensor> {
     let (x, w, b) = (x.contiguous()?, w.contiguous()?, b.contiguous()?);
     x.apply_op3(
@@ -423,6 +449,7 @@ pub(crate) fn conv2d_cpu(
             stride,
             padding,
             input_grad,
+            relu,
         },
     )
 }
@@ -492,12 +519,12 @@ mod tests {
             for budget in [1, 3 * per_row] {
                 assert!(row_blocks(&g, budget).len() > 1);
                 close(
-                    &forward(&g, &x, &wt, &b, budget),
-                    &forward(&g, &x, &wt, &b, whole),
+                    &forward(&g, &x, &wt, &b, false, budget),
+                    &forward(&g, &x, &wt, &b, false, whole),
                     "forward",
                 );
-                let got = backward(&g, &x, &wt, &dy, true, budget);
-                let want = backward(&g, &x, &wt, &dy, true, whole);
+                let got = backward(&g, &x, &wt, &dy, None, true, budget);
+                let want = backward(&g, &x, &wt, &dy, None, true, whole);
                 close(got.dx.as_ref().unwrap(), want.dx.as_ref().unwrap(), "dx");
                 close(&got.dw, &want.dw, "dw");
                 close(&got.db, &want.db, "db");

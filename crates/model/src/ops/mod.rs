@@ -8,6 +8,8 @@
 //! * [`conv2d`]: im2col + `gemm` forward with fused bias; backward computes the
 //!   weight and bias gradients with `gemm`, and the input gradient (col2im of
 //!   `Wᵀ·dY`) only when asked to (`input_grad`).
+//! * [`conv2d_relu`]: the same convolution with the ReLU that follows it fused
+//!   into its forward and backward.
 //! * [`lrn`]: fused local response normalisation across channels with its
 //!   analytic backward, in the convention of `torch.nn.LocalResponseNorm`.
 //! * [`max_pool_overlapping`]: max-pooling with kernel larger than stride (the
@@ -83,9 +85,28 @@ pub fn conv2d(
     input_grad: bool,
 ) -> Result<Tensor> {
     if fast_path(x) && fast_path(w) && fast_path(b) {
-        conv::conv2d_cpu(x, w, b, stride, padding, input_grad)
+        conv::conv2d_cpu(x, w, b, stride, padding, input_grad, false)
     } else {
         conv2d_stock_input_grad(x, w, b, stride, padding, input_grad)
+    }
+}
+
+/// [`conv2d`] followed by ReLU, `max(conv2d(x, w, b), 0)`, in one operation:
+/// the ReLU runs on each sample's output while it is in cache, its backward
+/// (`dy * (y > 0)`) inside the convolution's backward, and the graph holds
+/// one node and one activation instead of two.
+pub fn conv2d_relu(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    padding: usize,
+    input_grad: bool,
+) -> Result<Tensor> {
+    if fast_path(x) && fast_path(w) && fast_path(b) {
+        conv::conv2d_cpu(x, w, b, stride, padding, input_grad, true)
+    } else {
+        conv2d_stock_input_grad(x, w, b, stride, padding, input_grad)?.relu()
     }
 }
 
