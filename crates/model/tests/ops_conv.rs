@@ -275,7 +275,10 @@ fn fused_relu_equals_conv_then_relu() {
         };
         let y = to_vec(&fused(&t).unwrap());
         assert_eq!(y, to_vec(&composed(&t).unwrap()), "forward {c:?}");
-        assert!(y.contains(&0.0) && y.iter().any(|&v| v > 0.0), "ReLU inactive {c:?}");
+        assert!(
+            y.contains(&0.0) && y.iter().any(|&v| v > 0.0),
+            "ReLU inactive {c:?}"
+        );
         let got = autograd(&fused, &t, &r);
         let want = autograd(&composed, &t, &r);
         for (which, name) in ["x", "w", "b"].iter().enumerate() {

@@ -73,3 +73,39 @@ fn rejects_out_in_weights() {
     let err = ops::linear(&x, &w_out_in, &b).unwrap_err().to_string();
     assert!(err.contains("[in, out]"), "{err}");
 }
+
+/// Shapes large enough for the sliced products (several weight slices along
+/// the reduction and along the columns, uneven last slices) and a batch
+/// above the sliced range: forward against the direct sum, gradients
+/// against Candle's own matmul backward.
+#[test]
+fn sliced_and_unsliced_products() {
+    for (s, &(n, i, o)) in [(5, 200, 301), (32, 130, 150), (60, 130, 150)]
+        .iter()
+        .enumerate()
+    {
+        let seed = 170 + 3 * s as u64;
+        let t = vec![
+            rand_tensor(&[n, i], seed),
+            rand_tensor(&[i, o], seed + 1),
+            rand_tensor(&[o], seed + 2),
+        ];
+        let f = |t: &[Tensor]| -> Result<Tensor> { ops::linear(&t[0], &t[1], &t[2]) };
+        let stock = |t: &[Tensor]| -> Result<Tensor> { ops::linear_stock(&t[0], &t[1], &t[2]) };
+        let want = naive(&to_vec(&t[0]), &to_vec(&t[1]), &to_vec(&t[2]), n, i, o);
+        let what = format!("forward {n}x{i}x{o}");
+        assert_close(&to_vec(&f(&t).unwrap()), &want, 1e-5, 1e-5, &what);
+        let r = uniform(&[n, o], seed + 3);
+        let got = autograd(&f, &t, &r);
+        let candle = autograd(&stock, &t, &r);
+        for (which, name) in ["x", "w", "b"].iter().enumerate() {
+            assert_close(
+                got[which].as_ref().unwrap(),
+                &as_f64(candle[which].as_ref().unwrap()),
+                1e-5,
+                1e-5,
+                &format!("d{name} vs candle {n}x{i}x{o}"),
+            );
+        }
+    }
+}

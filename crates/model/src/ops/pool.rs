@@ -55,7 +55,13 @@ impl Geometry {
 /// kernel tap `kj` of all outputs of a row is one contiguous run
 /// (`phase kj % s`, from `kj / s`): the comparisons then run over whole
 /// output rows, without branches, in SIMD registers.
-fn forward_plane(g: &Geometry, x_p: &[f32], phases: &mut [f32], y_p: &mut [f32], arg_p: &mut [u32]) {
+fn forward_plane(
+    g: &Geometry,
+    x_p: &[f32],
+    phases: &mut [f32],
+    y_p: &mut [f32],
+    arg_p: &mut [u32],
+) {
     let (s, wp, wo) = (g.stride, g.wp(), g.wo);
     for (row, out) in x_p.chunks_exact(g.w).zip(phases.chunks_exact_mut(s * wp)) {
         for (r, phase) in out.chunks_exact_mut(wp).enumerate() {
@@ -88,7 +94,11 @@ fn forward_plane(g: &Geometry, x_p: &[f32], phases: &mut [f32], y_p: &mut [f32],
                     let (v, b) = (run[ow], best[ow]);
                     let take = (v > b) | (v.is_nan() & !b.is_nan());
                     best[ow] = if take { v } else { b };
-                    arg[ow] = if take { base + (ow * s) as u32 } else { arg[ow] };
+                    arg[ow] = if take {
+                        base + (ow * s) as u32
+                    } else {
+                        arg[ow]
+                    };
                 }
             }
         }
