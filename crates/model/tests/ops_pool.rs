@@ -45,6 +45,7 @@ const SHAPES: &[([usize; 4], usize, usize)] = &[
     ([1, 2, 11, 9], 3, 2),  // rectangular, floor mode drops a column
     ([2, 2, 8, 8], 2, 2),   // non-overlapping
     ([1, 1, 7, 7], 3, 1),   // stride 1
+    ([3, 23, 9, 11], 3, 2), // 69 planes: several groups of planes, the last one partial
 ];
 
 #[test]

@@ -28,6 +28,9 @@ impl Geometry {
         if h < kernel || w < kernel {
             bail!("max_pool_overlapping: kernel {kernel} larger than the {h}x{w} input");
         }
+        if kernel > 16 {
+            bail!("max_pool_overlapping: kernel {kernel} larger than 16");
+        }
         if h * w > u32::MAX as usize {
             bail!("max_pool_overlapping: a {h}x{w} plane is too large");
         }
@@ -42,65 +45,106 @@ impl Geometry {
         })
     }
 
-    /// Elements per phase row: `ceil(W / stride)`.
-    fn wp(&self) -> usize {
-        self.w.div_ceil(self.stride)
+    /// Rows and columns of one phase of a plane: `ceil(H / s)`, `ceil(W / s)`.
+    fn phase_dims(&self) -> (usize, usize) {
+        (self.h.div_ceil(self.stride), self.w.div_ceil(self.stride))
     }
 }
 
-/// Forward of one plane: the maxima `y_p [Ho*Wo]` and the index in the plane
-/// of each window's first maximum (row-major; a NaN wins over numbers).
+/// Planes per task of the forward pass (their phases stay in L2 cache).
+const PLANES_PER_TASK: usize = 32;
+
+/// Forward of a group of `planes` planes `x [planes, H, W]`: the maxima
+/// `y [planes, Ho*Wo]` and the index in its plane of each window's first
+/// maximum (row-major; a NaN wins over numbers).
 ///
-/// Each input row is first split by column phase modulo the stride, so that
-/// kernel tap `kj` of all outputs of a row is one contiguous run
-/// (`phase kj % s`, from `kj / s`): the comparisons then run over whole
-/// output rows, without branches, in SIMD registers.
-fn forward_plane(
-    g: &Geometry,
-    x_p: &[f32],
-    phases: &mut [f32],
-    y_p: &mut [f32],
-    arg_p: &mut [u32],
-) {
-    let (s, wp, wo) = (g.stride, g.wp(), g.wo);
-    for (row, out) in x_p.chunks_exact(g.w).zip(phases.chunks_exact_mut(s * wp)) {
-        for (r, phase) in out.chunks_exact_mut(wp).enumerate() {
-            for (d, v) in phase.iter_mut().zip(row[r.min(g.w)..].iter().step_by(s)) {
-                *d = *v;
+/// The planes are first split into `s x s` phases,
+/// `xp[pr][pc][plane][i][j] = x[plane][i*s + pr][j*s + pc]`, each phase
+/// `[planes, Hp, Wp]`. Kernel tap `(ki, kj)` of output `(plane, oh, ow)` is
+/// then `xp[ki % s][kj % s][plane][oh + ki/s][ow + kj/s]`: with the outputs
+/// laid out on the same `[planes, Hp, Wp]` grid, one tap of every output of
+/// the group is a single contiguous run of one phase, so each of the
+/// `kernel²` taps is one long branch-free loop that the compiler vectorises.
+/// Grid cells outside `Ho x Wo` compute garbage that is never read.
+fn forward_group(g: &Geometry, x: &[f32], buf: &mut GroupBuffers, y: &mut [f32], arg: &mut [u32]) {
+    let (s, k) = (g.stride, g.kernel);
+    let (hp, wp) = g.phase_dims();
+    let planes = x.len() / (g.h * g.w);
+    let grid = planes * hp * wp;
+    buf.resize(s * s * grid, grid);
+    let GroupBuffers { phases, best, tap } = buf;
+    for (p, x_p) in x.chunks_exact(g.h * g.w).enumerate() {
+        for (i, row) in x_p.chunks_exact(g.w).enumerate() {
+            let (pr, ii) = (i % s, i / s);
+            for pc in 0..s.min(g.w) {
+                let dst = &mut phases[(pr * s + pc) * grid + (p * hp + ii) * wp..][..wp];
+                for (d, v) in dst.iter_mut().zip(row[pc..].iter().step_by(s)) {
+                    *d = *v;
+                }
             }
         }
     }
-    for (oh, (best, arg)) in y_p
-        .chunks_exact_mut(wo)
-        .zip(arg_p.chunks_exact_mut(wo))
-        .enumerate()
-    {
-        for ki in 0..g.kernel {
-            let r = oh * s + ki;
-            for kj in 0..g.kernel {
-                let run = &phases[(r * s + kj % s) * wp + kj / s..][..wo];
-                // Plane index of output column ow's tap: base + ow * s.
-                let base = (r * g.w + kj) as u32;
-                if ki == 0 && kj == 0 {
-                    best.copy_from_slice(run);
-                    for (ow, a) in arg.iter_mut().enumerate() {
-                        *a = base + (ow * s) as u32;
-                    }
-                    continue;
-                }
-                // Non-short-circuit `|` and `&` keep the loop free of
-                // branches, so that it is vectorised.
-                for ow in 0..wo {
-                    let (v, b) = (run[ow], best[ow]);
-                    let take = (v > b) | (v.is_nan() & !b.is_nan());
-                    best[ow] = if take { v } else { b };
-                    arg[ow] = if take {
-                        base + (ow * s) as u32
-                    } else {
-                        arg[ow]
-                    };
-                }
+    // Outputs up to the last valid one of the last plane.
+    let len = grid - (hp - g.ho) * wp - (wp - g.wo);
+    for ki in 0..k {
+        for kj in 0..k {
+            let phase = &phases[((ki % s) * s + kj % s) * grid..][..grid];
+            let run = &phase[(ki / s) * wp + kj / s..][..len];
+            let (best, tap) = (&mut best[..len], &mut tap[..len]);
+            let t = (ki * k + kj) as u32;
+            if t == 0 {
+                best.copy_from_slice(run);
+                tap.fill(0);
+                continue;
             }
+            // Non-short-circuit `|` and `&` keep the loop branch-free.
+            for q in 0..len {
+                let (v, b) = (run[q], best[q]);
+                let take = (v > b) | (v.is_nan() & !b.is_nan());
+                best[q] = if take { v } else { b };
+                tap[q] = if take { t } else { tap[q] };
+            }
+        }
+    }
+    // Plane offset of each tap from its window's first element.
+    let mut tap_offset = [0u32; 256];
+    for (t, off) in tap_offset.iter_mut().take(k * k).enumerate() {
+        *off = ((t / k) * g.w + t % k) as u32;
+    }
+    let out_len = g.ho * g.wo;
+    for p in 0..planes {
+        for oh in 0..g.ho {
+            let cell = (p * hp + oh) * wp;
+            let out = p * out_len + oh * g.wo;
+            y[out..out + g.wo].copy_from_slice(&best[cell..cell + g.wo]);
+            let row_start = (oh * s * g.w) as u32;
+            for (ow, (a, &t)) in arg[out..out + g.wo]
+                .iter_mut()
+                .zip(&tap[cell..cell + g.wo])
+                .enumerate()
+            {
+                *a = row_start + (ow * s) as u32 + tap_offset[t as usize];
+            }
+        }
+    }
+}
+
+/// Scratch of [`forward_group`], reused by the tasks of one thread.
+#[derive(Default)]
+struct GroupBuffers {
+    phases: Vec<f32>,
+    best: Vec<f32>,
+    tap: Vec<u32>,
+}
+
+impl GroupBuffers {
+    fn resize(&mut self, phases: usize, grid: usize) {
+        if self.phases.len() < phases {
+            self.phases.resize(phases, 0.0);
+        }
+        if self.best.len() < grid {
+            self.best.resize(grid, 0.0);
+            self.tap.resize(grid, 0);
         }
     }
 }
@@ -110,13 +154,12 @@ fn forward(g: &Geometry, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
     let (in_len, out_len) = (g.h * g.w, g.ho * g.wo);
     let mut y = vec![0.0f32; g.planes * out_len];
     let mut argmax = vec![0u32; g.planes * out_len];
-    y.par_chunks_mut(out_len)
-        .zip(argmax.par_chunks_mut(out_len))
-        .zip(x.par_chunks(in_len))
-        .for_each_init(
-            || vec![0.0f32; g.h * g.stride * g.wp()],
-            |phases, ((y_p, arg_p), x_p)| forward_plane(g, x_p, phases, y_p, arg_p),
-        );
+    y.par_chunks_mut(out_len * PLANES_PER_TASK)
+        .zip(argmax.par_chunks_mut(out_len * PLANES_PER_TASK))
+        .zip(x.par_chunks(in_len * PLANES_PER_TASK))
+        .for_each_init(GroupBuffers::default, |buf, ((y, arg), x)| {
+            forward_group(g, x, buf, y, arg)
+        });
     (y, argmax)
 }
 
