@@ -372,13 +372,9 @@ impl AlexNet {
         for t in &self.towers {
             let x = images.to_device(&t.device)?;
             let y = t.conv1.forward_relu(&x, false)?;
-            let y = layers::max_pool_overlapping(&layers::lrn(&y, &lrn)?, pk, ps)?;
+            let y = layers::lrn_max_pool(&y, &lrn, pk, ps)?;
             let y = t.conv2.forward_relu(&y, true)?;
-            h.push(layers::max_pool_overlapping(
-                &layers::lrn(&y, &lrn)?,
-                pk,
-                ps,
-            )?);
+            h.push(layers::lrn_max_pool(&y, &lrn, pk, ps)?);
         }
         // conv3 reads both towers.
         let h = self.exchange(&h, false)?;

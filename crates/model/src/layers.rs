@@ -72,6 +72,14 @@ pub fn lrn(x: &Tensor, cfg: &LrnConfig) -> Result<Tensor> {
     ops::lrn(x, cfg)
 }
 
+/// [`lrn`] then [`max_pool_overlapping`], fused into one operation.
+pub fn lrn_max_pool(x: &Tensor, cfg: &LrnConfig, kernel: usize, stride: usize) -> Result<Tensor> {
+    if stock() {
+        return ops::max_pool_overlapping_stock(&ops::lrn_stock(x, cfg)?, kernel, stride);
+    }
+    ops::lrn_max_pool(x, cfg, kernel, stride)
+}
+
 /// Overlapping max-pool of `x [N,C,H,W]`, no padding.
 pub fn max_pool_overlapping(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
     if stock() {

@@ -122,7 +122,7 @@ impl AlexNet {
             move |x: &Tensor| l.forward(x)
         };
         let relu = |x: &Tensor| layers::relu(x);
-        let norm = move |x: &Tensor| layers::lrn(x, &lrn);
+        let norm_pool = move |x: &Tensor| layers::lrn_max_pool(x, &lrn, pk, ps);
         let pool = move |x: &Tensor| layers::max_pool_overlapping(x, pk, ps);
         // Both towers' activations as after an exchange (tower A's twice:
         // same shapes and costs).
@@ -135,11 +135,9 @@ impl AlexNet {
         };
 
         let y = step("conv1+relu1", towers, &x, false, &conv(&t.conv1, false))?;
-        let y = step("lrn1", towers, &y, true, &norm)?;
-        let y = step("pool1", towers, &y, true, &pool)?;
+        let y = step("lrn1+pool1", towers, &y, true, &norm_pool)?;
         let y = step("conv2+relu2", towers, &y, true, &conv(&t.conv2, true))?;
-        let y = step("lrn2", towers, &y, true, &norm)?;
-        let y = step("pool2", towers, &y, true, &pool)?;
+        let y = step("lrn2+pool2", towers, &y, true, &norm_pool)?;
         let y = step(
             "conv3+relu3",
             towers,

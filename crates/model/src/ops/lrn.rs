@@ -76,60 +76,86 @@ fn scales(cfg: &LrnConfig, d: Dims, a: &[f32], s: &mut [f32]) {
     }
 }
 
+/// Forward of one sample `a [C, H*W]` into `y [C, H*W]`.
+pub(super) fn forward_sample(cfg: &LrnConfig, channels: usize, a: &[f32], y: &mut [f32]) {
+    let d = Dims {
+        n: 1,
+        c: channels,
+        hw: a.len() / channels.max(1),
+    };
+    // y serves as the scale buffer first, then is overwritten in place.
+    scales(cfg, d, a, y);
+    inv_pow_in_place(cfg.beta as f32, y);
+    y.iter_mut().zip(a).for_each(|(y, a)| *y *= a);
+}
+
+/// Backward of one sample: `dx [C, H*W]` from the input `a` and the output
+/// gradient `g`; `s_pow` and `t` are scratch buffers of the same length.
+pub(super) fn backward_sample(
+    cfg: &LrnConfig,
+    channels: usize,
+    a: &[f32],
+    g: &[f32],
+    dx: &mut [f32],
+    s_pow: &mut [f32],
+    t: &mut [f32],
+) {
+    let d = Dims {
+        n: 1,
+        c: channels,
+        hw: a.len() / channels.max(1),
+    };
+    let beta = cfg.beta as f32;
+    let coef = (2.0 * cfg.alpha * cfg.beta / cfg.size as f64) as f32;
+    scales(cfg, d, a, s_pow);
+    // t <- dy * a / s (first pass), s_pow <- s^-beta,
+    // t <- t * s^-beta = dy * a * s^(-beta-1)
+    for (((t, s), a), g) in t.iter_mut().zip(&*s_pow).zip(a).zip(g) {
+        *t = g * a / s;
+    }
+    inv_pow_in_place(beta, s_pow);
+    for (t, p) in t.iter_mut().zip(&*s_pow) {
+        *t *= p;
+    }
+    for c in 0..d.c {
+        let (lo, hi) = reverse_window(c, cfg.size, d.c);
+        let out = &mut dx[c * d.hw..(c + 1) * d.hw];
+        out.fill(0.0);
+        for j in lo..hi {
+            for (o, v) in out.iter_mut().zip(&t[j * d.hw..(j + 1) * d.hw]) {
+                *o += v;
+            }
+        }
+        let range = c * d.hw..(c + 1) * d.hw;
+        for (((o, a), g), p) in out
+            .iter_mut()
+            .zip(&a[range.clone()])
+            .zip(&g[range.clone()])
+            .zip(&s_pow[range])
+        {
+            *o = g * p - coef * a * *o;
+        }
+    }
+}
+
 fn forward(cfg: &LrnConfig, d: Dims, x: &[f32]) -> Vec<f32> {
     let len = d.c * d.hw;
     let mut y = vec![0.0f32; d.n * len];
-    let beta = cfg.beta as f32;
     y.par_chunks_mut(len.max(1))
         .zip(x.par_chunks(len.max(1)))
-        .for_each(|(y_n, a)| {
-            // y_n serves as the scale buffer first, then is overwritten in place.
-            scales(cfg, d, a, y_n);
-            inv_pow_in_place(beta, y_n);
-            y_n.iter_mut().zip(a).for_each(|(y, a)| *y *= a);
-        });
+        .for_each(|(y_n, a)| forward_sample(cfg, d.c, a, y_n));
     y
 }
 
 fn backward(cfg: &LrnConfig, d: Dims, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let len = d.c * d.hw;
     let mut dx = vec![0.0f32; d.n * len];
-    let beta = cfg.beta as f32;
-    let coef = (2.0 * cfg.alpha * cfg.beta / cfg.size as f64) as f32;
     dx.par_chunks_mut(len.max(1))
         .zip(x.par_chunks(len.max(1)))
         .zip(dy.par_chunks(len.max(1)))
         .for_each(|((dx_n, a), g)| {
             with_scratch([len, len, 0], |s_pow, t, _| {
-                scales(cfg, d, a, s_pow);
-                // t <- dy * a / s (first pass), s_pow <- s^-beta,
-                // t <- t * s^-beta = dy * a * s^(-beta-1)
-                for (((t, s), a), g) in t.iter_mut().zip(&*s_pow).zip(a).zip(g) {
-                    *t = g * a / s;
-                }
-                inv_pow_in_place(beta, s_pow);
-                for (t, p) in t.iter_mut().zip(&*s_pow) {
-                    *t *= p;
-                }
-                for c in 0..d.c {
-                    let (lo, hi) = reverse_window(c, cfg.size, d.c);
-                    let out = &mut dx_n[c * d.hw..(c + 1) * d.hw];
-                    out.fill(0.0);
-                    for j in lo..hi {
-                        for (o, v) in out.iter_mut().zip(&t[j * d.hw..(j + 1) * d.hw]) {
-                            *o += v;
-                        }
-                    }
-                    let range = c * d.hw..(c + 1) * d.hw;
-                    for (((o, a), g), p) in out
-                        .iter_mut()
-                        .zip(&a[range.clone()])
-                        .zip(&g[range.clone()])
-                        .zip(&s_pow[range])
-                    {
-                        *o = g * p - coef * a * *o;
-                    }
-                }
+                backward_sample(cfg, d.c, a, g, dx_n, s_pow, t)
             });
         });
     dx
@@ -161,7 +187,7 @@ impl CustomOp1 for LrnOp {
     }
 }
 
-fn check(cfg: &LrnConfig) -> Result<()> {
+pub(super) fn check(cfg: &LrnConfig) -> Result<()> {
     if cfg.size == 0 {
         bail!("lrn: size must be positive");
     }

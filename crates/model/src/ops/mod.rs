@@ -12,6 +12,8 @@
 //!   into its forward and backward.
 //! * [`lrn`]: fused local response normalisation across channels with its
 //!   analytic backward, in the convention of `torch.nn.LocalResponseNorm`.
+//! * [`lrn_max_pool`]: the two fused, as the paper uses them after conv1
+//!   and conv2.
 //! * [`max_pool_overlapping`]: max-pooling with kernel larger than stride (the
 //!   paper's 3x3 stride 2), backward scattering to the first maximum.
 //! * [`linear`]: fully connected layer with weights stored `[in, out]`.
@@ -25,6 +27,7 @@ mod conv;
 mod cpu;
 mod linear;
 mod lrn;
+mod lrn_pool;
 mod pool;
 
 use candle_core::{DType, Result, Tensor};
@@ -131,6 +134,18 @@ pub fn lrn(x: &Tensor, cfg: &LrnConfig) -> Result<Tensor> {
         lrn::lrn_cpu(x, cfg)
     } else {
         lrn_stock(x, cfg)
+    }
+}
+
+/// [`lrn`] followed by [`max_pool_overlapping`], in one operation: the
+/// normalised maps exist one sample at a time in a scratch buffer, the graph
+/// holds one node instead of two, and the backward pass runs per sample in
+/// cache. The paper applies the two in this order after conv1 and conv2.
+pub fn lrn_max_pool(x: &Tensor, cfg: &LrnConfig, kernel: usize, stride: usize) -> Result<Tensor> {
+    if fast_path(x) {
+        lrn_pool::lrn_max_pool_cpu(x, cfg, kernel, stride)
+    } else {
+        max_pool_overlapping_stock(&lrn_stock(x, cfg)?, kernel, stride)
     }
 }
 

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use std::sync::Mutex;
 
 #[derive(Clone, Copy)]
-struct Geometry {
+pub(super) struct Geometry {
     planes: usize,
     h: usize,
     w: usize,
@@ -18,7 +18,7 @@ struct Geometry {
 }
 
 impl Geometry {
-    fn new(shape: &[usize], kernel: usize, stride: usize) -> Result<Self> {
+    pub(super) fn new(shape: &[usize], kernel: usize, stride: usize) -> Result<Self> {
         let &[n, c, h, w] = shape else {
             bail!("max_pool_overlapping: expected x [N, C, H, W], got {shape:?}");
         };
@@ -46,6 +46,16 @@ impl Geometry {
     }
 
     /// Rows and columns of one phase of a plane: `ceil(H / s)`, `ceil(W / s)`.
+    /// Output plane size `Ho * Wo`.
+    pub(super) fn out_len(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    /// Output height and width.
+    pub(super) fn out_dims(&self) -> (usize, usize) {
+        (self.ho, self.wo)
+    }
+
     fn phase_dims(&self) -> (usize, usize) {
         (self.h.div_ceil(self.stride), self.w.div_ceil(self.stride))
     }
@@ -66,7 +76,13 @@ const PLANES_PER_TASK: usize = 32;
 /// the group is a single contiguous run of one phase, so each of the
 /// `kernel²` taps is one long branch-free loop that the compiler vectorises.
 /// Grid cells outside `Ho x Wo` compute garbage that is never read.
-fn forward_group(g: &Geometry, x: &[f32], buf: &mut GroupBuffers, y: &mut [f32], arg: &mut [u32]) {
+pub(super) fn forward_group(
+    g: &Geometry,
+    x: &[f32],
+    buf: &mut GroupBuffers,
+    y: &mut [f32],
+    arg: &mut [u32],
+) {
     let (s, k) = (g.stride, g.kernel);
     let (hp, wp) = g.phase_dims();
     let planes = x.len() / (g.h * g.w);
@@ -131,7 +147,7 @@ fn forward_group(g: &Geometry, x: &[f32], buf: &mut GroupBuffers, y: &mut [f32],
 
 /// Scratch of [`forward_group`], reused by the tasks of one thread.
 #[derive(Default)]
-struct GroupBuffers {
+pub(super) struct GroupBuffers {
     phases: Vec<f32>,
     best: Vec<f32>,
     tap: Vec<u32>,
