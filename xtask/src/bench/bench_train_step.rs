@@ -148,13 +148,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let timings = net.profile_layers(&images, args.layer_reps)?;
         println!("per layer (one instance; x = instances in the net), ms:");
         println!(
-            "{:<7} {:>9} {:>9} {:>3}",
+            "{:<12} {:>9} {:>9} {:>3}",
             "layer", "forward", "backward", "x"
         );
         let (mut f, mut b) = (0.0, 0.0);
         for t in &timings {
             println!(
-                "{:<7} {:>9.1} {:>9.1} {:>3}",
+                "{:<12} {:>9.1} {:>9.1} {:>3}",
                 t.name,
                 ms(t.forward),
                 ms(t.backward),
@@ -163,7 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             f += ms(t.forward) * t.count as f64;
             b += ms(t.backward) * t.count as f64;
         }
-        println!("{:<7} {:>9.1} {:>9.1}", "sum", f, b);
+        println!("{:<12} {:>9.1} {:>9.1}", "sum", f, b);
     }
     let rate = (args.batch_size * args.steps) as f64 / total.as_secs_f64();
     println!("{rate:.2} images/s");
