@@ -184,6 +184,10 @@ fn col2im(g: &Geometry, col: &[f32], dx: &mut [f32], rows: Range<usize>) {
     }
 }
 
+/// Sample ranges of the backward pass (each with its own partial weight
+/// gradient): enough for load balancing on a few cores.
+const BACKWARD_RANGES: usize = 8;
+
 /// Bytes of column buffer per block: small enough to stay in a core's L2
 /// cache between the unfolding and the matrix product that reads it.
 const COL_BLOCK_BYTES: usize = 1024 * 1024;
@@ -254,10 +258,12 @@ struct Grads {
 }
 
 /// Backward on the CPU from `dy [N, O, Ho*Wo]`; with `relu_out` (the output
-/// `y` of a convolution fused with ReLU) from `dy * (y > 0)`. The samples are split into one
-/// contiguous range per thread; each range accumulates its own weight and bias
-/// gradient, summed at the end in a fixed order (deterministic for a given
-/// thread count).
+/// `y` of a convolution fused with ReLU) from `dy * (y > 0)`. The samples are
+/// split into up to [`BACKWARD_RANGES`] contiguous ranges, taken by the
+/// threads as they become free (a core slowed by other work does not hold
+/// the others up); each range accumulates its own weight and bias gradient,
+/// summed at the end in range order, so the result does not depend on the
+/// number of threads or on timing.
 fn backward(
     g: &Geometry,
     x: &[f32],
@@ -268,7 +274,7 @@ fn backward(
     budget: usize,
 ) -> Grads {
     let (k, p, o) = (g.k(), g.p(), g.o);
-    let ranges = split_ranges(g.n, threads());
+    let ranges = split_ranges(g.n, BACKWARD_RANGES);
     let mut dx = if input_grad {
         vec![0.0f32; g.n * g.in_len()]
     } else {
