@@ -91,7 +91,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn bench(args: &Args, out: &Path) -> anyhow::Result<()> {
+    let opened = std::time::Instant::now();
     let dataset = Dataset::open(&out.join(&args.split))?;
+    println!(
+        "opened {} images in {} shards in {:.1} ms",
+        dataset.len(),
+        dataset.num_shards(),
+        opened.elapsed().as_secs_f64() * 1e3
+    );
     let stats = Stats::open(&out.join("stats.h5"))?;
     let mode = match args.mode {
         BenchMode::Train => Mode::Train,
