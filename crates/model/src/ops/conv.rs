@@ -1,5 +1,10 @@
-//! 2-D convolution with bias: im2col + `gemm` forward, `gemm` weight gradient
-//! and col2im input gradient.
+//! 2-D convolution with bias (optionally fused with the ReLU after it):
+//! im2col + `gemm` forward, `gemm` weight gradient and col2im input gradient.
+//!
+//! The column matrix of one sample is built and consumed in blocks of output
+//! rows that fit in a core's L2 cache ([`COL_BLOCK_BYTES`]). A strided
+//! convolution first splits each input row by phase modulo the stride
+//! ([`split_phases`]), so that every kernel tap is a contiguous copy.
 
 use super::cpu::{matmul, slice_f32, split_ranges, threads, with_f32, with_scratch, Mat};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
