@@ -15,7 +15,7 @@
 //! == exchange (tower B's fc7 output to tower A) ==
 //! fc8 num_classes, on tower A, reads the concatenation [A | B] of both fc7 outputs
 //! ```
-//! Activations cross between the towers in [`AlexNet::exchange`] and nowhere
+//! Activations cross between the towers in `AlexNet::exchange` and nowhere
 //! else. Concatenations are always ordered tower A first, then tower B.
 //!
 //! # Parameter names and layouts (and the PyTorch equivalent)
@@ -225,7 +225,7 @@ pub struct AlexNet {
     pub(crate) cfg: AlexNetConfig,
     pub(crate) towers: Vec<Tower>,
     pub(crate) fc8: Linear,
-    /// Bytes moved by [`AlexNet::exchange`] during the last forward pass.
+    /// Bytes moved by `AlexNet::exchange` during the last forward pass.
     last_exchanged: AtomicUsize,
 }
 
@@ -454,7 +454,7 @@ impl AlexNet {
     }
 
     /// Bytes that crossed between the towers in the last forward pass
-    /// (counted by [`AlexNet::exchange`]).
+    /// (counted by `AlexNet::exchange`).
     pub fn last_exchanged_bytes(&self) -> usize {
         self.last_exchanged.load(Ordering::Relaxed)
     }
