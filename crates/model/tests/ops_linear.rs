@@ -23,30 +23,41 @@ fn naive(x: &[f32], w: &[f32], b: &[f32], n: usize, i: usize, o: usize) -> Vec<f
 
 const SHAPES: &[(usize, usize, usize)] = &[(3, 7, 5), (1, 16, 4), (9, 33, 17)];
 
+/// `x [n, i]`, `w [i, o]`, `b [o]` from consecutive seeds.
+fn inputs(n: usize, i: usize, o: usize, seed: u64) -> Vec<Tensor> {
+    vec![
+        rand_tensor(&[n, i], seed),
+        rand_tensor(&[i, o], seed + 1),
+        rand_tensor(&[o], seed + 2),
+    ]
+}
+
+fn ours(t: &[Tensor]) -> Result<Tensor> {
+    ops::linear(&t[0], &t[1], &t[2])
+}
+
+fn stock(t: &[Tensor]) -> Result<Tensor> {
+    ops::linear_stock(&t[0], &t[1], &t[2])
+}
+
 #[test]
 fn forward_and_backward() {
     for (s, &(n, i, o)) in SHAPES.iter().enumerate() {
         let seed = 70 + 3 * s as u64;
-        let t = vec![
-            rand_tensor(&[n, i], seed),
-            rand_tensor(&[i, o], seed + 1),
-            rand_tensor(&[o], seed + 2),
-        ];
-        let f = |t: &[Tensor]| -> Result<Tensor> { ops::linear(&t[0], &t[1], &t[2]) };
-        let stock = |t: &[Tensor]| -> Result<Tensor> { ops::linear_stock(&t[0], &t[1], &t[2]) };
-        let y = f(&t).unwrap();
+        let t = inputs(n, i, o, seed);
+        let y = ours(&t).unwrap();
         assert_eq!(y.dims(), &[n, o]);
         let want = naive(&to_vec(&t[0]), &to_vec(&t[1]), &to_vec(&t[2]), n, i, o);
         assert_close(&to_vec(&y), &want, 1e-5, 1e-5, "forward vs direct");
         let r = uniform(&[n, o], seed + 3);
-        let got = autograd(&f, &t, &r);
+        let got = autograd(&ours, &t, &r);
         let candle = autograd(&stock, &t, &r);
         for (which, name) in ["x", "w", "b"].iter().enumerate() {
             let g = got[which]
                 .as_ref()
                 .unwrap_or_else(|| panic!("no gradient for {name}"));
             // Linear in each input: central differences exact up to f32 rounding.
-            let fd = finite_diff(&f, &t, which, &r, 0.25);
+            let fd = finite_diff(&ours, &t, which, &r, 0.25);
             assert_close(
                 g,
                 &fd,
@@ -85,18 +96,12 @@ fn sliced_and_unsliced_products() {
         .enumerate()
     {
         let seed = 170 + 3 * s as u64;
-        let t = vec![
-            rand_tensor(&[n, i], seed),
-            rand_tensor(&[i, o], seed + 1),
-            rand_tensor(&[o], seed + 2),
-        ];
-        let f = |t: &[Tensor]| -> Result<Tensor> { ops::linear(&t[0], &t[1], &t[2]) };
-        let stock = |t: &[Tensor]| -> Result<Tensor> { ops::linear_stock(&t[0], &t[1], &t[2]) };
+        let t = inputs(n, i, o, seed);
         let want = naive(&to_vec(&t[0]), &to_vec(&t[1]), &to_vec(&t[2]), n, i, o);
         let what = format!("forward {n}x{i}x{o}");
-        assert_close(&to_vec(&f(&t).unwrap()), &want, 1e-5, 1e-5, &what);
+        assert_close(&to_vec(&ours(&t).unwrap()), &want, 1e-5, 1e-5, &what);
         let r = uniform(&[n, o], seed + 3);
-        let got = autograd(&f, &t, &r);
+        let got = autograd(&ours, &t, &r);
         let candle = autograd(&stock, &t, &r);
         for (which, name) in ["x", "w", "b"].iter().enumerate() {
             assert_close(
