@@ -87,6 +87,19 @@ impl AlexNetConfig {
         }
     }
 
+    /// The tiny configuration of the PyTorch reference fixture (`TINY` in
+    /// `scripts/reference/alexnet_torch.py`): the paper's structure with conv
+    /// 8/16/16/16/16 in all, fc 32, 5 classes, input 96 (96 -> 23 -> 11 -> 5
+    /// -> 2). For correctness checks against the fixture, on any device.
+    pub fn reference_tiny() -> Self {
+        Self {
+            conv_channels: [8, 16, 16, 16, 16],
+            fc_width: 32,
+            input_size: 96,
+            ..Self::alexnet(5)
+        }
+    }
+
     /// `"alexnet"` or `"alexnet-small"`; `None` for any other name.
     pub fn by_name(name: &str, num_classes: usize) -> Option<Self> {
         match name {

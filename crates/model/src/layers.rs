@@ -25,23 +25,9 @@ fn stock() -> bool {
     STOCK.load(Ordering::Relaxed)
 }
 
-/// 2-D convolution `x [N,Cin,H,W] * w [Cout,Cin,kh,kw] + b [Cout]`.
-/// `input_grad: false` says that no gradient is needed for `x`.
-pub fn conv2d(
-    x: &Tensor,
-    w: &Tensor,
-    b: &Tensor,
-    stride: usize,
-    padding: usize,
-    input_grad: bool,
-) -> Result<Tensor> {
-    if stock() {
-        return ops::conv2d_stock_input_grad(x, w, b, stride, padding, input_grad);
-    }
-    ops::conv2d(x, w, b, stride, padding, input_grad)
-}
-
-/// [`conv2d`] followed by ReLU, fused into one operation.
+/// 2-D convolution `x [N,Cin,H,W] * w [Cout,Cin,kh,kw] + b [Cout]` followed
+/// by ReLU, fused into one operation (every convolution of the network has
+/// its ReLU). `input_grad: false` says that no gradient is needed for `x`.
 pub fn conv2d_relu(
     x: &Tensor,
     w: &Tensor,
@@ -51,7 +37,7 @@ pub fn conv2d_relu(
     input_grad: bool,
 ) -> Result<Tensor> {
     if stock() {
-        return ops::conv2d_stock_input_grad(x, w, b, stride, padding, input_grad)?.relu();
+        return ops::conv2d_relu_stock(x, w, b, stride, padding, input_grad);
     }
     ops::conv2d_relu(x, w, b, stride, padding, input_grad)
 }
@@ -64,18 +50,11 @@ pub fn linear(x: &Tensor, w_in_out: &Tensor, b: &Tensor) -> Result<Tensor> {
     ops::linear(x, w_in_out, b)
 }
 
-/// Local response normalisation across channels of `x [N,C,H,W]`.
-pub fn lrn(x: &Tensor, cfg: &LrnConfig) -> Result<Tensor> {
-    if stock() {
-        return ops::lrn_stock(x, cfg);
-    }
-    ops::lrn(x, cfg)
-}
-
-/// [`lrn`] then [`max_pool_overlapping`], fused into one operation.
+/// Local response normalisation across channels of `x [N,C,H,W]`, then
+/// [`max_pool_overlapping`], fused into one operation.
 pub fn lrn_max_pool(x: &Tensor, cfg: &LrnConfig, kernel: usize, stride: usize) -> Result<Tensor> {
     if stock() {
-        return ops::max_pool_overlapping_stock(&ops::lrn_stock(x, cfg)?, kernel, stride);
+        return ops::lrn_max_pool_stock(x, cfg, kernel, stride);
     }
     ops::lrn_max_pool(x, cfg, kernel, stride)
 }

@@ -11,21 +11,9 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use model::{AlexNet, AlexNetConfig, ForwardMode, Init, LrnConfig, PaperSgd, Placement, Towers};
+use model::{AlexNet, AlexNetConfig, ForwardMode, Init, PaperSgd, Placement};
 
 const TOL: f32 = 1e-5;
-
-fn tiny_config() -> AlexNetConfig {
-    AlexNetConfig {
-        conv_channels: [8, 16, 16, 16, 16],
-        fc_width: 32,
-        num_classes: 5,
-        towers: Towers::Two,
-        lrn: LrnConfig::default(),
-        dropout: 0.5,
-        input_size: 96,
-    }
-}
 
 fn fixture() -> HashMap<String, Tensor> {
     let path = concat!(
@@ -78,7 +66,7 @@ fn matches_pytorch_forward_loss_gradients_and_sgd() {
 
 fn run_fixture(which: &str) {
     let fx = fixture();
-    let cfg = tiny_config();
+    let cfg = AlexNetConfig::reference_tiny();
     let varmap = VarMap::new();
     let net = AlexNet::new(&varmap, &cfg, &Placement::cpu(), Init::PyTorch, 0).unwrap();
     let names: Vec<String> = varmap.data().lock().unwrap().keys().cloned().collect();

@@ -34,7 +34,7 @@ fn fused_equals_lrn_then_pool() {
                 ops::max_pool_overlapping(&ops::lrn(&t[0], &cfg)?, k, s)
             };
             let stock = move |t: &[Tensor]| -> Result<Tensor> {
-                ops::max_pool_overlapping_stock(&ops::lrn_stock(&t[0], &cfg)?, k, s)
+                ops::lrn_max_pool_stock(&t[0], &cfg, k, s)
             };
             let inputs = [x];
             let y = fused(&inputs).unwrap();

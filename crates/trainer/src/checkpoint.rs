@@ -127,6 +127,16 @@ impl Checkpoint {
         self.dir.join(STATS_FILE)
     }
 
+    /// Loads the parameters into `varmap` (which must hold the network's
+    /// variables, e.g. from `AlexNet::new`).
+    pub fn load_params(&self, varmap: &mut VarMap) -> Result<()> {
+        let p = self.params_path();
+        varmap.load(&p).map_err(|e| TrainerError::Checkpoint {
+            path: p,
+            reason: format!("loading parameters: {e}"),
+        })
+    }
+
     /// Loads the momentum buffers (on the CPU; the optimizer moves them).
     pub fn load_momentum(&self) -> Result<HashMap<String, Tensor>> {
         let p = self.momentum_path();

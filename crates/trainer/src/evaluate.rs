@@ -87,12 +87,7 @@ pub fn load_network(ck: &Checkpoint, devices: &str) -> Result<AlexNet> {
     let mut varmap = VarMap::new();
     let init = ck.state.init.parse().unwrap_or_default();
     let net = AlexNet::new(&varmap, &cfg, &placement, init, ck.state.seed)?;
-    varmap
-        .load(ck.params_path())
-        .map_err(|e| TrainerError::Checkpoint {
-            path: ck.params_path(),
-            reason: format!("loading parameters: {e}"),
-        })?;
+    ck.load_params(&mut varmap)?;
     Ok(net)
 }
 

@@ -210,12 +210,7 @@ pub fn train(cfg: &TrainConfig, stop: &AtomicBool) -> Result<TrainOutcome> {
 
     let mut state = match &resumed {
         Some(ck) => {
-            varmap
-                .load(ck.params_path())
-                .map_err(|e| TrainerError::Checkpoint {
-                    path: ck.params_path(),
-                    reason: format!("loading parameters: {e}"),
-                })?;
+            ck.load_params(&mut varmap)?;
             sgd.load_momentum_state(&ck.load_momentum()?).map_err(|e| {
                 TrainerError::Checkpoint {
                     path: ck.momentum_path(),

@@ -22,7 +22,7 @@ use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
 use model::candle_core::{DType, Device, Tensor};
 use model::candle_nn::{self, VarMap};
-use model::{AlexNet, AlexNetConfig, ForwardMode, Init, LrnConfig, PaperSgd, Placement, Towers};
+use model::{AlexNet, AlexNetConfig, ForwardMode, Init, PaperSgd, Placement};
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -56,22 +56,9 @@ pub struct Args {
     separate_streams: bool,
 }
 
-/// The tiny configuration of the model crate's PyTorch fixture.
-fn tiny_config() -> AlexNetConfig {
-    AlexNetConfig {
-        conv_channels: [8, 16, 16, 16, 16],
-        fc_width: 32,
-        num_classes: 5,
-        towers: Towers::Two,
-        lrn: LrnConfig::default(),
-        dropout: 0.5,
-        input_size: 96,
-    }
-}
-
 fn config(name: &str) -> anyhow::Result<AlexNetConfig> {
     match name {
-        "tiny" => Ok(tiny_config()),
+        "tiny" => Ok(AlexNetConfig::reference_tiny()),
         "alexnet-small" => Ok(AlexNetConfig::alexnet_small(10)),
         other => bail!("unknown model '{other}': expected tiny or alexnet-small"),
     }
@@ -392,7 +379,7 @@ mod tests {
 
     #[test]
     fn cpu_runs_agree_and_a_changed_seed_is_caught() {
-        let cfg = tiny_config();
+        let cfg = AlexNetConfig::reference_tiny();
         let (images, labels) = fixed_batch(&cfg, 2).unwrap();
         let a = run_once(&cfg, &Placement::cpu(), Init::PyTorch, 7, &images, &labels).unwrap();
         let split = Placement::parse("cpu,cpu").unwrap();

@@ -21,6 +21,17 @@ struct Dims {
     hw: usize,
 }
 
+impl Dims {
+    /// One sample of `len` elements in `channels` channels.
+    fn sample(channels: usize, len: usize) -> Self {
+        Self {
+            n: 1,
+            c: channels,
+            hw: len / channels.max(1),
+        }
+    }
+}
+
 fn dims(shape: &[usize]) -> Result<Dims> {
     match shape {
         &[n, c, h, w] => Ok(Dims { n, c, hw: h * w }),
@@ -78,11 +89,7 @@ fn scales(cfg: &LrnConfig, d: Dims, a: &[f32], s: &mut [f32]) {
 
 /// Forward of one sample `a [C, H*W]` into `y [C, H*W]`.
 pub(super) fn forward_sample(cfg: &LrnConfig, channels: usize, a: &[f32], y: &mut [f32]) {
-    let d = Dims {
-        n: 1,
-        c: channels,
-        hw: a.len() / channels.max(1),
-    };
+    let d = Dims::sample(channels, a.len());
     // y serves as the scale buffer first, then is overwritten in place.
     scales(cfg, d, a, y);
     inv_pow_in_place(cfg.beta as f32, y);
@@ -100,11 +107,7 @@ pub(super) fn backward_sample(
     s_pow: &mut [f32],
     t: &mut [f32],
 ) {
-    let d = Dims {
-        n: 1,
-        c: channels,
-        hw: a.len() / channels.max(1),
-    };
+    let d = Dims::sample(channels, a.len());
     let beta = cfg.beta as f32;
     let coef = (2.0 * cfg.alpha * cfg.beta / cfg.size as f64) as f32;
     scales(cfg, d, a, s_pow);

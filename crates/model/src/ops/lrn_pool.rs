@@ -10,11 +10,10 @@
 //! [`super::max_pool_overlapping`].
 
 use super::cpu::{slice_f32, with_f32, with_scratch};
-use super::pool::{forward_group, Geometry, GroupBuffers};
+use super::pool::{add_to_maxima, forward_group, ArgmaxCache, Geometry, GroupBuffers};
 use super::{lrn, LrnConfig};
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
-use std::sync::Mutex;
 
 /// Shapes of one fused operation.
 #[derive(Clone, Copy)]
@@ -59,8 +58,6 @@ fn forward(cfg: &LrnConfig, d: Dims, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
 }
 
 fn backward(cfg: &LrnConfig, d: Dims, x: &[f32], argmax: &[u32], dy: &[f32]) -> Vec<f32> {
-    let plane = d.in_len / d.c.max(1);
-    let out_plane = d.pool.out_len();
     let mut dx = vec![0.0f32; d.n * d.in_len];
     dx.par_chunks_mut(d.in_len.max(1))
         .zip(x.par_chunks(d.in_len.max(1)))
@@ -71,28 +68,19 @@ fn backward(cfg: &LrnConfig, d: Dims, x: &[f32], argmax: &[u32], dy: &[f32]) -> 
                 // Gradient of the normalised maps: the pooled gradient sent
                 // to each window's maximum.
                 g.fill(0.0);
-                for ((g_p, arg_p), dy_p) in g
-                    .chunks_exact_mut(plane)
-                    .zip(arg_n.chunks_exact(out_plane))
-                    .zip(dy_n.chunks_exact(out_plane))
-                {
-                    for (&a, &v) in arg_p.iter().zip(dy_p) {
-                        g_p[a as usize] += v;
-                    }
-                }
+                add_to_maxima(&d.pool, arg_n, dy_n, g);
                 lrn::backward_sample(cfg, d.c, x_n, g, dx_n, s_pow, t);
             });
         });
     dx
 }
 
-/// The fused operation; the forward pass keeps the argmax of every window
-/// for the backward pass of the same node.
+/// The fused operation.
 struct LrnPoolOp {
     lrn: LrnConfig,
     kernel: usize,
     stride: usize,
-    argmax: Mutex<Option<Vec<u32>>>,
+    argmax: ArgmaxCache,
 }
 
 impl CustomOp1 for LrnPoolOp {
@@ -104,7 +92,7 @@ impl CustomOp1 for LrnPoolOp {
         let d = dims(layout.dims(), self.kernel, self.stride)?;
         let x = slice_f32(storage, layout, "lrn_max_pool")?;
         let (y, argmax) = forward(&self.lrn, d, x);
-        *self.argmax.lock().expect("argmax lock poisoned") = Some(argmax);
+        self.argmax.store(argmax);
         let (ho, wo) = d.pool.out_dims();
         Ok((CpuStorage::F32(y), Shape::from((d.n, d.c, ho, wo))))
     }
@@ -113,20 +101,12 @@ impl CustomOp1 for LrnPoolOp {
         let d = dims(arg.dims(), self.kernel, self.stride)?;
         let (x, dy) = (arg.contiguous()?, grad_res.contiguous()?);
         let what = "lrn_max_pool backward";
-        let cached = self.argmax.lock().expect("argmax lock poisoned");
-        let recomputed;
-        let argmax = match cached.as_deref() {
-            Some(a) if a.len() == d.n * d.out_len => a,
-            // Not from this op's forward (cannot happen through Candle's
-            // graph): find the maxima again.
-            _ => {
-                recomputed = with_f32(&x, what, |xs| forward(&self.lrn, d, xs).1)?;
-                &recomputed
-            }
-        };
-        let dx = with_f32(&x, what, |xs| {
-            with_f32(&dy, what, |dys| backward(&self.lrn, d, xs, argmax, dys))
-        })??;
+        let recompute = || with_f32(&x, what, |xs| forward(&self.lrn, d, xs).1);
+        let dx = self.argmax.with(d.n * d.out_len, recompute, |argmax| {
+            with_f32(&x, what, |xs| {
+                with_f32(&dy, what, |dys| backward(&self.lrn, d, xs, argmax, dys))
+            })
+        })???;
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }
@@ -144,6 +124,6 @@ pub(crate) fn lrn_max_pool_cpu(
         lrn: *cfg,
         kernel,
         stride,
-        argmax: Mutex::new(None),
+        argmax: ArgmaxCache::default(),
     })
 }

@@ -109,8 +109,21 @@ pub fn conv2d_relu(
     if fast_path(x) && fast_path(w) && fast_path(b) {
         conv::conv2d_cpu(x, w, b, stride, padding, input_grad, true)
     } else {
-        conv2d_stock_input_grad(x, w, b, stride, padding, input_grad)?.relu()
+        conv2d_relu_stock(x, w, b, stride, padding, input_grad)
     }
+}
+
+/// [`conv2d_relu`] from stock Candle operations (the convolution of
+/// [`conv2d_stock_input_grad`], then Candle's ReLU).
+pub(crate) fn conv2d_relu_stock(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    padding: usize,
+    input_grad: bool,
+) -> Result<Tensor> {
+    conv2d_stock_input_grad(x, w, b, stride, padding, input_grad)?.relu()
 }
 
 /// [`conv2d_stock`] that, like [`conv2d`], computes no gradient for `x` when
@@ -145,8 +158,19 @@ pub fn lrn_max_pool(x: &Tensor, cfg: &LrnConfig, kernel: usize, stride: usize) -
     if fast_path(x) {
         lrn_pool::lrn_max_pool_cpu(x, cfg, kernel, stride)
     } else {
-        max_pool_overlapping_stock(&lrn_stock(x, cfg)?, kernel, stride)
+        lrn_max_pool_stock(x, cfg, kernel, stride)
     }
+}
+
+/// [`lrn_max_pool`] from stock Candle operations ([`lrn_stock`] then
+/// [`max_pool_overlapping_stock`]); differentiable on every device.
+pub fn lrn_max_pool_stock(
+    x: &Tensor,
+    cfg: &LrnConfig,
+    kernel: usize,
+    stride: usize,
+) -> Result<Tensor> {
+    max_pool_overlapping_stock(&lrn_stock(x, cfg)?, kernel, stride)
 }
 
 /// Max-pooling of `x [N, C, H, W]` with a square `kernel` and `stride`

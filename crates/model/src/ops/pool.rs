@@ -179,28 +179,66 @@ fn forward(g: &Geometry, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
     (y, argmax)
 }
 
+/// Adds each output's gradient `dy [planes, Ho*Wo]` to the input element its
+/// window's maximum came from (`argmax`, from [`forward_group`]) in
+/// `dx [planes, H*W]`.
+pub(super) fn add_to_maxima(g: &Geometry, argmax: &[u32], dy: &[f32], dx: &mut [f32]) {
+    let out_len = g.out_len();
+    for ((dx_p, arg_p), dy_p) in dx
+        .chunks_exact_mut(g.h * g.w)
+        .zip(argmax.chunks_exact(out_len))
+        .zip(dy.chunks_exact(out_len))
+    {
+        for (&a, &d) in arg_p.iter().zip(dy_p) {
+            dx_p[a as usize] += d;
+        }
+    }
+}
+
 /// Scatters `dy` onto the input elements recorded in `argmax`.
 fn backward(g: &Geometry, argmax: &[u32], dy: &[f32]) -> Vec<f32> {
-    let (in_len, out_len) = (g.h * g.w, g.ho * g.wo);
+    let (in_len, out_len) = (g.h * g.w, g.out_len());
     let mut dx = vec![0.0f32; g.planes * in_len];
-    dx.par_chunks_mut(in_len)
-        .zip(argmax.par_chunks(out_len))
-        .zip(dy.par_chunks(out_len))
-        .for_each(|((dx_p, arg_p), dy_p)| {
-            for (&a, &d) in arg_p.iter().zip(dy_p) {
-                dx_p[a as usize] += d;
-            }
-        });
+    dx.par_chunks_mut(in_len * PLANES_PER_TASK)
+        .zip(argmax.par_chunks(out_len * PLANES_PER_TASK))
+        .zip(dy.par_chunks(out_len * PLANES_PER_TASK))
+        .for_each(|((dx, argmax), dy)| add_to_maxima(g, argmax, dy, dx));
     dx
 }
 
-/// The pooling as a Candle operation. The forward pass keeps the argmax of
-/// every window for the backward pass of the same node (the op instance lives
-/// in the graph with its output).
+/// The argmax of every pooling window, kept by an op's forward pass for the
+/// backward pass of the same graph node (the op instance lives in the graph
+/// with its output).
+#[derive(Default)]
+pub(super) struct ArgmaxCache(Mutex<Option<Vec<u32>>>);
+
+impl ArgmaxCache {
+    pub(super) fn store(&self, argmax: Vec<u32>) {
+        *self.0.lock().expect("argmax lock poisoned") = Some(argmax);
+    }
+
+    /// Runs `f` on the stored argmax if it has `len` entries, otherwise on
+    /// the one `recompute` returns (a backward pass without this op's
+    /// forward: cannot happen through Candle's graph).
+    pub(super) fn with<R>(
+        &self,
+        len: usize,
+        recompute: impl FnOnce() -> Result<Vec<u32>>,
+        f: impl FnOnce(&[u32]) -> R,
+    ) -> Result<R> {
+        let cached = self.0.lock().expect("argmax lock poisoned");
+        match cached.as_deref() {
+            Some(argmax) if argmax.len() == len => Ok(f(argmax)),
+            _ => Ok(f(&recompute()?)),
+        }
+    }
+}
+
+/// The pooling as a Candle operation.
 struct MaxPoolOp {
     kernel: usize,
     stride: usize,
-    argmax: Mutex<Option<Vec<u32>>>,
+    argmax: ArgmaxCache,
 }
 
 impl CustomOp1 for MaxPoolOp {
@@ -213,28 +251,23 @@ impl CustomOp1 for MaxPoolOp {
         let x = slice_f32(storage, layout, "max_pool_overlapping")?;
         let (n, c) = (layout.dims()[0], layout.dims()[1]);
         let (y, argmax) = forward(&g, x);
-        *self.argmax.lock().expect("argmax lock poisoned") = Some(argmax);
+        self.argmax.store(argmax);
         Ok((CpuStorage::F32(y), Shape::from((n, c, g.ho, g.wo))))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let g = Geometry::new(arg.dims(), self.kernel, self.stride)?;
         let dy = grad_res.contiguous()?;
-        let cached = self.argmax.lock().expect("argmax lock poisoned");
-        let recomputed;
-        let argmax = match cached.as_deref() {
-            Some(a) if a.len() == g.planes * g.ho * g.wo => a,
-            // Not from this op's forward (cannot happen through Candle's
-            // graph): find the maxima again.
-            _ => {
-                let x = arg.contiguous()?;
-                recomputed = with_f32(&x, "max_pool_overlapping backward", |xs| forward(&g, xs).1)?;
-                &recomputed
-            }
+        let what = "max_pool_overlapping backward";
+        let recompute = || {
+            let x = arg.contiguous()?;
+            with_f32(&x, what, |xs| forward(&g, xs).1)
         };
-        let dx = with_f32(&dy, "max_pool_overlapping backward", |dys| {
-            backward(&g, argmax, dys)
-        })?;
+        let dx = self
+            .argmax
+            .with(g.planes * g.out_len(), recompute, |argmax| {
+                with_f32(&dy, what, |dys| backward(&g, argmax, dys))
+            })??;
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }
 }
@@ -245,7 +278,7 @@ pub(crate) fn max_pool_cpu(x: &Tensor, kernel: usize, stride: usize) -> Result<T
     x.contiguous()?.apply_op1(MaxPoolOp {
         kernel,
         stride,
-        argmax: Mutex::new(None),
+        argmax: ArgmaxCache::default(),
     })
 }
 
