@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use loader::format::Encoding;
 use preprocess::{
     NoProgress, PreprocessConfig, ProgressSink, ResizeFilter, Split, SplitSummary, Summary,
     DEFAULT_IMAGES_PER_SHARD, DEFAULT_OPEN_SHARDS,
@@ -57,9 +58,29 @@ pub struct PreprocessArgs {
     /// Resampling filter of the shorter-side-to-256 resize (both antialias).
     #[arg(long, value_enum, default_value_t = FilterArg::Lanczos3)]
     pub filter: FilterArg,
+    /// How shards store each 256x256 image: `raw` pixels (196,608 bytes,
+    /// no decoding when read; the default) or `jpeg` re-encoded at --quality
+    /// (several times smaller; the loader decodes it in its worker threads).
+    /// Readers find out by themselves which one a directory holds.
+    #[arg(long, value_enum, default_value_t = EncodingArg::Raw)]
+    pub encoding: EncodingArg,
+    /// JPEG quality 1-100 for --encoding jpeg (4:2:0 chroma, optimised
+    /// Huffman tables).
+    #[arg(long, default_value_t = loader::format::DEFAULT_JPEG_QUALITY,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: u8,
     /// No progress bars (for logs).
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// `--encoding` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EncodingArg {
+    /// Uncompressed pixels.
+    Raw,
+    /// Baseline JPEG at --quality.
+    Jpeg,
 }
 
 /// `--filter` values.
@@ -93,6 +114,12 @@ impl PreprocessArgs {
         cfg.open_shards = self.open_shards;
         cfg.workers = self.workers;
         cfg.filter = self.filter.into();
+        cfg.encoding = match self.encoding {
+            EncodingArg::Raw => Encoding::Raw,
+            EncodingArg::Jpeg => Encoding::Jpeg {
+                quality: self.quality,
+            },
+        };
         cfg
     }
 }

@@ -1,6 +1,8 @@
 //! Batches and the pool their buffers come from and return to.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::Output;
 
@@ -64,33 +66,35 @@ pub(crate) struct Buffers {
     pub lighting: Vec<[f32; 3]>,
 }
 
-/// Buffers of finished batches, waiting to be filled again.
+/// Buffers of finished batches, waiting to be filled again: a bounded
+/// lock-free queue, so that neither a worker taking buffers nor a consumer
+/// dropping a batch ever waits on another thread's lock.
 pub(crate) struct Pool {
-    free: Mutex<Vec<Buffers>>,
-    keep: usize,
+    free_tx: Sender<Buffers>,
+    free_rx: Receiver<Buffers>,
 }
 
 impl Pool {
+    /// A pool that keeps at most `keep` idle buffer sets (more are freed).
     pub(crate) fn new(keep: usize) -> Self {
-        Pool {
-            free: Mutex::new(Vec::new()),
-            keep,
-        }
+        let (free_tx, free_rx) = crossbeam_channel::bounded(keep.max(1));
+        Pool { free_tx, free_rx }
     }
 
+    /// An idle buffer set, or a new empty one when none is idle.
     pub(crate) fn take(&self) -> Buffers {
-        self.free
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .unwrap_or_default()
+        self.free_rx.try_recv().unwrap_or_default()
     }
 
+    /// Returns a buffer set; it is freed instead when `keep` sets are idle.
     fn give_back(&self, buffers: Buffers) {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        if free.len() < self.keep {
-            free.push(buffers);
-        }
+        let _ = self.free_tx.try_send(buffers);
+    }
+
+    /// Idle buffer sets now in the pool.
+    #[cfg(test)]
+    pub(crate) fn idle(&self) -> usize {
+        self.free_rx.len()
     }
 }
 
@@ -225,5 +229,34 @@ impl std::fmt::Debug for Batch {
             .field("views", &self.views)
             .field("shape", &self.shape())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_reuses_buffers_and_keeps_at_most_its_bound() {
+        let pool = Pool::new(2);
+        let mut a = pool.take();
+        a.labels.reserve(1000);
+        let cap = a.labels.capacity();
+        pool.give_back(a);
+        assert_eq!(pool.idle(), 1);
+        let again = pool.take();
+        assert_eq!(again.labels.capacity(), cap, "the same buffers come back");
+        assert_eq!(pool.idle(), 0);
+        for _ in 0..5 {
+            pool.give_back(Buffers::default());
+        }
+        assert_eq!(pool.idle(), 2, "extra buffers are freed, not kept");
+        let _ = (pool.take(), pool.take());
+        assert_eq!(pool.idle(), 0);
+        assert_eq!(
+            pool.take().labels.capacity(),
+            0,
+            "an empty pool makes new buffers"
+        );
     }
 }

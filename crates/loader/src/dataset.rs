@@ -2,21 +2,18 @@
 //! the HDF5 library's global lock.
 //!
 //! At open time every shard is opened once through HDF5 to read its labels and
-//! to look up the file offset of each image (one chunk per image, or one
-//! contiguous block). After that, pixels are read with positioned reads
-//! (`pread`) on a plain file handle, from any number of threads at once.
-//! Shards stored any other way (compressed, several images per chunk) are read
+//! the file offset of each image (the shard's own index, see
+//! [`crate::format`]). After that, pixels (raw) or JPEG streams are read with
+//! positioned reads (`pread`) on a plain file handle, from any number of
+//! threads at once; JPEG streams are decoded by the reading thread. Shards
+//! stored any other way (compressed, several images per chunk) are read
 //! through the HDF5 library instead, and [`Dataset::open`] says so once on
 //! standard error.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hdf5::dataset::Layout;
-use hdf5::types::{IntSize, TypeDescriptor, VarLenAscii, VarLenUnicode};
-
+use crate::format::{self, ImageSource};
 use crate::LoaderError;
 
 /// All shards of one split, in file-name order, addressed by a global image
@@ -37,54 +34,29 @@ struct Inner {
     labels: Vec<i64>,
     height: usize,
     width: usize,
+    /// Some shard holds JPEG streams.
+    encoded: bool,
 }
 
 struct Shard {
     path: PathBuf,
-    len: usize,
-    source: Source,
-}
-
-enum Source {
-    /// Uncompressed images at known byte offsets: lock-free positioned reads.
-    Raw { file: File, offsets: Vec<u64> },
-    /// Anything else: reads go through the HDF5 library (one global lock).
-    Hdf5 {
-        images: hdf5::Dataset,
-        reason: String,
-    },
-}
-
-/// What one shard holds, as found at open time.
-struct OpenedShard {
-    shard: Shard,
-    labels: Vec<i64>,
-    height: usize,
-    width: usize,
+    source: ImageSource,
 }
 
 impl Dataset {
-    /// Opens every `shard-*.h5` file of `split_dir` (sorted by name), checks
-    /// that each holds `images` `u8 [n,H,W,3]` and `labels` `[n]`, and looks up
-    /// where each image lies in its file.
+    /// Opens every shard of `split_dir` (named as
+    /// [`format::shard_file_name`] says, in id order), checks that each holds
+    /// its images (raw or JPEG, see [`crate::format`]) and `labels` `[n]`,
+    /// and reads where each image lies in its file.
     ///
     /// Errors name the file: missing datasets, wrong types or shapes, shards
     /// whose image chunks are not all written, and files shorter than the
     /// image data they describe (truncated copies).
     pub fn open(split_dir: &Path) -> Result<Dataset, LoaderError> {
-        let entries = std::fs::read_dir(split_dir)
-            .map_err(|e| LoaderError::io(split_dir, "listing the split directory", e))?;
-        let mut paths = Vec::new();
-        for entry in entries {
-            let entry =
-                entry.map_err(|e| LoaderError::io(split_dir, "listing the split directory", e))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with("shard-") && name.ends_with(".h5") {
-                paths.push(entry.path());
-            }
-        }
-        paths.sort();
+        let paths: Vec<PathBuf> = format::list_shards(split_dir)?
+            .into_iter()
+            .map(|(_, path)| path)
+            .collect();
         if paths.is_empty() {
             return Err(LoaderError::NoShards(split_dir.to_path_buf()));
         }
@@ -94,8 +66,8 @@ impl Dataset {
         let mut labels = Vec::new();
         let mut dims: Option<(usize, usize, PathBuf)> = None;
         for path in paths {
-            let opened = open_shard(&path)?;
-            if opened.shard.len > 0 {
+            let opened = format::open_shard(&path)?;
+            if opened.len > 0 {
                 match &dims {
                     None => dims = Some((opened.height, opened.width, path.clone())),
                     Some((h, w, first)) if (*h, *w) != (opened.height, opened.width) => {
@@ -115,8 +87,11 @@ impl Dataset {
                 }
             }
             labels.extend_from_slice(&opened.labels);
-            starts.push(starts.last().unwrap() + opened.shard.len as u64);
-            shards.push(opened.shard);
+            starts.push(starts.last().unwrap() + opened.len as u64);
+            shards.push(Shard {
+                path,
+                source: opened.source,
+            });
         }
         let (height, width) = match dims {
             Some((h, w, _)) => (h, w),
@@ -128,8 +103,10 @@ impl Dataset {
             }
         };
 
+        let encoded = shards.iter().any(|s| s.source.is_encoded());
         let dataset = Dataset {
             inner: Arc::new(Inner {
+                encoded,
                 dir: split_dir.to_path_buf(),
                 shards,
                 starts,
@@ -220,8 +197,8 @@ impl Dataset {
             .shards
             .iter()
             .filter_map(|s| match &s.source {
-                Source::Hdf5 { reason, .. } => Some((s.path.clone(), reason.clone())),
-                Source::Raw { .. } => None,
+                ImageSource::Hdf5 { reason, .. } => Some((s.path.clone(), reason.clone())),
+                _ => None,
             })
             .collect()
     }
@@ -262,39 +239,20 @@ impl Dataset {
         let buf = &mut buf[..rows * row_bytes];
         let (s, local) = self.locate(index);
         let shard = &self.inner.shards[s];
-        match &shard.source {
-            Source::Raw { file, offsets } => {
-                let at = offsets[local] + (first_row * row_bytes) as u64;
-                file.read_exact_at(buf, at).map_err(|e| {
-                    LoaderError::io(
-                        &shard.path,
-                        format!("reading image {local} (global index {index})"),
-                        e,
-                    )
-                })
-            }
-            Source::Hdf5 { images, .. } => {
-                let block: ndarray::Array3<u8> = images
-                    .read_slice(ndarray::s![local, first_row..first_row + rows, .., ..])
-                    .map_err(|e| {
-                        LoaderError::hdf5(
-                            &shard.path,
-                            format!("reading image {local} (global index {index})"),
-                            e,
-                        )
-                    })?;
-                match block.as_slice() {
-                    Some(slice) if slice.len() == buf.len() => buf.copy_from_slice(slice),
-                    _ => {
-                        return Err(LoaderError::format(
-                            &shard.path,
-                            format!("image {local} came back with shape {:?}", block.shape()),
-                        ))
-                    }
-                }
-                Ok(())
-            }
-        }
+        shard.source.read_rows(
+            &shard.path,
+            (local, index),
+            (self.inner.height, self.inner.width),
+            first_row,
+            rows,
+            buf,
+        )
+    }
+
+    /// True when the shards hold encoded (JPEG) images: every read decodes a
+    /// whole image, so readers should read whole images rather than rows.
+    pub fn is_encoded(&self) -> bool {
+        self.inner.encoded
     }
 
     /// The source member name of image `index` (from the shard's `names`
@@ -302,18 +260,7 @@ impl Dataset {
     /// the hot path.
     pub fn name(&self, index: u64) -> Result<String, LoaderError> {
         let (s, local) = self.locate(index);
-        let path = &self.inner.shards[s].path;
-        let file = hdf5::File::open(path).map_err(|e| LoaderError::hdf5(path, "opening", e))?;
-        let names = file
-            .dataset("names")
-            .map_err(|e| LoaderError::hdf5(path, "opening dataset `names`", e))?;
-        if let Ok(v) = names.read_slice_1d::<VarLenUnicode, _>(local..local + 1) {
-            return Ok(v[0].as_str().to_owned());
-        }
-        let v = names
-            .read_slice_1d::<VarLenAscii, _>(local..local + 1)
-            .map_err(|e| LoaderError::hdf5(path, format!("reading name {local}"), e))?;
-        Ok(v[0].as_str().to_owned())
+        format::read_name(&self.inner.shards[s].path, local)
     }
 }
 
@@ -326,164 +273,4 @@ impl std::fmt::Debug for Dataset {
             .field("image_size", &(self.inner.height, self.inner.width))
             .finish()
     }
-}
-
-fn open_shard(path: &Path) -> Result<OpenedShard, LoaderError> {
-    let file = hdf5::File::open(path).map_err(|e| LoaderError::hdf5(path, "opening shard", e))?;
-    let images = file
-        .dataset("images")
-        .map_err(|e| LoaderError::hdf5(path, "opening dataset `images`", e))?;
-    let shape = images.shape();
-    if shape.len() != 4 || shape[3] != 3 {
-        return Err(LoaderError::format(
-            path,
-            format!("`images` has shape {shape:?}, expected [n, H, W, 3]"),
-        ));
-    }
-    let (n, height, width) = (shape[0], shape[1], shape[2]);
-    let dtype = images
-        .dtype()
-        .and_then(|t| t.to_descriptor())
-        .map_err(|e| LoaderError::hdf5(path, "reading the type of `images`", e))?;
-    if dtype != TypeDescriptor::Unsigned(IntSize::U1) {
-        return Err(LoaderError::format(
-            path,
-            format!("`images` has element type {dtype}, expected u8"),
-        ));
-    }
-
-    let labels: Vec<i64> = file
-        .dataset("labels")
-        .and_then(|d| d.read_raw::<i64>())
-        .map_err(|e| LoaderError::hdf5(path, "reading dataset `labels`", e))?;
-    if labels.len() != n {
-        return Err(LoaderError::format(
-            path,
-            format!("{} labels for {n} images", labels.len()),
-        ));
-    }
-    if let Some(pos) = labels.iter().position(|&l| l < 0) {
-        return Err(LoaderError::format(
-            path,
-            format!("label {} of image {pos} is negative", labels[pos]),
-        ));
-    }
-
-    let file_len = std::fs::metadata(path)
-        .map_err(|e| LoaderError::io(path, "reading file size", e))?
-        .len();
-    let image_bytes = (height * width * 3) as u64;
-    let source = match images.layout() {
-        Layout::Chunked => {
-            let chunk = images.chunk().unwrap_or_default();
-            let filters = images.filters();
-            if chunk != [1, height, width, 3] {
-                Source::Hdf5 {
-                    images,
-                    reason: format!("chunk shape {chunk:?}"),
-                }
-            } else if !filters.is_empty() {
-                Source::Hdf5 {
-                    images,
-                    reason: format!("filters {filters:?}"),
-                }
-            } else {
-                let offsets = chunk_offsets(path, &images, n, image_bytes, file_len)?;
-                raw_source(path, offsets)?
-            }
-        }
-        Layout::Contiguous => match images.offset() {
-            Some(base) => {
-                let end = base + n as u64 * image_bytes;
-                if end > file_len {
-                    return Err(truncated(path, end, file_len));
-                }
-                raw_source(
-                    path,
-                    (0..n as u64).map(|i| base + i * image_bytes).collect(),
-                )?
-            }
-            None if n == 0 => raw_source(path, Vec::new())?,
-            None => {
-                return Err(LoaderError::format(
-                    path,
-                    "`images` was never written (no storage allocated)",
-                ))
-            }
-        },
-        other => Source::Hdf5 {
-            images,
-            reason: format!("{other:?} layout"),
-        },
-    };
-    Ok(OpenedShard {
-        shard: Shard {
-            path: path.to_path_buf(),
-            len: n,
-            source,
-        },
-        labels,
-        height,
-        width,
-    })
-}
-
-fn raw_source(path: &Path, offsets: Vec<u64>) -> Result<Source, LoaderError> {
-    let file =
-        File::open(path).map_err(|e| LoaderError::io(path, "opening for positioned reads", e))?;
-    Ok(Source::Raw { file, offsets })
-}
-
-fn truncated(path: &Path, needed: u64, file_len: u64) -> LoaderError {
-    LoaderError::format(
-        path,
-        format!(
-            "truncated: image data reaches byte {needed} but the file is only {file_len} bytes"
-        ),
-    )
-}
-
-/// The byte offset of each image's chunk, checked: every image has exactly
-/// one unfiltered chunk of the full image size that lies inside the file.
-fn chunk_offsets(
-    path: &Path,
-    images: &hdf5::Dataset,
-    n: usize,
-    image_bytes: u64,
-    file_len: u64,
-) -> Result<Vec<u64>, LoaderError> {
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let written = images.num_chunks().unwrap_or(0);
-    if written != n {
-        return Err(LoaderError::format(
-            path,
-            format!("only {written} of {n} image chunks are written (incomplete or damaged shard)"),
-        ));
-    }
-    let mut offsets = vec![u64::MAX; n];
-    for k in 0..n {
-        let info = images.chunk_info(k).ok_or_else(|| {
-            LoaderError::format(path, format!("cannot read the location of image chunk {k}"))
-        })?;
-        let row = info.offset[0] as usize;
-        if row >= n || offsets[row] != u64::MAX || info.offset[1..].iter().any(|&o| o != 0) {
-            return Err(LoaderError::format(
-                path,
-                format!("image chunk {k} has a bad position {:?}", info.offset),
-            ));
-        }
-        if info.size != image_bytes || info.filter_mask != 0 {
-            return Err(LoaderError::format(
-                path,
-                format!("image chunk {k} holds {} bytes (filter mask {}), expected {image_bytes} raw bytes", info.size, info.filter_mask),
-            ));
-        }
-        if info.addr + info.size > file_len {
-            return Err(truncated(path, info.addr + info.size, file_len));
-        }
-        offsets[row] = info.addr;
-    }
-    Ok(offsets)
 }

@@ -6,6 +6,9 @@
 //!   bytes are located once and then read with positioned reads.
 //! - [`Stats`]: `OUT/stats.h5` (mean image, RGB PCA); [`read_classes`]:
 //!   `OUT/classes.tsv`.
+//! - [`format`]: the on-disk layout itself (file names, datasets, raw or
+//!   JPEG [`Encoding`], the shard writer), owned here and used by the
+//!   preprocessor and by test fixtures.
 //! - [`LoaderConfig`]: every option, paper defaults ([`LoaderConfig::train`],
 //!   [`LoaderConfig::eval`]).
 //! - [`Loader`] / [`Epoch`] / [`Batch`]: an epoch is an iterator of batches,
@@ -50,10 +53,10 @@
 //! ```
 
 mod batch;
-mod classes;
 mod config;
 mod dataset;
 mod error;
+pub mod format;
 mod loader;
 mod render;
 mod sampler;
@@ -63,9 +66,9 @@ mod tensors;
 pub mod testing;
 
 pub use batch::{Batch, CropInfo};
-pub use classes::{read_classes, ClassEntry};
 pub use config::{LoaderConfig, MeanSubtraction, Mode, Output};
 pub use dataset::Dataset;
 pub use error::LoaderError;
+pub use format::{read_classes, ClassEntry, Encoding};
 pub use loader::{Epoch, Loader};
 pub use stats::Stats;

@@ -544,8 +544,9 @@ fn build_batch(
         );
         views_of(shared, epoch, index, vs, ls);
 
-        // One positioned read: the crop's rows only, or the whole image for 10 views.
-        let (first_row, nrows) = if views == 1 {
+        // One positioned read: the crop's rows only, or the whole image for 10
+        // views or when every read decodes the whole image anyway (JPEG).
+        let (first_row, nrows) = if views == 1 && !shared.dataset.is_encoded() {
             (vs[0].y as usize, crop)
         } else {
             (0, h)

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::format::{COUNT, EIGVALS, EIGVECS, MEAN_IMAGE, RGB_COV, RGB_MEAN};
 use crate::LoaderError;
 
 /// Training-set statistics, as `cargo xtask preprocess` writes them to `stats.h5`.
@@ -27,7 +28,8 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Reads `stats.h5` (see the workspace README for its datasets). Any
+    /// Reads `stats.h5` (datasets named in [`crate::format`]; written by
+    /// [`crate::format::write_stats`]). Any
     /// numeric storage type is accepted and converted.
     pub fn open(stats_h5: &Path) -> Result<Stats, LoaderError> {
         let file = hdf5::File::open(stats_h5)
@@ -48,7 +50,7 @@ impl Stats {
         };
 
         let mean_ds = file
-            .dataset("mean_image")
+            .dataset(MEAN_IMAGE)
             .map_err(|e| LoaderError::hdf5(stats_h5, "opening dataset `mean_image`", e))?;
         let shape = mean_ds.shape();
         if shape.len() != 3 || shape[2] != 3 {
@@ -62,12 +64,12 @@ impl Stats {
             .read_raw::<f32>()
             .map_err(|e| LoaderError::hdf5(stats_h5, "reading `mean_image`", e))?;
 
-        let rgb_mean = read("rgb_mean", &[3])?;
-        let rgb_cov = read("rgb_cov", &[3, 3])?;
-        let eigvals = read("eigvals", &[3])?;
-        let eigvecs = read("eigvecs", &[3, 3])?;
+        let rgb_mean = read(RGB_MEAN, &[3])?;
+        let rgb_cov = read(RGB_COV, &[3, 3])?;
+        let eigvals = read(EIGVALS, &[3])?;
+        let eigvecs = read(EIGVECS, &[3, 3])?;
         let count = file
-            .dataset("count")
+            .dataset(COUNT)
             .and_then(|d| d.read_scalar::<u64>())
             .map_err(|e| LoaderError::hdf5(stats_h5, "reading `count`", e))?;
 

@@ -9,15 +9,22 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use hdf5::types::VarLenUnicode;
-use ndarray::{s, Array1, Array2, Array4};
+use ndarray::{s, Array1, Array4};
 
+use crate::format::{self, ClassEntry, Encoding, ShardWriter};
 use crate::{LoaderError, Stats};
 
 /// How the `images` dataset of each shard is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImageStorage {
-    /// The contract: chunked `[1, H, W, 3]`, no filters.
+    /// The contract, raw: chunked `[1, H, W, 3]`, no filters, with the
+    /// `image_offsets` index ([`format::ShardWriter`]).
     ChunkPerImage,
+    /// The contract, JPEG at this quality ([`format::ShardWriter`]).
+    Jpeg(u8),
+    /// Chunked `[1, H, W, 3]` without the `image_offsets` index (shards
+    /// written before the index existed).
+    ChunkPerImageUnindexed,
     /// One contiguous block (no chunking).
     Contiguous,
     /// Chunked `[1, H, W, 3]` with HDF5's shuffle filter (a filtered layout).
@@ -142,46 +149,102 @@ pub fn pattern_image(index: u64, side: usize) -> Vec<u8> {
     img
 }
 
+/// The name stored for image `index`.
+pub fn pattern_name(index: u64) -> String {
+    format!("image_{index:08}.JPEG")
+}
+
+/// Image `index` as the loader will see it from shards stored as
+/// `storage`: the pattern itself, or its JPEG round trip.
+pub fn stored_image(index: u64, side: usize, storage: ImageStorage) -> Vec<u8> {
+    let image = pattern_image(index, side);
+    match storage {
+        ImageStorage::Jpeg(quality) => {
+            let mut bytes = Vec::new();
+            format::encode_jpeg(&image, side, side, quality, &mut bytes).expect("encodes");
+            let mut back = vec![0u8; image.len()];
+            format::decode_jpeg_into(&bytes, side, side, &mut back).expect("decodes");
+            back
+        }
+        _ => image,
+    }
+}
+
 /// Writes `out_dir/split/shard-00000.h5`, ... as `spec` says and returns their paths.
 pub fn write_split(
     out_dir: &Path,
     split: &str,
     spec: &ShardSpec,
 ) -> Result<Vec<PathBuf>, LoaderError> {
-    let dir = out_dir.join(split);
+    let dir = format::split_dir(out_dir, split);
     std::fs::create_dir_all(&dir)
         .map_err(|e| LoaderError::io(&dir, "creating the split directory", e))?;
     let mut first = 0u64;
     let mut paths = Vec::new();
     for (s, &n) in spec.images_per_shard.iter().enumerate() {
-        let path = dir.join(format!("shard-{s:05}.h5"));
-        write_shard(&path, first, n, spec)
-            .map_err(|e| LoaderError::hdf5(&path, "writing a test shard", e))?;
+        let path = dir.join(format::shard_file_name(s as u64));
+        match spec.storage {
+            ImageStorage::ChunkPerImage => {
+                write_shard_through_format(&path, first, n, spec, Encoding::Raw)?
+            }
+            ImageStorage::Jpeg(quality) => {
+                write_shard_through_format(&path, first, n, spec, Encoding::Jpeg { quality })?
+            }
+            _ => write_shard_by_hand(&path, first, n, spec)
+                .map_err(|e| LoaderError::hdf5(&path, "writing a test shard", e))?,
+        }
         first += n as u64;
         paths.push(path);
     }
     Ok(paths)
 }
 
-fn write_shard(path: &Path, first: u64, n: usize, spec: &ShardSpec) -> hdf5::Result<()> {
+fn write_shard_through_format(
+    path: &Path,
+    first: u64,
+    n: usize,
+    spec: &ShardSpec,
+    encoding: Encoding,
+) -> Result<(), LoaderError> {
+    let mut writer = ShardWriter::create(path, spec.side, encoding, n)?;
+    let mut stored = Vec::new();
+    for i in first..first + n as u64 {
+        encoding
+            .encode(&pattern_image(i, spec.side), spec.side, &mut stored)
+            .map_err(|e| LoaderError::format(path, e.to_string()))?;
+        writer.push(
+            &stored,
+            pattern_label(i, spec.num_classes),
+            &pattern_name(i),
+        )?;
+    }
+    writer.finish(None)?;
+    Ok(())
+}
+
+/// The layouts the format does not write (fallback and legacy reads).
+fn write_shard_by_hand(path: &Path, first: u64, n: usize, spec: &ShardSpec) -> hdf5::Result<()> {
     let side = spec.side;
     let file = hdf5::File::create(path)?;
     let builder = file.new_dataset::<u8>();
     let images = match spec.storage {
-        ImageStorage::ChunkPerImage => builder
+        ImageStorage::ChunkPerImageUnindexed => builder
             .chunk([1, side, side, 3])
             .shape([n, side, side, 3])
-            .create("images")?,
-        ImageStorage::Contiguous => builder.shape([n, side, side, 3]).create("images")?,
+            .create(format::IMAGES)?,
+        ImageStorage::Contiguous => builder.shape([n, side, side, 3]).create(format::IMAGES)?,
         ImageStorage::ChunkPerImageShuffled => builder
             .chunk([1, side, side, 3])
             .shuffle()
             .shape([n, side, side, 3])
-            .create("images")?,
+            .create(format::IMAGES)?,
         ImageStorage::ChunksOf(k) => builder
             .chunk([k, side, side, 3])
             .shape([n, side, side, 3])
-            .create("images")?,
+            .create(format::IMAGES)?,
+        ImageStorage::ChunkPerImage | ImageStorage::Jpeg(_) => {
+            unreachable!("written through the format module")
+        }
     };
     const BLOCK: usize = 32;
     let mut start = 0;
@@ -201,63 +264,34 @@ fn write_shard(path: &Path, first: u64, n: usize, spec: &ShardSpec) -> hdf5::Res
         .collect();
     file.new_dataset_builder()
         .with_data(&labels)
-        .create("labels")?;
+        .create(format::LABELS)?;
     let names: Array1<VarLenUnicode> = (0..n)
-        .map(|i| {
-            VarLenUnicode::from_str(&format!("image_{:08}.JPEG", first + i as u64))
-                .expect("ASCII name")
-        })
+        .map(|i| VarLenUnicode::from_str(&pattern_name(first + i as u64)).expect("ASCII name"))
         .collect();
     file.new_dataset_builder()
         .with_data(&names)
-        .create("names")?;
+        .create(format::NAMES)?;
     Ok(())
 }
 
 /// Writes `out_dir/stats.h5` with the datasets of the format contract.
 pub fn write_stats(out_dir: &Path, stats: &Stats) -> Result<PathBuf, LoaderError> {
-    let path = out_dir.join("stats.h5");
-    let write = || -> hdf5::Result<()> {
-        let file = hdf5::File::create(&path)?;
-        let mean = ndarray::Array3::from_shape_vec(
-            (stats.height, stats.width, 3),
-            stats.mean_image.clone(),
-        )
-        .map_err(|e| hdf5::Error::from(e.to_string().as_str()))?;
-        file.new_dataset_builder()
-            .with_data(&mean)
-            .create("mean_image")?;
-        file.new_dataset_builder()
-            .with_data(&Array1::from(stats.rgb_mean.to_vec()))
-            .create("rgb_mean")?;
-        let m3 = |m: &[[f64; 3]; 3]| Array2::from_shape_fn((3, 3), |(i, j)| m[i][j]);
-        file.new_dataset_builder()
-            .with_data(&m3(&stats.rgb_cov))
-            .create("rgb_cov")?;
-        file.new_dataset_builder()
-            .with_data(&Array1::from(stats.eigvals.to_vec()))
-            .create("eigvals")?;
-        file.new_dataset_builder()
-            .with_data(&m3(&stats.eigvecs))
-            .create("eigvecs")?;
-        file.new_dataset::<u64>()
-            .create("count")?
-            .write_scalar(&stats.count)?;
-        Ok(())
-    };
-    write().map_err(|e| LoaderError::hdf5(&path, "writing test statistics", e))?;
+    let path = format::stats_path(out_dir);
+    format::write_stats(&path, stats)?;
     Ok(path)
 }
 
 /// Writes `out_dir/classes.tsv` with `num_classes` made-up classes.
 pub fn write_classes(out_dir: &Path, num_classes: usize) -> Result<PathBuf, LoaderError> {
-    let path = out_dir.join("classes.tsv");
-    let text: String = (0..num_classes)
-        .map(|i| format!("{i}\tn{:08}\tclass {i}, test\n", 1_000_000 + i))
+    let classes: Vec<ClassEntry> = (0..num_classes)
+        .map(|i| ClassEntry {
+            index: i,
+            wnid: format!("n{:08}", 1_000_000 + i),
+            words: format!("class {i}, test"),
+        })
         .collect();
-    std::fs::write(&path, text)
-        .map_err(|e| LoaderError::io(&path, "writing the class table", e))?;
-    Ok(path)
+    format::write_classes(out_dir, &classes)?;
+    Ok(format::classes_path(out_dir))
 }
 
 /// Writes a whole `OUT` directory: `train/` as `spec`, `val/` with one shard

@@ -6,7 +6,7 @@
 //! then to that index: ILSVRC2012_ID - 1 is NOT the class index.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufWriter, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::matv5::{self, MatValue};
@@ -389,75 +389,4 @@ fn parse_ground_truth(
         });
     }
     Ok(ids)
-}
-
-/// Writes the class table: `index<TAB>wnid<TAB>words`, one line per class.
-/// Tabs and line breaks inside the words are replaced by spaces.
-pub fn write_classes_tsv(path: &Path, classes: &[ClassInfo]) -> Result<(), DevkitError> {
-    let io = |source| DevkitError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut w = BufWriter::new(std::fs::File::create(path).map_err(io)?);
-    for c in classes {
-        let words: String = c
-            .words
-            .chars()
-            .map(|ch| {
-                if matches!(ch, '\t' | '\n' | '\r') {
-                    ' '
-                } else {
-                    ch
-                }
-            })
-            .collect();
-        writeln!(w, "{}\t{}\t{}", c.index, c.wnid, words).map_err(io)?;
-    }
-    w.flush().map_err(io)
-}
-
-/// Reads a class table written by [`write_classes_tsv`]. Indices must be
-/// 0, 1, 2, ... in order; `ilsvrc_id` is 0 (not recorded in the table).
-pub fn read_classes_tsv(path: &Path) -> Result<Vec<ClassInfo>, DevkitError> {
-    let io = |source| DevkitError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut classes = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io)?;
-        let bad = |message: String| DevkitError::BadLine {
-            file: path.display().to_string(),
-            line: i + 1,
-            message,
-        };
-        if line.is_empty() {
-            return Err(bad("empty line".into()));
-        }
-        let mut parts = line.splitn(3, '\t');
-        let (index, wnid, words) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(a), Some(b), Some(c)) => (a, b, c),
-            _ => return Err(bad("expected index<TAB>wnid<TAB>words".into())),
-        };
-        let index: usize = index
-            .parse()
-            .map_err(|_| bad(format!("index {index:?} is not a number")))?;
-        if index != classes.len() {
-            return Err(bad(format!(
-                "index {index} out of order, expected {}",
-                classes.len()
-            )));
-        }
-        if wnid.is_empty() {
-            return Err(bad("empty WNID".into()));
-        }
-        classes.push(ClassInfo {
-            index,
-            wnid: wnid.to_string(),
-            words: words.to_string(),
-            ilsvrc_id: 0,
-        });
-    }
-    Ok(classes)
 }

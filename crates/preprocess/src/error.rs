@@ -72,14 +72,6 @@ pub enum PreprocessError {
         /// What differs.
         reason: String,
     },
-    /// An HDF5 file could not be written or read.
-    #[error("HDF5 {path}: {reason}")]
-    Hdf5 {
-        /// The HDF5 file.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
     /// A JSON file in the output directory could not be read or written.
     #[error("{path}: {reason}")]
     Json {
@@ -87,6 +79,17 @@ pub enum PreprocessError {
         path: PathBuf,
         /// What went wrong.
         reason: String,
+    },
+    /// Writing or reading back the dataset format failed (the message names the file).
+    #[error(transparent)]
+    Format(#[from] loader::LoaderError),
+    /// An image could not be re-encoded for storage.
+    #[error("{name}: {source}")]
+    Encode {
+        /// The source member.
+        name: String,
+        /// The encoder's error.
+        source: loader::format::JpegError,
     },
     /// The run was stopped (Ctrl-C or a configured stop point); completed
     /// shards are kept and the same command resumes.
@@ -102,12 +105,6 @@ impl PreprocessError {
         PreprocessError::Io {
             path: path.into(),
             source,
-        }
-    }
-    pub(crate) fn hdf5(path: impl Into<PathBuf>, e: impl std::fmt::Display) -> Self {
-        PreprocessError::Hdf5 {
-            path: path.into(),
-            reason: e.to_string(),
         }
     }
 }

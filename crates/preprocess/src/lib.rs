@@ -23,4 +23,3 @@ pub use pipeline::{
     DEFAULT_IMAGES_PER_SHARD, DEFAULT_OPEN_SHARDS,
 };
 pub use source::SplitInput;
-pub use stats::TrainStats;

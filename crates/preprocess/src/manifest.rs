@@ -59,10 +59,17 @@ pub struct DatasetIdentity {
     /// `--filter` (resampling filter).
     #[serde(default)]
     pub resize_filter: String,
+    /// `--encoding` with its quality: `raw`, or `jpeg-q90` (absent: raw).
+    #[serde(default = "raw_encoding")]
+    pub encoding: String,
     /// The devkit, when one was given.
     pub devkit: Option<InputId>,
     /// Per split (`train`, `val`): its input.
     pub splits: BTreeMap<String, InputId>,
+}
+
+fn raw_encoding() -> String {
+    "raw".into()
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, PreprocessError> {
@@ -90,7 +97,7 @@ pub(crate) fn check_and_record_identity(
     out: &Path,
     new: &DatasetIdentity,
 ) -> Result<(), PreprocessError> {
-    let path = out.join("dataset.json");
+    let path = loader::format::dataset_id_path(out);
     let refuse = |reason: String| PreprocessError::DifferentDataset {
         out: out.to_path_buf(),
         reason,
@@ -101,6 +108,12 @@ pub(crate) fn check_and_record_identity(
             return Err(refuse(format!(
                 "format version {} (this program writes {})",
                 old.format_version, new.format_version
+            )));
+        }
+        if old.encoding != new.encoding {
+            return Err(refuse(format!(
+                "it was written with encoding {}, not {}",
+                old.encoding, new.encoding
             )));
         }
         if old.resize_filter != new.resize_filter {
@@ -190,7 +203,7 @@ pub struct Manifest {
 impl Manifest {
     /// Reads `OUT/manifest.json`.
     pub fn read(out: &Path) -> Result<Manifest, PreprocessError> {
-        read_json(&out.join("manifest.json"))
+        read_json(&loader::format::manifest_path(out))
     }
 }
 
@@ -201,7 +214,7 @@ pub(crate) fn record_split(
     split: &str,
     entry: SplitManifest,
 ) -> Result<(), PreprocessError> {
-    let path = out.join("manifest.json");
+    let path = loader::format::manifest_path(out);
     let mut m = if path.exists() {
         read_json(&path)?
     } else {

@@ -19,18 +19,20 @@ use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::devkit::{read_classes_tsv, read_devkit, write_classes_tsv, ClassInfo, Devkit};
+use loader::format::{self, ClassEntry, Encoding, ShardSums};
+
+use crate::devkit::{read_devkit, ClassInfo, Devkit};
 use crate::error::PreprocessError;
 use crate::image::{Decoder256, ResizeFilter, IMAGE_BYTES};
 use crate::manifest::{
     check_and_record_identity, head_tail_hash, record_split, DatasetIdentity, InputId, ShardEntry,
     SplitManifest, FORMAT_VERSION,
 };
-use crate::shard::{parse_shard_file_name, read_shard_info, shard_file_name, ShardWriter};
+use crate::shard::PipelineShard;
 use crate::source::{
     count_dir_members, list_train_classes, stream_members, Labeler, Member, SplitInput,
 };
-use crate::stats::{ImageColorSums, StatSums, TrainStats};
+use crate::stats::{finish_stats, ImageColorSums};
 
 /// Default `--images-per-shard`.
 pub const DEFAULT_IMAGES_PER_SHARD: usize = 1024;
@@ -62,6 +64,8 @@ pub struct PreprocessConfig {
     pub workers: usize,
     /// Resampling filter.
     pub filter: ResizeFilter,
+    /// How shards store images: raw pixels (the default) or JPEG.
+    pub encoding: Encoding,
     /// Set to `true` (e.g. from a Ctrl-C handler) to stop soon; open
     /// temporary shards are removed and the run returns `Interrupted`.
     pub cancel: Option<Arc<AtomicBool>>,
@@ -84,6 +88,7 @@ impl PreprocessConfig {
             open_shards: DEFAULT_OPEN_SHARDS,
             workers: 0,
             filter: ResizeFilter::default(),
+            encoding: Encoding::Raw,
             cancel: None,
             halt_after_shards: None,
         }
@@ -153,7 +158,7 @@ pub struct Summary {
     /// One entry per split converted, train first.
     pub splits: Vec<SplitSummary>,
     /// Training-set statistics (when a train split was converted and held images).
-    pub stats: Option<TrainStats>,
+    pub stats: Option<loader::Stats>,
     /// Number of classes.
     pub classes: usize,
     /// Wall time, seconds.
@@ -293,6 +298,10 @@ pub fn run(
         images_per_shard: cfg.images_per_shard,
         open_shards: cfg.open_shards,
         resize_filter: cfg.filter.name().to_string(),
+        encoding: match cfg.encoding {
+            Encoding::Raw => "raw".into(),
+            Encoding::Jpeg { quality } => format!("jpeg-q{quality}"),
+        },
         devkit: devkit_id,
         splits: splits_id,
     };
@@ -338,8 +347,8 @@ pub fn run(
     if let Some(t) = &train {
         let labeler = Labeler::Train(&wnid_index);
         let (s, sums) = process_split(cfg, Split::Train, t, &labeler, classes.len(), progress)?;
-        if let Some(st) = sums.and_then(|s| s.finish()) {
-            st.write_h5(&cfg.out.join("stats.h5"))?;
+        if let Some(st) = sums.as_ref().and_then(finish_stats) {
+            format::write_stats(&format::stats_path(&cfg.out), &st)?;
             summary.stats = Some(st);
         }
         summary.splits.push(s);
@@ -360,13 +369,8 @@ fn write_classes(
     classes: &[ClassInfo],
     with_words: bool,
 ) -> Result<(), PreprocessError> {
-    let path = out.join("classes.tsv");
-    let derr = |e: crate::devkit::DevkitError| PreprocessError::Json {
-        path: path.clone(),
-        reason: e.to_string(),
-    };
-    if path.exists() {
-        let old = read_classes_tsv(&path).map_err(derr)?;
+    if format::classes_path(out).exists() {
+        let old = format::read_classes(out)?;
         let same =
             old.len() == classes.len() && old.iter().zip(classes).all(|(a, b)| a.wnid == b.wnid);
         if !same {
@@ -383,16 +387,26 @@ fn write_classes(
             return Ok(());
         }
     }
-    let tmp = out.join("classes.tsv.tmp");
-    write_classes_tsv(&tmp, classes).map_err(derr)?;
-    std::fs::rename(&tmp, &path).map_err(|e| PreprocessError::io(&path, e))
+    let entries: Vec<ClassEntry> = classes
+        .iter()
+        .map(|c| ClassEntry {
+            index: c.index,
+            wnid: c.wnid.clone(),
+            words: c.words.clone(),
+        })
+        .collect();
+    format::write_classes(out, &entries)?;
+    Ok(())
 }
 
 /// What a worker made of one member.
 enum Outcome {
     Image {
         label: i64,
+        /// The pixels (statistics are taken from them).
         image: Vec<u8>,
+        /// What the shard stores when it is not the pixels (a JPEG stream).
+        encoded: Option<Vec<u8>>,
         color: ImageColorSums,
     },
     Skipped(String),
@@ -435,10 +449,14 @@ fn worker(
                                 } else {
                                     ImageColorSums::default()
                                 };
-                                Outcome::Image {
-                                    label,
-                                    image,
-                                    color,
+                                match encode(cfg.encoding, &image) {
+                                    Ok(encoded) => Outcome::Image {
+                                        label,
+                                        image,
+                                        encoded,
+                                        color,
+                                    },
+                                    Err(e) => Outcome::Skipped(e.to_string()),
                                 }
                             }
                             Err(e) => Outcome::Skipped(e.to_string()),
@@ -459,6 +477,19 @@ fn worker(
     }
 }
 
+/// What the shard stores for a decoded image other than its pixels: `None`
+/// for raw shards (the pixels themselves), a JPEG stream otherwise.
+fn encode(encoding: Encoding, image: &[u8]) -> Result<Option<Vec<u8>>, format::JpegError> {
+    match encoding {
+        Encoding::Raw => Ok(None),
+        Encoding::Jpeg { .. } => {
+            let mut out = Vec::with_capacity(IMAGE_BYTES / 6);
+            encoding.encode(image, crate::image::SIDE, &mut out)?;
+            Ok(Some(out))
+        }
+    }
+}
+
 /// Completed shard ids in `dir`, after removing stale temporary files.
 fn scan_split_dir(dir: &Path) -> Result<HashSet<u64>, PreprocessError> {
     std::fs::create_dir_all(dir).map_err(|e| PreprocessError::io(dir, e))?;
@@ -466,9 +497,9 @@ fn scan_split_dir(dir: &Path) -> Result<HashSet<u64>, PreprocessError> {
     for e in std::fs::read_dir(dir).map_err(|e| PreprocessError::io(dir, e))? {
         let e = e.map_err(|e| PreprocessError::io(dir, e))?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".tmp") {
+        if name.ends_with(format::TMP_SUFFIX) {
             std::fs::remove_file(e.path()).map_err(|err| PreprocessError::io(e.path(), err))?;
-        } else if let Some(id) = parse_shard_file_name(&name) {
+        } else if let Some(id) = format::parse_shard_file_name(&name) {
             done.insert(id);
         }
     }
@@ -488,9 +519,9 @@ fn process_split(
     labeler: &Labeler<'_>,
     classes: usize,
     progress: &dyn ProgressSink,
-) -> Result<(SplitSummary, Option<StatSums>), PreprocessError> {
+) -> Result<(SplitSummary, Option<ShardSums>), PreprocessError> {
     let t0 = Instant::now();
-    let dir = cfg.out.join(split.name());
+    let dir = format::split_dir(&cfg.out, split.name());
     let done_shards = scan_split_dir(&dir)?;
     let with_stats = split == Split::Train;
     let (total_bytes, total_images) = match input {
@@ -585,36 +616,27 @@ fn process_split(
     }
 
     // Gather the split from all its shards (this run's and earlier runs').
-    let mut ids: Vec<u64> = Vec::new();
-    for e in std::fs::read_dir(&dir).map_err(|e| PreprocessError::io(&dir, e))? {
-        let e = e.map_err(|e| PreprocessError::io(&dir, e))?;
-        if let Some(id) = parse_shard_file_name(&e.file_name().to_string_lossy()) {
-            ids.push(id);
-        }
-    }
-    ids.sort_unstable();
     let mut manifest = SplitManifest::default();
-    let mut sums = with_stats.then(StatSums::default);
+    let mut sums = with_stats.then(|| ShardSums::zero(IMAGE_BYTES));
     let mut skipped_tsv = String::new();
-    for id in ids {
-        let path = dir.join(shard_file_name(id));
-        let info = read_shard_info(&path, id)?;
+    for (id, path) in format::list_shards(&dir)? {
+        let record = format::read_shard_record(&path)?;
         manifest.shards.push(ShardEntry {
-            file: format!("{}/{}", split.name(), shard_file_name(id)),
-            images: info.images,
-            skipped: info.skipped.len() as u64,
+            file: format!("{}/{}", split.name(), format::shard_file_name(id)),
+            images: record.images,
+            skipped: record.skipped.len() as u64,
         });
-        manifest.images += info.images;
-        manifest.skipped += info.skipped.len() as u64;
-        for (name, reason) in &info.skipped {
+        manifest.images += record.images;
+        manifest.skipped += record.skipped.len() as u64;
+        for (name, reason) in &record.skipped {
             let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
             skipped_tsv.push_str(&format!("{}\t{}\n", clean(name), clean(reason)));
         }
-        if let (Some(acc), Some(st)) = (&mut sums, &info.stats) {
+        if let (Some(acc), Some(st)) = (&mut sums, &record.sums) {
             acc.add(st);
         }
     }
-    let skipped_path = dir.join("skipped.tsv");
+    let skipped_path = dir.join(format::SKIPPED_FILE);
     std::fs::write(&skipped_path, skipped_tsv)
         .map_err(|e| PreprocessError::io(&skipped_path, e))?;
     let summary = SplitSummary {
@@ -630,13 +652,13 @@ fn process_split(
     Ok((summary, sums))
 }
 
-fn remove_open(open: BTreeMap<u64, ShardWriter>) {
+fn remove_open(open: BTreeMap<u64, PipelineShard>) {
     for (_, w) in open {
         w.abandon();
     }
 }
 
-type Written = (Stop, BTreeMap<u64, ShardWriter>, u64);
+type Written = (Stop, BTreeMap<u64, PipelineShard>, u64);
 
 struct Writer<'a> {
     cfg: &'a PreprocessConfig,
@@ -671,7 +693,7 @@ impl Writer<'_> {
         let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
         let mut next = 0u64;
         let mut group = 0u64;
-        let mut open: BTreeMap<u64, ShardWriter> = BTreeMap::new();
+        let mut open: BTreeMap<u64, PipelineShard> = BTreeMap::new();
         let mut written = 0u64;
         let mut finished_shards = 0u64;
         let mut last_report = Instant::now();
@@ -699,10 +721,12 @@ impl Writer<'_> {
                     Outcome::Image {
                         label,
                         image,
+                        encoded,
                         color,
                     } => {
+                        let stored = encoded.as_deref().unwrap_or(&image);
                         open_shard(&mut open, dir, id, cfg, with_stats)?
-                            .push_image(&image, label, &d.name, &color)?;
+                            .push_image(&image, stored, label, &d.name, &color)?;
                         written += 1;
                         let _ = recycle_tx.try_send(image);
                     }
@@ -734,17 +758,18 @@ impl Writer<'_> {
 }
 
 fn open_shard<'a>(
-    open: &'a mut BTreeMap<u64, ShardWriter>,
+    open: &'a mut BTreeMap<u64, PipelineShard>,
     dir: &Path,
     id: u64,
     cfg: &PreprocessConfig,
     with_stats: bool,
-) -> Result<&'a mut ShardWriter, PreprocessError> {
+) -> Result<&'a mut PipelineShard, PreprocessError> {
     Ok(match open.entry(id) {
         std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::btree_map::Entry::Vacant(e) => e.insert(ShardWriter::create(
+        std::collections::btree_map::Entry::Vacant(e) => e.insert(PipelineShard::create(
             dir,
             id,
+            cfg.encoding,
             cfg.images_per_shard,
             with_stats,
         )?),

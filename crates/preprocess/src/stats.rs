@@ -4,9 +4,9 @@
 //! Sums are kept as exact integers (order-independent), per shard, so that a
 //! resumed run adds up to exactly what an uninterrupted run computes.
 
-use std::path::Path;
+use loader::format::ShardSums;
+use loader::Stats;
 
-use crate::error::PreprocessError;
 use crate::image::{IMAGE_BYTES, SIDE};
 
 /// Pixels per image.
@@ -55,75 +55,38 @@ impl ImageColorSums {
     }
 }
 
-/// Exact integer sums over a set of images (one shard, or a whole split).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatSums {
-    /// Per-pixel, per-channel sum of values, HWC (`256*256*3`).
-    pub pixel_sum: Vec<u64>,
-    /// Sum of R, G, B values over all pixels of all images.
-    pub rgb_sum: [u64; 3],
-    /// Sum of `x_a * x_b` over all pixels of all images, row-major 3x3.
-    pub rgb_outer_sum: [u64; 9],
-    /// Number of images.
-    pub count: u64,
-}
-
-impl Default for StatSums {
-    fn default() -> Self {
-        StatSums {
-            pixel_sum: vec![0; IMAGE_BYTES],
-            rgb_sum: [0; 3],
-            rgb_outer_sum: [0; 9],
-            count: 0,
+/// Finishes the training-set statistics from the exact sums over the whole
+/// split (see [`ShardSums`]); `None` when no image contributed.
+pub fn finish_stats(sums: &ShardSums) -> Option<Stats> {
+    if sums.count == 0 {
+        return None;
+    }
+    let n = sums.count as f64;
+    let mean_image = sums
+        .pixel_sum
+        .iter()
+        .map(|&s| (s as f64 / n) as f32)
+        .collect();
+    let npix = n * PIXELS as f64;
+    let mean: [f64; 3] = std::array::from_fn(|c| sums.rgb_sum[c] as f64 / npix);
+    let mut cov = [[0.0f64; 3]; 3];
+    for a in 0..3 {
+        for b in 0..3 {
+            let exy = sums.rgb_outer_sum[a * 3 + b] as f64 / npix;
+            cov[a][b] = (exy - mean[a] * mean[b]) / (255.0 * 255.0);
         }
     }
-}
-
-impl StatSums {
-    /// Adds another set of sums.
-    pub fn add(&mut self, other: &StatSums) {
-        for (a, b) in self.pixel_sum.iter_mut().zip(&other.pixel_sum) {
-            *a += b;
-        }
-        for (a, b) in self.rgb_sum.iter_mut().zip(other.rgb_sum) {
-            *a += b;
-        }
-        for (a, b) in self.rgb_outer_sum.iter_mut().zip(other.rgb_outer_sum) {
-            *a += b;
-        }
-        self.count += other.count;
-    }
-
-    /// Finishes the statistics; `None` when no image contributed.
-    pub fn finish(&self) -> Option<TrainStats> {
-        if self.count == 0 {
-            return None;
-        }
-        let n = self.count as f64;
-        let mean_image = self
-            .pixel_sum
-            .iter()
-            .map(|&s| (s as f64 / n) as f32)
-            .collect();
-        let npix = n * PIXELS as f64;
-        let mean: [f64; 3] = std::array::from_fn(|c| self.rgb_sum[c] as f64 / npix);
-        let mut cov = [[0.0f64; 3]; 3];
-        for a in 0..3 {
-            for b in 0..3 {
-                let exy = self.rgb_outer_sum[a * 3 + b] as f64 / npix;
-                cov[a][b] = (exy - mean[a] * mean[b]) / (255.0 * 255.0);
-            }
-        }
-        let (eigvals, eigvecs) = symmetric_eigen3(cov);
-        Some(TrainStats {
-            mean_image,
-            rgb_mean: mean,
-            rgb_cov: cov,
-            eigvals,
-            eigvecs,
-            count: self.count,
-        })
-    }
+    let (eigvals, eigvecs) = symmetric_eigen3(cov);
+    Some(Stats {
+        height: SIDE,
+        width: SIDE,
+        mean_image,
+        rgb_mean: mean,
+        rgb_cov: cov,
+        eigvals,
+        eigvecs,
+        count: sums.count,
+    })
 }
 
 /// Accumulates one shard's sums cheaply: pixel sums in `u32` (a shard holds
@@ -158,70 +121,13 @@ impl ShardStatAcc {
         self.count += 1;
     }
 
-    pub(crate) fn sums(&self) -> StatSums {
-        StatSums {
+    pub(crate) fn sums(&self) -> ShardSums {
+        ShardSums {
             pixel_sum: self.pixel_sum.iter().map(|&v| v as u64).collect(),
             rgb_sum: self.rgb_sum,
             rgb_outer_sum: self.outer,
             count: self.count,
         }
-    }
-}
-
-/// The finished training-set statistics (the content of `stats.h5`).
-#[derive(Clone, Debug)]
-pub struct TrainStats {
-    /// Mean image, HWC `256*256*3`, 0..255.
-    pub mean_image: Vec<f32>,
-    /// Mean R, G, B, 0..255.
-    pub rgb_mean: [f64; 3],
-    /// Covariance of RGB values scaled to 0..1.
-    pub rgb_cov: [[f64; 3]; 3],
-    /// Eigenvalues of `rgb_cov`, descending.
-    pub eigvals: [f64; 3],
-    /// `eigvecs[i][j]`: component `i` of the unit eigenvector of `eigvals[j]`
-    /// (eigenvectors are columns).
-    pub eigvecs: [[f64; 3]; 3],
-    /// Number of training images.
-    pub count: u64,
-}
-
-impl TrainStats {
-    /// Writes `stats.h5` (through a temporary file renamed when complete).
-    pub fn write_h5(&self, path: &Path) -> Result<(), PreprocessError> {
-        let tmp = path.with_extension("h5.tmp");
-        let herr = |e: hdf5::Error| PreprocessError::hdf5(path, e);
-        {
-            let f = hdf5::File::create(&tmp).map_err(herr)?;
-            let mean = ndarray::Array3::from_shape_vec((SIDE, SIDE, 3), self.mean_image.clone())
-                .expect("mean image shape");
-            f.new_dataset_builder()
-                .with_data(&mean)
-                .create("mean_image")
-                .map_err(herr)?;
-            f.new_dataset_builder()
-                .with_data(&ndarray::arr1(&self.rgb_mean))
-                .create("rgb_mean")
-                .map_err(herr)?;
-            f.new_dataset_builder()
-                .with_data(&ndarray::arr2(&self.rgb_cov))
-                .create("rgb_cov")
-                .map_err(herr)?;
-            f.new_dataset_builder()
-                .with_data(&ndarray::arr1(&self.eigvals))
-                .create("eigvals")
-                .map_err(herr)?;
-            f.new_dataset_builder()
-                .with_data(&ndarray::arr2(&self.eigvecs))
-                .create("eigvecs")
-                .map_err(herr)?;
-            f.new_dataset::<u64>()
-                .create("count")
-                .map_err(herr)?
-                .write_scalar(&self.count)
-                .map_err(herr)?;
-        }
-        std::fs::rename(&tmp, path).map_err(|e| PreprocessError::io(path, e))
     }
 }
 
@@ -341,7 +247,7 @@ mod tests {
         let mut acc = ShardStatAcc::new();
         acc.add(&a, &ImageColorSums::of(&a));
         acc.add(&b, &ImageColorSums::of(&b));
-        let st = acc.sums().finish().unwrap();
+        let st = finish_stats(&acc.sums()).unwrap();
         assert_eq!(st.count, 2);
         assert_eq!(st.rgb_mean, [20.0, 20.0, 20.0]);
         assert!(st.mean_image.iter().all(|&v| v == 20.0));

@@ -3,10 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use preprocess::devkit::{
-    parse_val_number, read_classes_tsv, read_devkit, write_classes_tsv, ClassInfo, Devkit,
-    DevkitError,
-};
+use preprocess::devkit::{parse_val_number, read_devkit, Devkit, DevkitError};
 use preprocess::matv5::{write_mat, MatValue, MatVariable, WriteOptions};
 use preprocess::synth::{generate, SynthConfig};
 
@@ -71,45 +68,6 @@ fn parses_val_file_numbers() {
     assert_eq!(parse_val_number("ILSVRC2012_val_0000x001.JPEG"), None);
     assert_eq!(parse_val_number("n01440764_10026.JPEG"), None);
     assert_eq!(parse_val_number("ILSVRC2012_val_.JPEG"), None);
-}
-
-#[test]
-fn classes_tsv_round_trip_and_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("classes.tsv");
-    let classes = vec![
-        ClassInfo {
-            index: 0,
-            wnid: "n01440764".into(),
-            words: "tench, Tinca tinca".into(),
-            ilsvrc_id: 449,
-        },
-        ClassInfo {
-            index: 1,
-            wnid: "n02119789".into(),
-            words: "kit fox,\tVulpes macrotis".into(),
-            ilsvrc_id: 1,
-        },
-    ];
-    write_classes_tsv(&path, &classes).unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(
-        text,
-        "0\tn01440764\ttench, Tinca tinca\n1\tn02119789\tkit fox, Vulpes macrotis\n"
-    );
-    let back = read_classes_tsv(&path).unwrap();
-    assert_eq!(back.len(), 2);
-    assert_eq!(back[1].wnid, "n02119789");
-    assert_eq!(back[1].words, "kit fox, Vulpes macrotis");
-    assert_eq!(back[1].ilsvrc_id, 0);
-
-    std::fs::write(&path, "0\tn01\tx\n2\tn02\ty\n").unwrap();
-    let err = read_classes_tsv(&path).unwrap_err();
-    let msg = err.to_string();
-    assert!(
-        msg.contains("classes.tsv") && msg.contains("line 2"),
-        "{msg}"
-    );
 }
 
 fn write_tar_gz(path: &Path, members: &[(&str, &[u8])]) {

@@ -175,3 +175,80 @@ fn truncated_tar_names_file_and_member_and_keeps_complete_shards() {
         assert_eq!(s.labels.len(), s.shape[0]);
     }
 }
+
+#[test]
+fn jpeg_encoding_stores_the_same_images_compressed_and_resumes_exactly() {
+    use loader::format::Encoding;
+    use loader::Dataset;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(&tmp.path().join("in"), 3);
+    let raw = tmp.path().join("raw");
+    run(&config(&raw, &data), &NoProgress).unwrap();
+    let jpeg = tmp.path().join("jpeg");
+    let mut cfg = config(&jpeg, &data);
+    cfg.encoding = Encoding::Jpeg { quality: 90 };
+    run(&cfg, &NoProgress).unwrap();
+
+    for sp in ["train", "val"] {
+        let a = Dataset::open(&raw.join(sp)).unwrap();
+        let b = Dataset::open(&jpeg.join(sp)).unwrap();
+        assert!(!a.is_encoded() && b.is_encoded());
+        assert_eq!(a.labels(), b.labels(), "{sp}");
+        let (mut x, mut y) = (vec![0u8; a.image_bytes()], vec![0u8; b.image_bytes()]);
+        let (mut diff, mut raw_bytes, mut jpeg_bytes) = (0u64, 0u64, 0u64);
+        for i in 0..a.len() as u64 {
+            assert_eq!(a.name(i).unwrap(), b.name(i).unwrap());
+            a.read_image(i, &mut x).unwrap();
+            b.read_image(i, &mut y).unwrap();
+            diff += x
+                .iter()
+                .zip(&y)
+                .map(|(&p, &q)| p.abs_diff(q) as u64)
+                .sum::<u64>();
+            raw_bytes += x.len() as u64;
+        }
+        for path in pipeline_support::shard_paths(&jpeg, sp) {
+            let f = hdf5::File::open(path).unwrap();
+            jpeg_bytes += f.dataset("jpeg").unwrap().size() as u64;
+        }
+        let mean = diff as f64 / raw_bytes as f64;
+        assert!(mean < 3.0, "{sp}: mean absolute difference {mean}");
+        assert!(
+            jpeg_bytes * 4 < raw_bytes,
+            "{sp}: {jpeg_bytes} vs {raw_bytes} bytes"
+        );
+    }
+    // The statistics come from the decoded pixels, before encoding.
+    for name in ["mean_image", "eigvals", "eigvecs"] {
+        assert_eq!(
+            pipeline_support::read_f64(&raw.join("stats.h5"), name),
+            pipeline_support::read_f64(&jpeg.join("stats.h5"), name),
+            "{name}"
+        );
+    }
+
+    // Interrupted and resumed: the same JPEG shards, byte for byte.
+    let resumed = tmp.path().join("resumed");
+    let mut cfg = config(&resumed, &data);
+    cfg.encoding = Encoding::Jpeg { quality: 90 };
+    cfg.halt_after_shards = Some(3);
+    assert!(matches!(
+        run(&cfg, &NoProgress).unwrap_err(),
+        PreprocessError::Interrupted
+    ));
+    assert!(files_in(&resumed.join("train"))
+        .iter()
+        .any(|f| f.ends_with(".jpeg.tmp")));
+    cfg.halt_after_shards = None;
+    run(&cfg, &NoProgress).unwrap();
+    assert_same_output(&jpeg, &resumed);
+
+    // Another encoding into the same directory is another dataset.
+    let err = run(&config(&jpeg, &data), &NoProgress).unwrap_err();
+    assert!(
+        matches!(err, PreprocessError::DifferentDataset { .. })
+            && err.to_string().contains("encoding"),
+        "{err}"
+    );
+}

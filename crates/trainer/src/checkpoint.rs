@@ -39,9 +39,9 @@ pub const MOMENTUM_FILE: &str = "momentum.safetensors";
 /// State file inside a checkpoint directory.
 pub const STATE_FILE: &str = "state.json";
 /// Class table copied into each checkpoint directory.
-pub const CLASSES_FILE: &str = "classes.tsv";
+pub const CLASSES_FILE: &str = loader::format::CLASSES_FILE;
 /// Statistics (mean image) copied into each checkpoint directory.
-pub const STATS_FILE: &str = "stats.h5";
+pub const STATS_FILE: &str = loader::format::STATS_FILE;
 /// Pointer to the newest checkpoint, in the run directory.
 pub const LATEST_FILE: &str = "latest.json";
 /// Checkpoints kept in a run directory.

@@ -130,8 +130,8 @@ pub fn evaluate_checkpoint(cfg: &CheckpointEvalConfig) -> Result<CheckpointEval>
         .clone()
         .unwrap_or_else(|| ck.state.data_dir.clone());
     let net = load_network(&ck, &cfg.devices)?;
-    let val_dir = data_dir.join("val");
-    let data_stats = data_dir.join(crate::checkpoint::STATS_FILE);
+    let val_dir = loader::format::split_dir(&data_dir, "val");
+    let data_stats = loader::format::stats_path(&data_dir);
     let stats_path = if data_stats.is_file() {
         data_stats
     } else {

@@ -41,7 +41,7 @@ impl Predictor {
     pub fn open(checkpoint: &Path, data_dir: Option<&Path>, devices: &str) -> Result<Self> {
         let ck = Checkpoint::open(checkpoint)?;
         let (classes_dir, stats_path): (PathBuf, PathBuf) = match data_dir {
-            Some(d) => (d.to_path_buf(), d.join(crate::checkpoint::STATS_FILE)),
+            Some(d) => (d.to_path_buf(), loader::format::stats_path(d)),
             None => (ck.dir.clone(), ck.stats_path()),
         };
         let classes =
@@ -49,7 +49,7 @@ impl Predictor {
         if classes.len() != ck.state.num_classes {
             return Err(TrainerError::Data(format!(
                 "{} lists {} classes, the checkpoint was trained on {}",
-                classes_dir.join(crate::checkpoint::CLASSES_FILE).display(),
+                loader::format::classes_path(&classes_dir).display(),
                 classes.len(),
                 ck.state.num_classes
             )));

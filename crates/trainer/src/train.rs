@@ -169,11 +169,13 @@ pub fn train(cfg: &TrainConfig, stop: &AtomicBool) -> Result<TrainOutcome> {
     // Data.
     let classes = loader::read_classes(&cfg.data_dir).map_err(data_err)?;
     let num_classes = classes.len();
-    let classes_src = cfg.data_dir.join(checkpoint::CLASSES_FILE);
-    let stats_src = cfg.data_dir.join(checkpoint::STATS_FILE);
+    let classes_src = loader::format::classes_path(&cfg.data_dir);
+    let stats_src = loader::format::stats_path(&cfg.data_dir);
     let stats = Stats::open(&stats_src).map_err(data_err)?;
-    let train_ds = Dataset::open(&cfg.data_dir.join("train")).map_err(data_err)?;
-    let val_ds = Dataset::open(&cfg.data_dir.join("val")).map_err(data_err)?;
+    let train_ds =
+        Dataset::open(&loader::format::split_dir(&cfg.data_dir, "train")).map_err(data_err)?;
+    let val_ds =
+        Dataset::open(&loader::format::split_dir(&cfg.data_dir, "val")).map_err(data_err)?;
     let crop = cfg.architecture.input_size;
     let train_loader = Loader::new(
         train_ds,

@@ -99,7 +99,7 @@ fn bench(args: &Args, out: &Path) -> anyhow::Result<()> {
         dataset.num_shards(),
         opened.elapsed().as_secs_f64() * 1e3
     );
-    let stats = Stats::open(&out.join("stats.h5"))?;
+    let stats = Stats::open(&loader::format::stats_path(out))?;
     let mode = match args.mode {
         BenchMode::Train => Mode::Train,
         BenchMode::Center => Mode::CenterCrop,

@@ -38,9 +38,21 @@ pub fn shard_paths(out: &Path, split: &str) -> Vec<PathBuf> {
 
 pub fn read_shard(path: &Path) -> ShardContent {
     let f = hdf5::File::open(path).unwrap();
-    let ds = f.dataset("images").unwrap();
-    let shape = ds.shape();
-    let images = ds.read_raw::<u8>().unwrap();
+    // Raw pixels, or the JPEG streams followed by their offsets.
+    let (images, shape) = match f.dataset("images") {
+        Ok(ds) => (ds.read_raw::<u8>().unwrap(), ds.shape()),
+        Err(_) => {
+            let ds = f.dataset("jpeg").unwrap();
+            let mut bytes = ds.read_raw::<u8>().unwrap();
+            let offsets = f
+                .dataset("jpeg_offsets")
+                .unwrap()
+                .read_raw::<u64>()
+                .unwrap();
+            bytes.extend(offsets.iter().flat_map(|o| o.to_le_bytes()));
+            (bytes, vec![offsets.len() - 1])
+        }
+    };
     let labels = f.dataset("labels").unwrap().read_raw::<i64>().unwrap();
     let names = strings(&f, "names");
     let skipped = strings(&f, "skipped_names")

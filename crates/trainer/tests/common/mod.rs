@@ -4,10 +4,8 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::str::FromStr;
 
-use hdf5::types::VarLenUnicode;
-use ndarray::{Array1, Array4};
+use loader::format::{self, ClassEntry, Encoding, ShardWriter};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use trainer::Architecture;
@@ -37,28 +35,13 @@ fn image(class: usize, rng: &mut ChaCha8Rng) -> Vec<u8> {
 }
 
 fn write_shard(path: &Path, images: &[Vec<u8>], labels: &[i64]) {
-    let n = images.len();
-    let file = hdf5::File::create(path).unwrap();
-    let flat: Vec<u8> = images.concat();
-    let arr = Array4::from_shape_vec((n, SIDE, SIDE, 3), flat).unwrap();
-    file.new_dataset::<u8>()
-        .chunk([1, SIDE, SIDE, 3])
-        .shape([n, SIDE, SIDE, 3])
-        .create("images")
-        .unwrap()
-        .write(&arr)
-        .unwrap();
-    file.new_dataset_builder()
-        .with_data(&Array1::from(labels.to_vec()))
-        .create("labels")
-        .unwrap();
-    let names: Array1<VarLenUnicode> = (0..n)
-        .map(|i| VarLenUnicode::from_str(&format!("img_{i:05}.JPEG")).unwrap())
-        .collect();
-    file.new_dataset_builder()
-        .with_data(&names)
-        .create("names")
-        .unwrap();
+    let mut writer = ShardWriter::create(path, SIDE, Encoding::Raw, images.len()).unwrap();
+    for (i, (image, &label)) in images.iter().zip(labels).enumerate() {
+        writer
+            .push(image, label, &format!("img_{i:05}.JPEG"))
+            .unwrap();
+    }
+    writer.finish(None).unwrap();
 }
 
 /// Writes `out/{train,val}/shard-00000.h5`, `out/stats.h5`, `out/classes.tsv`.
@@ -66,7 +49,7 @@ pub fn write_dataset(out: &Path, train_per_class: usize, val_per_class: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(42);
     let mut mean = vec![0f64; SIDE * SIDE * 3];
     for (split, per_class) in [("train", train_per_class), ("val", val_per_class)] {
-        let dir = out.join(split);
+        let dir = format::split_dir(out, split);
         std::fs::create_dir_all(&dir).unwrap();
         let mut images = Vec::new();
         let mut labels = Vec::new();
@@ -81,7 +64,7 @@ pub fn write_dataset(out: &Path, train_per_class: usize, val_per_class: usize) {
             images.push(img);
             labels.push(class as i64);
         }
-        write_shard(&dir.join("shard-00000.h5"), &images, &labels);
+        write_shard(&dir.join(format::shard_file_name(0)), &images, &labels);
     }
     let n = (train_per_class * CLASSES) as f64;
     let mut stats = loader::Stats::neutral(SIDE, SIDE);
@@ -95,12 +78,16 @@ pub fn write_dataset(out: &Path, train_per_class: usize, val_per_class: usize) {
     ];
     stats.count = n as u64;
     loader::testing::write_stats(out, &stats).unwrap();
-    let classes: String = ["red", "green", "blue"]
+    let classes: Vec<ClassEntry> = ["red", "green", "blue"]
         .iter()
         .enumerate()
-        .map(|(i, w)| format!("{i}\tn{:08}\t{w} square\n", 1000 + i))
+        .map(|(index, w)| ClassEntry {
+            index,
+            wnid: format!("n{:08}", 1000 + index),
+            words: format!("{w} square"),
+        })
         .collect();
-    std::fs::write(out.join("classes.tsv"), classes).unwrap();
+    format::write_classes(out, &classes).unwrap();
 }
 
 /// A very small two-tower network for 64x64 inputs.

@@ -1,0 +1,251 @@
+//! The on-disk format of a preprocessed dataset: the one place that knows
+//! it. `cargo xtask preprocess` writes through this module, [`Dataset`] and
+//! [`Stats`] read through it, and test fixtures build data with it.
+//!
+//! ```text
+//! OUT/
+//!   dataset.json            identity of the inputs (written by preprocess)
+//!   classes.tsv             index<TAB>wnid<TAB>words         (write_classes / read_classes)
+//!   stats.h5                training-set statistics          (write_stats / Stats::open)
+//!   manifest.json           shards and counts of the whole   (written by preprocess)
+//!   train/shard-00000.h5    shards; file names from shard_file_name
+//!   train/skipped.tsv       member<TAB>reason of every input that was not usable
+//!   val/...
+//! ```
+//!
+//! A shard holds its images in one of two [`Encoding`]s, told apart by which
+//! dataset it has (a reader never needs to be told):
+//!
+//! | dataset | type | shape | meaning |
+//! |---|---|---|---|
+//! | `images` | `u8` | `[n, H, W, 3]` | [`Encoding::Raw`]: RGB HWC, one uncompressed chunk per image |
+//! | `image_offsets` | `u64` | `[n]` | raw: file byte offset of each image's chunk (the open-time index) |
+//! | `jpeg` | `u8` | `[total]` | [`Encoding::Jpeg`]: all images' JPEG streams back to back, contiguous; attribute `image_shape` = `[H, W, 3]` |
+//! | `jpeg_offsets` | `u64` | `[n + 1]` | jpeg: image `i` is `jpeg[jpeg_offsets[i]..jpeg_offsets[i+1]]` |
+//! | `labels` | `i64` | `[n]` | class index |
+//! | `names` | UTF-8 | `[n]` | source member name |
+//! | `skipped_names`, `skipped_reasons` | UTF-8 | `[m]` | inputs of this shard that could not be decoded |
+//! | `stats_pixel_sum` | `u64` | `[H, W, 3]` | train only: per-pixel sums ([`ShardSums`]) |
+//! | `stats_rgb_sum` | `u64` | `[3]` | train only |
+//! | `stats_rgb_outer_sum` | `u64` | `[3, 3]` | train only |
+//! | `stats_image_count` | `u64` | scalar | train only |
+//!
+//! Either way every image is one positioned read (`pread`) at an offset
+//! known once the shard is open, with no HDF5 call and so no HDF5 lock.
+//! Shards are written as `shard-XXXXX.h5.tmp` (plus `.jpeg.tmp` spill files)
+//! and renamed when complete: a file named by [`shard_file_name`] is whole.
+
+mod classes;
+mod jpeg;
+mod names;
+mod read;
+mod sums;
+mod write;
+
+use std::path::{Path, PathBuf};
+
+pub use classes::{read_classes, write_classes, ClassEntry};
+pub use jpeg::{decode_jpeg_into, encode_jpeg, JpegError};
+pub use names::*;
+pub(crate) use read::{open_shard, read_name, ImageSource};
+pub use read::{read_shard_record, ShardRecord};
+pub use sums::ShardSums;
+pub use write::{write_stats, ShardWriter};
+
+use crate::LoaderError;
+
+/// `OUT/classes.tsv`.
+pub const CLASSES_FILE: &str = "classes.tsv";
+/// `OUT/stats.h5`.
+pub const STATS_FILE: &str = "stats.h5";
+/// `OUT/manifest.json`.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// `OUT/dataset.json`.
+pub const DATASET_ID_FILE: &str = "dataset.json";
+/// `OUT/<split>/skipped.tsv`.
+pub const SKIPPED_FILE: &str = "skipped.tsv";
+/// Suffix of a file still being written.
+pub const TMP_SUFFIX: &str = ".tmp";
+/// The JPEG quality `Encoding::Jpeg` uses unless told otherwise.
+pub const DEFAULT_JPEG_QUALITY: u8 = 90;
+
+/// `OUT/classes.tsv`.
+pub fn classes_path(out: &Path) -> PathBuf {
+    out.join(CLASSES_FILE)
+}
+
+/// `OUT/stats.h5`.
+pub fn stats_path(out: &Path) -> PathBuf {
+    out.join(STATS_FILE)
+}
+
+/// `OUT/manifest.json`.
+pub fn manifest_path(out: &Path) -> PathBuf {
+    out.join(MANIFEST_FILE)
+}
+
+/// `OUT/dataset.json`.
+pub fn dataset_id_path(out: &Path) -> PathBuf {
+    out.join(DATASET_ID_FILE)
+}
+
+/// `OUT/<split>` (`train` or `val`).
+pub fn split_dir(out: &Path, split: &str) -> PathBuf {
+    out.join(split)
+}
+
+/// File name of shard `id`: `shard-00042.h5` (at least five digits).
+pub fn shard_file_name(id: u64) -> String {
+    format!("shard-{id:05}.h5")
+}
+
+/// Parses a shard file name back into its id (`shard-00042.h5` -> 42);
+/// `None` for anything [`shard_file_name`] does not produce.
+pub fn parse_shard_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("shard-")?.strip_suffix(".h5")?;
+    if digits.len() < 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let id: u64 = digits.parse().ok()?;
+    // One spelling per id: `shard-000042.h5` is not shard 42.
+    (shard_file_name(id) == name).then_some(id)
+}
+
+/// The name a file has while it is being written: `path` + `.tmp`.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(TMP_SUFFIX);
+    PathBuf::from(s)
+}
+
+/// The complete shards of a split directory, sorted by id.
+pub fn list_shards(split_dir: &Path) -> Result<Vec<(u64, PathBuf)>, LoaderError> {
+    let entries = std::fs::read_dir(split_dir)
+        .map_err(|e| LoaderError::io(split_dir, "listing the split directory", e))?;
+    let mut shards = Vec::new();
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| LoaderError::io(split_dir, "listing the split directory", e))?;
+        if let Some(id) = parse_shard_file_name(&entry.file_name().to_string_lossy()) {
+            shards.push((id, entry.path()));
+        }
+    }
+    shards.sort();
+    Ok(shards)
+}
+
+/// How a shard stores its images.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Encoding {
+    /// Uncompressed `u8` HWC, one HDF5 chunk per image (the default; 196,608
+    /// bytes per 256x256 image; no decoding cost when read).
+    #[default]
+    Raw,
+    /// Each image re-encoded as a baseline JPEG (4:2:0, optimised Huffman
+    /// tables) at `quality` 1..=100; decoded by the loader's worker threads.
+    Jpeg {
+        /// libjpeg-style quality, 1..=100.
+        quality: u8,
+    },
+}
+
+impl Encoding {
+    /// JPEG at [`DEFAULT_JPEG_QUALITY`].
+    pub fn jpeg() -> Self {
+        Encoding::Jpeg {
+            quality: DEFAULT_JPEG_QUALITY,
+        }
+    }
+
+    /// The name used on the command line and in the manifest: `raw` or `jpeg`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Raw => "raw",
+            Encoding::Jpeg { .. } => "jpeg",
+        }
+    }
+
+    /// The bytes a shard stores for one `side x side` RGB image (HWC), in
+    /// `out` (cleared first). Raw copies the pixels; JPEG encodes them.
+    pub fn encode(self, image: &[u8], side: usize, out: &mut Vec<u8>) -> Result<(), JpegError> {
+        match self {
+            Encoding::Raw => {
+                out.clear();
+                out.extend_from_slice(image);
+                Ok(())
+            }
+            Encoding::Jpeg { quality } => encode_jpeg(image, side, side, quality, out),
+        }
+    }
+}
+
+impl std::fmt::Display for Encoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Encoding::Raw => f.write_str("raw"),
+            Encoding::Jpeg { quality } => write!(f, "jpeg (quality {quality})"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_names_round_trip_and_reject_other_spellings() {
+        assert_eq!(shard_file_name(42), "shard-00042.h5");
+        assert_eq!(shard_file_name(123_456), "shard-123456.h5");
+        for id in [0, 7, 99_999, 100_000, 1_234_567] {
+            assert_eq!(parse_shard_file_name(&shard_file_name(id)), Some(id));
+        }
+        for bad in [
+            "shard-0042.h5",
+            "shard-000042.h5",
+            "shard-00042.h5.tmp",
+            "shard-0004a.h5",
+            "shard-00042.hdf5",
+            "x-00042.h5",
+        ] {
+            assert_eq!(parse_shard_file_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn tmp_path_appends_the_suffix() {
+        assert_eq!(
+            tmp_path(Path::new("/o/train/shard-00001.h5")),
+            PathBuf::from("/o/train/shard-00001.h5.tmp")
+        );
+    }
+
+    #[test]
+    fn list_shards_sorts_by_id_and_skips_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "shard-00010.h5",
+            "shard-00002.h5",
+            "shard-00003.h5.tmp",
+            "skipped.tsv",
+            "shard-100000.h5",
+        ] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let ids: Vec<u64> = list_shards(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ids, [2, 10, 100_000]);
+    }
+
+    #[test]
+    fn raw_encoding_stores_the_pixels_themselves() {
+        let image: Vec<u8> = (0..4 * 4 * 3).map(|i| i as u8).collect();
+        let mut out = vec![9; 5];
+        Encoding::Raw.encode(&image, 4, &mut out).unwrap();
+        assert_eq!(out, image);
+        assert_eq!(Encoding::default(), Encoding::Raw);
+        assert_eq!(Encoding::jpeg(), Encoding::Jpeg { quality: 90 });
+    }
+}

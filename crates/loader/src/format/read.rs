@@ -1,0 +1,499 @@
+//! Opening shards: where each image lies, so that reading one is a single
+//! positioned read; and reading back what a finished shard records.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use hdf5::dataset::Layout;
+use hdf5::types::{IntSize, TypeDescriptor, VarLenAscii, VarLenUnicode};
+
+use super::names::*;
+use super::{decode_jpeg_into, ShardSums};
+use crate::LoaderError;
+
+/// Where the pixels of a shard's images come from.
+pub(crate) enum ImageSource {
+    /// Uncompressed images at known byte offsets: lock-free positioned reads.
+    Raw { file: File, offsets: Vec<u64> },
+    /// JPEG streams at `base + offsets[i] .. base + offsets[i + 1]`:
+    /// lock-free positioned reads, decoded by the reading thread.
+    Jpeg {
+        file: File,
+        base: u64,
+        offsets: Vec<u64>,
+    },
+    /// Anything else: reads go through the HDF5 library (one global lock).
+    Hdf5 {
+        images: hdf5::Dataset,
+        reason: String,
+    },
+}
+
+/// What one shard holds, as found at open time.
+pub(crate) struct OpenedShard {
+    pub len: usize,
+    pub labels: Vec<i64>,
+    pub height: usize,
+    pub width: usize,
+    pub source: ImageSource,
+}
+
+thread_local! {
+    /// Per-thread buffers for JPEG reads: the compressed stream, and the
+    /// whole decoded image when only some rows are wanted.
+    static JPEG_SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+impl ImageSource {
+    /// Reads rows `first_row..first_row + rows` of image `local` (HWC,
+    /// `width*3` bytes a row) into `buf` (exactly that long).
+    pub(crate) fn read_rows(
+        &self,
+        path: &Path,
+        (local, global): (usize, u64),
+        (height, width): (usize, usize),
+        first_row: usize,
+        rows: usize,
+        buf: &mut [u8],
+    ) -> Result<(), LoaderError> {
+        let row_bytes = width * 3;
+        debug_assert_eq!(buf.len(), rows * row_bytes);
+        let what = || format!("reading image {local} (global index {global})");
+        match self {
+            ImageSource::Raw { file, offsets } => {
+                let at = offsets[local] + (first_row * row_bytes) as u64;
+                file.read_exact_at(buf, at)
+                    .map_err(|e| LoaderError::io(path, what(), e))
+            }
+            ImageSource::Jpeg {
+                file,
+                base,
+                offsets,
+            } => JPEG_SCRATCH.with(|scratch| {
+                let (stream, whole) = &mut *scratch.borrow_mut();
+                let (start, end) = (offsets[local], offsets[local + 1]);
+                stream.resize((end - start) as usize, 0);
+                file.read_exact_at(stream, base + start)
+                    .map_err(|e| LoaderError::io(path, what(), e))?;
+                let bad = |e| {
+                    LoaderError::format(path, format!("image {local} (global index {global}): {e}"))
+                };
+                if first_row == 0 && rows == height {
+                    decode_jpeg_into(stream, width, height, buf).map_err(bad)
+                } else {
+                    whole.resize(height * row_bytes, 0);
+                    decode_jpeg_into(stream, width, height, whole).map_err(bad)?;
+                    buf.copy_from_slice(&whole[first_row * row_bytes..][..rows * row_bytes]);
+                    Ok(())
+                }
+            }),
+            ImageSource::Hdf5 { images, .. } => {
+                let block: ndarray::Array3<u8> = images
+                    .read_slice(ndarray::s![local, first_row..first_row + rows, .., ..])
+                    .map_err(|e| LoaderError::hdf5(path, what(), e))?;
+                match block.as_slice() {
+                    Some(slice) if slice.len() == buf.len() => buf.copy_from_slice(slice),
+                    _ => {
+                        return Err(LoaderError::format(
+                            path,
+                            format!("image {local} came back with shape {:?}", block.shape()),
+                        ))
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// True when every read of a whole image costs a decode.
+    pub(crate) fn is_encoded(&self) -> bool {
+        matches!(self, ImageSource::Jpeg { .. })
+    }
+}
+
+/// Opens one shard: checks its datasets and finds each image's bytes.
+///
+/// Errors name the file: missing datasets, wrong types or shapes, shards
+/// whose image chunks are not all written, and files shorter than the image
+/// data they describe (truncated copies).
+pub(crate) fn open_shard(path: &Path) -> Result<OpenedShard, LoaderError> {
+    let file = hdf5::File::open(path).map_err(|e| LoaderError::hdf5(path, "opening shard", e))?;
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| LoaderError::io(path, "reading file size", e))?
+        .len();
+    let labels: Vec<i64> = file
+        .dataset(LABELS)
+        .and_then(|d| d.read_raw::<i64>())
+        .map_err(|e| LoaderError::hdf5(path, "reading dataset `labels`", e))?;
+    if let Some(pos) = labels.iter().position(|&l| l < 0) {
+        return Err(LoaderError::format(
+            path,
+            format!("label {} of image {pos} is negative", labels[pos]),
+        ));
+    }
+    let opened = if file.link_exists(JPEG) {
+        open_jpeg(path, &file, labels, file_len)?
+    } else {
+        open_raw(path, &file, labels, file_len)?
+    };
+    if opened.labels.len() != opened.len {
+        return Err(LoaderError::format(
+            path,
+            format!("{} labels for {} images", opened.labels.len(), opened.len),
+        ));
+    }
+    Ok(opened)
+}
+
+fn open_jpeg(
+    path: &Path,
+    file: &hdf5::File,
+    labels: Vec<i64>,
+    file_len: u64,
+) -> Result<OpenedShard, LoaderError> {
+    let jpeg = file
+        .dataset(JPEG)
+        .map_err(|e| LoaderError::hdf5(path, "opening dataset `jpeg`", e))?;
+    let shape: Vec<u64> = jpeg
+        .attr(JPEG_IMAGE_SHAPE)
+        .and_then(|a| a.read_raw::<u64>())
+        .map_err(|e| LoaderError::hdf5(path, "reading `jpeg` attribute `image_shape`", e))?;
+    if shape.len() != 3 || shape[2] != 3 {
+        return Err(LoaderError::format(
+            path,
+            format!("`jpeg` image_shape is {shape:?}, expected [H, W, 3]"),
+        ));
+    }
+    let offsets: Vec<u64> = file
+        .dataset(JPEG_OFFSETS)
+        .and_then(|d| d.read_raw::<u64>())
+        .map_err(|e| LoaderError::hdf5(path, "reading dataset `jpeg_offsets`", e))?;
+    let total = jpeg.size() as u64;
+    if offsets.first() != Some(&0)
+        || offsets.last() != Some(&total)
+        || offsets.windows(2).any(|w| w[0] > w[1])
+    {
+        return Err(LoaderError::format(
+            path,
+            format!(
+                "`jpeg_offsets` is not an increasing list from 0 to the {total} bytes of `jpeg`"
+            ),
+        ));
+    }
+    let base = match (jpeg.layout(), jpeg.offset()) {
+        _ if total == 0 => 0,
+        (Layout::Contiguous, Some(base)) => base,
+        (layout, _) => {
+            return Err(LoaderError::format(
+                path,
+                format!("`jpeg` must be one contiguous block, found a {layout:?} layout without a file offset"),
+            ))
+        }
+    };
+    if base + total > file_len {
+        return Err(truncated(path, base + total, file_len));
+    }
+    let plain =
+        File::open(path).map_err(|e| LoaderError::io(path, "opening for positioned reads", e))?;
+    Ok(OpenedShard {
+        len: offsets.len() - 1,
+        labels,
+        height: shape[0] as usize,
+        width: shape[1] as usize,
+        source: ImageSource::Jpeg {
+            file: plain,
+            base,
+            offsets,
+        },
+    })
+}
+
+fn open_raw(
+    path: &Path,
+    file: &hdf5::File,
+    labels: Vec<i64>,
+    file_len: u64,
+) -> Result<OpenedShard, LoaderError> {
+    let images = file
+        .dataset(IMAGES)
+        .map_err(|e| LoaderError::hdf5(path, "opening dataset `images` (or `jpeg`)", e))?;
+    let shape = images.shape();
+    if shape.len() != 4 || shape[3] != 3 {
+        return Err(LoaderError::format(
+            path,
+            format!("`images` has shape {shape:?}, expected [n, H, W, 3]"),
+        ));
+    }
+    let (n, height, width) = (shape[0], shape[1], shape[2]);
+    let dtype = images
+        .dtype()
+        .and_then(|t| t.to_descriptor())
+        .map_err(|e| LoaderError::hdf5(path, "reading the type of `images`", e))?;
+    if dtype != TypeDescriptor::Unsigned(IntSize::U1) {
+        return Err(LoaderError::format(
+            path,
+            format!("`images` has element type {dtype}, expected u8"),
+        ));
+    }
+    let image_bytes = (height * width * 3) as u64;
+    let source = match images.layout() {
+        Layout::Chunked => {
+            let chunk = images.chunk().unwrap_or_default();
+            let filters = images.filters();
+            if chunk != [1, height, width, 3] {
+                ImageSource::Hdf5 {
+                    images,
+                    reason: format!("chunk shape {chunk:?}"),
+                }
+            } else if !filters.is_empty() {
+                ImageSource::Hdf5 {
+                    images,
+                    reason: format!("filters {filters:?}"),
+                }
+            } else {
+                let offsets = match indexed_offsets(path, file, &images, n, image_bytes)? {
+                    Some(offsets) => offsets,
+                    None => walk_chunk_offsets(path, &images, n, image_bytes)?,
+                };
+                if let Some(end) = offsets.iter().map(|&o| o + image_bytes).max() {
+                    if end > file_len {
+                        return Err(truncated(path, end, file_len));
+                    }
+                }
+                raw_source(path, offsets)?
+            }
+        }
+        Layout::Contiguous => match images.offset() {
+            Some(base) => {
+                let end = base + n as u64 * image_bytes;
+                if end > file_len {
+                    return Err(truncated(path, end, file_len));
+                }
+                raw_source(
+                    path,
+                    (0..n as u64).map(|i| base + i * image_bytes).collect(),
+                )?
+            }
+            None if n == 0 => raw_source(path, Vec::new())?,
+            None => {
+                return Err(LoaderError::format(
+                    path,
+                    "`images` was never written (no storage allocated)",
+                ))
+            }
+        },
+        other => ImageSource::Hdf5 {
+            images,
+            reason: format!("{other:?} layout"),
+        },
+    };
+    Ok(OpenedShard {
+        len: n,
+        labels,
+        height,
+        width,
+        source,
+    })
+}
+
+fn raw_source(path: &Path, offsets: Vec<u64>) -> Result<ImageSource, LoaderError> {
+    let file =
+        File::open(path).map_err(|e| LoaderError::io(path, "opening for positioned reads", e))?;
+    Ok(ImageSource::Raw { file, offsets })
+}
+
+fn truncated(path: &Path, needed: u64, file_len: u64) -> LoaderError {
+    LoaderError::format(
+        path,
+        format!(
+            "truncated: image data reaches byte {needed} but the file is only {file_len} bytes"
+        ),
+    )
+}
+
+/// The offsets a finished shard recorded in `image_offsets`, spot-checked
+/// against the chunk index (the first chunk the index lists, and the chunk
+/// count when cheap); `None` when the shard has no such index.
+fn indexed_offsets(
+    path: &Path,
+    file: &hdf5::File,
+    images: &hdf5::Dataset,
+    n: usize,
+    image_bytes: u64,
+) -> Result<Option<Vec<u64>>, LoaderError> {
+    if !file.link_exists(IMAGE_OFFSETS) {
+        return Ok(None);
+    }
+    let offsets: Vec<u64> = file
+        .dataset(IMAGE_OFFSETS)
+        .and_then(|d| d.read_raw::<u64>())
+        .map_err(|e| LoaderError::hdf5(path, "reading dataset `image_offsets`", e))?;
+    if offsets.len() != n {
+        return Err(LoaderError::format(
+            path,
+            format!(
+                "`image_offsets` lists {} images, `images` holds {n}",
+                offsets.len()
+            ),
+        ));
+    }
+    if n > 0 {
+        let info = images.chunk_info(0).ok_or_else(|| {
+            LoaderError::format(
+                path,
+                "only 0 image chunks are written (incomplete or damaged shard)",
+            )
+        })?;
+        let row = info.offset[0] as usize;
+        if row >= n
+            || offsets[row] != info.addr
+            || info.size != image_bytes
+            || info.filter_mask != 0
+        {
+            return Err(LoaderError::format(
+                path,
+                format!(
+                    "`image_offsets` disagrees with the chunk index (chunk of row {row} at byte {}, index says {:?})",
+                    info.addr,
+                    offsets.get(row)
+                ),
+            ));
+        }
+    }
+    Ok(Some(offsets))
+}
+
+/// The byte offset of each image's chunk, found by walking the chunk index
+/// (quadratic in images per shard with HDF5 1.10: for shards written
+/// without `image_offsets`), checked: every image has exactly one unfiltered
+/// chunk of the full image size.
+fn walk_chunk_offsets(
+    path: &Path,
+    images: &hdf5::Dataset,
+    n: usize,
+    image_bytes: u64,
+) -> Result<Vec<u64>, LoaderError> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let written = images.num_chunks().unwrap_or(0);
+    if written != n {
+        return Err(LoaderError::format(
+            path,
+            format!("only {written} of {n} image chunks are written (incomplete or damaged shard)"),
+        ));
+    }
+    let mut offsets = vec![u64::MAX; n];
+    for k in 0..n {
+        let info = images.chunk_info(k).ok_or_else(|| {
+            LoaderError::format(path, format!("cannot read the location of image chunk {k}"))
+        })?;
+        let row = info.offset[0] as usize;
+        if row >= n || offsets[row] != u64::MAX || info.offset[1..].iter().any(|&o| o != 0) {
+            return Err(LoaderError::format(
+                path,
+                format!("image chunk {k} has a bad position {:?}", info.offset),
+            ));
+        }
+        if info.size != image_bytes || info.filter_mask != 0 {
+            return Err(LoaderError::format(
+                path,
+                format!(
+                    "image chunk {k} holds {} bytes (filter mask {}), expected {image_bytes} raw bytes",
+                    info.size, info.filter_mask
+                ),
+            ));
+        }
+        offsets[row] = info.addr;
+    }
+    Ok(offsets)
+}
+
+/// What a finished shard records besides its pixels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardRecord {
+    /// The shard file.
+    pub path: PathBuf,
+    /// Number of images.
+    pub images: u64,
+    /// Inputs that could not be used: (member name, reason).
+    pub skipped: Vec<(String, String)>,
+    /// The statistics sums (train shards only).
+    pub sums: Option<ShardSums>,
+}
+
+/// Reads a finished shard's image count, skipped inputs and statistics sums.
+pub fn read_shard_record(path: &Path) -> Result<ShardRecord, LoaderError> {
+    let herr = |what: &str| {
+        let what = what.to_string();
+        move |e: hdf5::Error| LoaderError::hdf5(path, what, e)
+    };
+    let f = hdf5::File::open(path).map_err(herr("opening shard"))?;
+    let images = f
+        .dataset(LABELS)
+        .map_err(herr("opening dataset `labels`"))?
+        .size() as u64;
+    let strings = |name: &str| -> Result<Vec<String>, LoaderError> {
+        let ds = f.dataset(name).map_err(herr(name))?;
+        if let Ok(v) = ds.read_raw::<VarLenUnicode>() {
+            return Ok(v.iter().map(|s| s.as_str().to_string()).collect());
+        }
+        let v = ds.read_raw::<VarLenAscii>().map_err(herr(name))?;
+        Ok(v.iter().map(|s| s.as_str().to_string()).collect())
+    };
+    let skipped = strings(SKIPPED_NAMES)?
+        .into_iter()
+        .zip(strings(SKIPPED_REASONS)?)
+        .collect();
+    let sums = if f.link_exists(STATS_PIXEL_SUM) {
+        let u64s = |name: &str| -> Result<Vec<u64>, LoaderError> {
+            f.dataset(name)
+                .and_then(|d| d.read_raw::<u64>())
+                .map_err(herr(name))
+        };
+        let pixel_sum = u64s(STATS_PIXEL_SUM)?;
+        let rgb = u64s(STATS_RGB_SUM)?;
+        let outer = u64s(STATS_RGB_OUTER_SUM)?;
+        let count = f
+            .dataset(STATS_IMAGE_COUNT)
+            .and_then(|d| d.read_scalar::<u64>())
+            .map_err(herr(STATS_IMAGE_COUNT))?;
+        if pixel_sum.len() % 3 != 0 || rgb.len() != 3 || outer.len() != 9 {
+            return Err(LoaderError::format(
+                path,
+                "statistics datasets have wrong shapes",
+            ));
+        }
+        Some(ShardSums {
+            pixel_sum,
+            rgb_sum: [rgb[0], rgb[1], rgb[2]],
+            rgb_outer_sum: std::array::from_fn(|k| outer[k]),
+            count,
+        })
+    } else {
+        None
+    };
+    Ok(ShardRecord {
+        path: path.to_path_buf(),
+        images,
+        skipped,
+        sums,
+    })
+}
+
+/// The source member name of image `local` of a shard (through HDF5).
+pub(crate) fn read_name(path: &Path, local: usize) -> Result<String, LoaderError> {
+    let file = hdf5::File::open(path).map_err(|e| LoaderError::hdf5(path, "opening", e))?;
+    let names = file
+        .dataset(NAMES)
+        .map_err(|e| LoaderError::hdf5(path, "opening dataset `names`", e))?;
+    if let Ok(v) = names.read_slice_1d::<VarLenUnicode, _>(local..local + 1) {
+        return Ok(v[0].as_str().to_owned());
+    }
+    let v = names
+        .read_slice_1d::<VarLenAscii, _>(local..local + 1)
+        .map_err(|e| LoaderError::hdf5(path, format!("reading name {local}"), e))?;
+    Ok(v[0].as_str().to_owned())
+}

@@ -1,0 +1,345 @@
+//! Writing shards and `stats.h5`.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use hdf5::types::VarLenUnicode;
+use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView4};
+
+use super::names::*;
+use super::{tmp_path, Encoding, ShardSums};
+use crate::{LoaderError, Stats};
+
+/// Bytes copied at a time from the JPEG spill file into the shard.
+const COPY_BLOCK: usize = 4 << 20;
+
+/// A shard being written: created as `shard-XXXXX.h5.tmp`, filled image by
+/// image, and renamed to its final name by [`finish`](Self::finish).
+///
+/// Raw images go straight into the chunked `images` dataset. JPEG streams
+/// go to a plain spill file next to it (`....h5.jpeg.tmp`) and are copied
+/// into one contiguous `jpeg` dataset when the shard is finished, so that
+/// memory stays flat however many shards are open.
+pub struct ShardWriter {
+    tmp: PathBuf,
+    final_path: PathBuf,
+    file: hdf5::File,
+    side: usize,
+    /// Always `Some` until `finish` or `abandon` takes it.
+    store: Option<Store>,
+    labels: Vec<i64>,
+    names: Vec<VarLenUnicode>,
+    skipped_names: Vec<VarLenUnicode>,
+    skipped_reasons: Vec<VarLenUnicode>,
+}
+
+enum Store {
+    Raw {
+        images: hdf5::Dataset,
+        capacity: usize,
+    },
+    Jpeg {
+        quality: u8,
+        spill_path: PathBuf,
+        spill: BufWriter<File>,
+        /// Start of each stream in the spill file, plus the end.
+        offsets: Vec<u64>,
+    },
+}
+
+fn vlu(s: &str) -> VarLenUnicode {
+    // Member names come from tar headers and file names; HDF5 strings cannot
+    // hold NUL.
+    let clean: String = s.chars().filter(|&c| c != '\0').collect();
+    clean.parse().expect("a string without NUL converts")
+}
+
+impl ShardWriter {
+    /// Starts `tmp_path(final_path)` for `side x side` RGB images stored as
+    /// `encoding`, with room for `capacity` images before the raw dataset
+    /// has to grow.
+    pub fn create(
+        final_path: &Path,
+        side: usize,
+        encoding: Encoding,
+        capacity: usize,
+    ) -> Result<Self, LoaderError> {
+        let tmp = tmp_path(final_path);
+        let herr = |e: hdf5::Error| LoaderError::hdf5(&tmp, "creating shard", e);
+        let file = hdf5::File::create(&tmp).map_err(herr)?;
+        let store = match encoding {
+            Encoding::Raw => {
+                let capacity = capacity.max(1);
+                let images = file
+                    .new_dataset::<u8>()
+                    .chunk((1, side, side, 3))
+                    .shape((capacity.., side, side, 3))
+                    .create(IMAGES)
+                    .map_err(herr)?;
+                Store::Raw { images, capacity }
+            }
+            Encoding::Jpeg { quality } => {
+                let spill_path = tmp_path(&final_path.with_extension("h5.jpeg"));
+                let spill = File::options()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&spill_path)
+                    .map_err(|e| LoaderError::io(&spill_path, "creating the JPEG spill file", e))?;
+                Store::Jpeg {
+                    quality,
+                    spill_path,
+                    spill: BufWriter::with_capacity(1 << 20, spill),
+                    offsets: vec![0],
+                }
+            }
+        };
+        Ok(ShardWriter {
+            tmp,
+            final_path: final_path.to_path_buf(),
+            file,
+            side,
+            store: Some(store),
+            labels: Vec::new(),
+            names: Vec::new(),
+            skipped_names: Vec::new(),
+            skipped_reasons: Vec::new(),
+        })
+    }
+
+    /// The encoding this shard stores.
+    pub fn encoding(&self) -> Encoding {
+        match self.store {
+            Some(Store::Jpeg { quality, .. }) => Encoding::Jpeg { quality },
+            _ => Encoding::Raw,
+        }
+    }
+
+    /// Images pushed so far.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True before the first image.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Appends one image as [`Encoding::encode`] gave it for this shard's
+    /// encoding: `side*side*3` pixels (raw) or a JPEG stream.
+    pub fn push(&mut self, stored: &[u8], label: i64, name: &str) -> Result<(), LoaderError> {
+        let n = self.labels.len();
+        let side = self.side;
+        match self.store.as_mut().expect("store present until finish") {
+            Store::Raw { images, capacity } => {
+                assert_eq!(stored.len(), side * side * 3, "raw image of the wrong size");
+                let herr = |e| LoaderError::hdf5(&self.tmp, format!("writing image {n}"), e);
+                if n == *capacity {
+                    *capacity *= 2;
+                    images.resize((*capacity, side, side, 3)).map_err(herr)?;
+                }
+                let view = ArrayView4::from_shape((1, side, side, 3), stored).expect("image shape");
+                images
+                    .write_slice(view, s![n..n + 1, .., .., ..])
+                    .map_err(herr)?;
+            }
+            Store::Jpeg {
+                spill,
+                spill_path,
+                offsets,
+                ..
+            } => {
+                spill.write_all(stored).map_err(|e| {
+                    LoaderError::io(&*spill_path, format!("spilling JPEG stream {n}"), e)
+                })?;
+                offsets.push(offsets[n] + stored.len() as u64);
+            }
+        }
+        self.labels.push(label);
+        self.names.push(vlu(name));
+        Ok(())
+    }
+
+    /// Records an input of this shard that could not be used.
+    pub fn push_skipped(&mut self, name: &str, reason: &str) {
+        self.skipped_names.push(vlu(name));
+        self.skipped_reasons.push(vlu(reason));
+    }
+
+    /// Writes the index, labels, names, skipped records and (train shards)
+    /// the statistics sums, closes the file and renames it to its final name.
+    pub fn finish(mut self, sums: Option<&ShardSums>) -> Result<PathBuf, LoaderError> {
+        let tmp = self.tmp.clone();
+        let herr = |what: &str| {
+            let tmp = tmp.clone();
+            let what = what.to_string();
+            move |e: hdf5::Error| LoaderError::hdf5(&tmp, what, e)
+        };
+        let n = self.labels.len();
+        let side = self.side;
+        let store = self.store.take().expect("store present until finish");
+        let f = &self.file;
+        match store {
+            Store::Raw { images, .. } => {
+                images
+                    .resize((n, side, side, 3))
+                    .map_err(herr("resizing images"))?;
+                f.flush().map_err(herr("flushing images"))?;
+                let offsets = chunk_offsets(&tmp, &images, n)?;
+                f.new_dataset_builder()
+                    .with_data(&Array1::from(offsets))
+                    .create(IMAGE_OFFSETS)
+                    .map_err(herr("writing image_offsets"))?;
+            }
+            Store::Jpeg {
+                spill,
+                spill_path,
+                offsets,
+                ..
+            } => {
+                let spill = spill
+                    .into_inner()
+                    .map_err(|e| LoaderError::io(&spill_path, "flushing", e.into_error()))?;
+                let total = *offsets.last().expect("offsets start with 0") as usize;
+                let jpeg = f
+                    .new_dataset::<u8>()
+                    .shape(total)
+                    .create(JPEG)
+                    .map_err(herr("creating jpeg"))?;
+                let mut block = vec![0u8; COPY_BLOCK.min(total)];
+                let mut at = 0usize;
+                while at < total {
+                    let len = COPY_BLOCK.min(total - at);
+                    spill
+                        .read_exact_at(&mut block[..len], at as u64)
+                        .map_err(|e| LoaderError::io(&spill_path, "reading back", e))?;
+                    jpeg.write_slice(ArrayView1::from(&block[..len]), s![at..at + len])
+                        .map_err(herr("writing jpeg"))?;
+                    at += len;
+                }
+                jpeg.new_attr_builder()
+                    .with_data(&Array1::from(vec![side as u64, side as u64, 3]))
+                    .create(JPEG_IMAGE_SHAPE)
+                    .map_err(herr("writing the image_shape attribute"))?;
+                f.new_dataset_builder()
+                    .with_data(&Array1::from(offsets))
+                    .create(JPEG_OFFSETS)
+                    .map_err(herr("writing jpeg_offsets"))?;
+                drop(spill);
+                let _ = std::fs::remove_file(&spill_path);
+            }
+        }
+        f.new_dataset_builder()
+            .with_data(&Array1::from(std::mem::take(&mut self.labels)))
+            .create(LABELS)
+            .map_err(herr("writing labels"))?;
+        for (name, values) in [
+            (NAMES, std::mem::take(&mut self.names)),
+            (SKIPPED_NAMES, std::mem::take(&mut self.skipped_names)),
+            (SKIPPED_REASONS, std::mem::take(&mut self.skipped_reasons)),
+        ] {
+            f.new_dataset_builder()
+                .with_data(&Array1::from(values))
+                .create(name)
+                .map_err(herr(name))?;
+        }
+        if let Some(sums) = sums {
+            write_sums(f, side, sums).map_err(herr("writing statistics sums"))?;
+        }
+        let ShardWriter {
+            file, final_path, ..
+        } = self;
+        file.close().map_err(herr("closing"))?;
+        std::fs::rename(&tmp, &final_path)
+            .map_err(|e| LoaderError::io(&final_path, "renaming the finished shard", e))?;
+        Ok(final_path)
+    }
+
+    /// Deletes the unfinished shard (and its spill file).
+    pub fn abandon(self) {
+        let ShardWriter {
+            tmp, file, store, ..
+        } = self;
+        if let Some(Store::Jpeg { spill_path, .. }) = &store {
+            let _ = std::fs::remove_file(spill_path);
+        }
+        drop(store);
+        drop(file);
+        let _ = std::fs::remove_file(tmp);
+    }
+}
+
+fn write_sums(f: &hdf5::File, side: usize, sums: &ShardSums) -> hdf5::Result<()> {
+    let px = Array3::from_shape_vec((side, side, 3), sums.pixel_sum.clone())
+        .map_err(|e| hdf5::Error::from(e.to_string().as_str()))?;
+    f.new_dataset_builder()
+        .with_data(&px)
+        .create(STATS_PIXEL_SUM)?;
+    f.new_dataset_builder()
+        .with_data(&Array1::from(sums.rgb_sum.to_vec()))
+        .create(STATS_RGB_SUM)?;
+    let outer = Array2::from_shape_vec((3, 3), sums.rgb_outer_sum.to_vec()).expect("3x3");
+    f.new_dataset_builder()
+        .with_data(&outer)
+        .create(STATS_RGB_OUTER_SUM)?;
+    f.new_dataset::<u64>()
+        .create(STATS_IMAGE_COUNT)?
+        .write_scalar(&sums.count)?;
+    Ok(())
+}
+
+/// The file offset of each raw image's chunk, in row order, looked up once
+/// when the shard is finished (the reader then needs no chunk walk).
+fn chunk_offsets(path: &Path, images: &hdf5::Dataset, n: usize) -> Result<Vec<u64>, LoaderError> {
+    let mut offsets = vec![u64::MAX; n];
+    for k in 0..n {
+        let info = images.chunk_info(k).ok_or_else(|| {
+            LoaderError::format(path, format!("cannot read the location of image chunk {k}"))
+        })?;
+        let row = info.offset[0] as usize;
+        if row >= n || offsets[row] != u64::MAX {
+            return Err(LoaderError::format(
+                path,
+                format!("image chunk {k} has a bad position {:?}", info.offset),
+            ));
+        }
+        offsets[row] = info.addr;
+    }
+    Ok(offsets)
+}
+
+/// Writes `stats.h5` (see [`super::names`]) through a temporary file renamed
+/// when complete.
+pub fn write_stats(path: &Path, stats: &Stats) -> Result<(), LoaderError> {
+    let tmp = tmp_path(path);
+    let write = || -> hdf5::Result<()> {
+        let file = hdf5::File::create(&tmp)?;
+        let mean = Array3::from_shape_vec((stats.height, stats.width, 3), stats.mean_image.clone())
+            .map_err(|e| hdf5::Error::from(e.to_string().as_str()))?;
+        file.new_dataset_builder()
+            .with_data(&mean)
+            .create(MEAN_IMAGE)?;
+        file.new_dataset_builder()
+            .with_data(&Array1::from(stats.rgb_mean.to_vec()))
+            .create(RGB_MEAN)?;
+        let m3 = |m: &[[f64; 3]; 3]| Array2::from_shape_fn((3, 3), |(i, j)| m[i][j]);
+        file.new_dataset_builder()
+            .with_data(&m3(&stats.rgb_cov))
+            .create(RGB_COV)?;
+        file.new_dataset_builder()
+            .with_data(&Array1::from(stats.eigvals.to_vec()))
+            .create(EIGVALS)?;
+        file.new_dataset_builder()
+            .with_data(&m3(&stats.eigvecs))
+            .create(EIGVECS)?;
+        file.new_dataset::<u64>()
+            .create(COUNT)?
+            .write_scalar(&stats.count)?;
+        file.close()
+    };
+    write().map_err(|e| LoaderError::hdf5(&tmp, "writing statistics", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| LoaderError::io(path, "renaming into place", e))
+}

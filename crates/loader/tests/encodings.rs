@@ -1,0 +1,242 @@
+//! The shard encodings and the open-time index: a JPEG dataset gives exactly
+//! the batches of a raw dataset holding its decoded images; shards with and
+//! without the index read the same; a bad index or a cut file is refused.
+
+use std::path::Path;
+
+use loader::format::{self, Encoding, ShardWriter};
+use loader::testing::{
+    pattern_image, pattern_label, pattern_name, stored_image, write_classes, write_split,
+    write_stats, ImageStorage, ShardSpec,
+};
+use loader::{Batch, Dataset, Loader, LoaderConfig, LoaderError, Stats};
+
+const SIDE: usize = 48;
+
+fn spec(storage: ImageStorage) -> ShardSpec {
+    ShardSpec {
+        images_per_shard: vec![6, 0, 5],
+        side: SIDE,
+        num_classes: 4,
+        storage,
+    }
+}
+
+fn loader_over(out: &Path, cfg: LoaderConfig) -> Loader {
+    let spec = spec(ImageStorage::ChunkPerImage);
+    let dataset = Dataset::open(&format::split_dir(out, "train")).unwrap();
+    Loader::new(dataset, spec.stats(), cfg).unwrap()
+}
+
+fn epoch(loader: &Loader, n: u64) -> Vec<Batch> {
+    loader.epoch(n).unwrap().map(|b| b.unwrap()).collect()
+}
+
+fn train_cfg() -> LoaderConfig {
+    LoaderConfig {
+        batch_size: 4,
+        crop: 40,
+        threads: 3,
+        seed: 11,
+        ..LoaderConfig::train()
+    }
+}
+
+#[test]
+fn jpeg_shards_give_the_batches_of_their_decoded_images() {
+    let quality = 85;
+    let jpeg_out = tempfile::tempdir().unwrap();
+    write_split(jpeg_out.path(), "train", &spec(ImageStorage::Jpeg(quality))).unwrap();
+
+    // The same images, decoded once here, stored raw through the same writer.
+    let raw_out = tempfile::tempdir().unwrap();
+    let dir = format::split_dir(raw_out.path(), "train");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut first = 0u64;
+    for (s, &n) in spec(ImageStorage::ChunkPerImage)
+        .images_per_shard
+        .iter()
+        .enumerate()
+    {
+        let path = dir.join(format::shard_file_name(s as u64));
+        let mut w = ShardWriter::create(&path, SIDE, Encoding::Raw, n).unwrap();
+        for i in first..first + n as u64 {
+            let decoded = stored_image(i, SIDE, ImageStorage::Jpeg(quality));
+            w.push(&decoded, pattern_label(i, 4), &pattern_name(i))
+                .unwrap();
+        }
+        w.finish(None).unwrap();
+        first += n as u64;
+    }
+
+    let jpeg_ds = Dataset::open(&format::split_dir(jpeg_out.path(), "train")).unwrap();
+    assert!(jpeg_ds.is_encoded());
+    assert_eq!(jpeg_ds.len(), 11);
+    assert_eq!(jpeg_ds.image_size(), (SIDE, SIDE));
+    assert_eq!(jpeg_ds.name(7).unwrap(), pattern_name(7));
+    let mut whole = vec![0u8; jpeg_ds.image_bytes()];
+    jpeg_ds.read_image(7, &mut whole).unwrap();
+    assert_eq!(whole, stored_image(7, SIDE, ImageStorage::Jpeg(quality)));
+    assert_ne!(whole, pattern_image(7, SIDE), "JPEG is lossy on noise");
+    // Rows alone, too.
+    let mut rows = vec![0u8; 5 * SIDE * 3];
+    jpeg_ds.read_rows(7, 20, 5, &mut rows).unwrap();
+    assert_eq!(rows, whole[20 * SIDE * 3..25 * SIDE * 3]);
+
+    for cfg in [
+        train_cfg(),
+        LoaderConfig {
+            batch_size: 3,
+            crop: 40,
+            threads: 2,
+            ..LoaderConfig::eval()
+        },
+    ] {
+        let jpeg = epoch(&loader_over(jpeg_out.path(), cfg.clone()), 2);
+        let raw = epoch(&loader_over(raw_out.path(), cfg), 2);
+        assert_eq!(jpeg.len(), raw.len());
+        for (a, b) in jpeg.iter().zip(&raw) {
+            assert_eq!(a.labels(), b.labels());
+            assert_eq!(a.crops(), b.crops());
+            assert_eq!(a.images(), b.images());
+        }
+    }
+}
+
+#[test]
+fn shards_with_and_without_the_index_read_the_same() {
+    let indexed = tempfile::tempdir().unwrap();
+    write_split(indexed.path(), "train", &spec(ImageStorage::ChunkPerImage)).unwrap();
+    let legacy = tempfile::tempdir().unwrap();
+    write_split(
+        legacy.path(),
+        "train",
+        &spec(ImageStorage::ChunkPerImageUnindexed),
+    )
+    .unwrap();
+    let f = hdf5::File::open(format::split_dir(indexed.path(), "train").join("shard-00000.h5"))
+        .unwrap();
+    assert_eq!(f.dataset(format::IMAGE_OFFSETS).unwrap().size(), 6);
+    let a = epoch(&loader_over(indexed.path(), train_cfg()), 0);
+    let b = epoch(&loader_over(legacy.path(), train_cfg()), 0);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.images(), y.images());
+    }
+}
+
+fn message<T: std::fmt::Debug>(r: Result<T, LoaderError>) -> String {
+    r.expect_err("expected an error").to_string()
+}
+
+#[test]
+fn an_index_that_disagrees_with_the_chunks_is_refused() {
+    let out = tempfile::tempdir().unwrap();
+    let paths = write_split(out.path(), "train", &spec(ImageStorage::ChunkPerImage)).unwrap();
+    {
+        let f = hdf5::File::open_rw(&paths[2]).unwrap();
+        let ds = f.dataset(format::IMAGE_OFFSETS).unwrap();
+        let mut offsets: Vec<u64> = ds.read_raw().unwrap();
+        offsets.reverse();
+        ds.write_raw(&offsets).unwrap();
+    }
+    let msg = message(Dataset::open(&format::split_dir(out.path(), "train")));
+    assert!(
+        msg.contains("shard-00002.h5") && msg.contains("image_offsets"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn cut_jpeg_shards_are_refused_at_open_or_read_naming_the_file() {
+    let out = tempfile::tempdir().unwrap();
+    let paths = write_split(out.path(), "train", &spec(ImageStorage::Jpeg(90))).unwrap();
+    let len = std::fs::metadata(&paths[0]).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&paths[0])
+        .unwrap();
+    file.set_len(len / 2).unwrap();
+    let msg = message(Dataset::open(&format::split_dir(out.path(), "train")));
+    assert!(msg.contains("shard-00000.h5"), "{msg}");
+
+    // A stream damaged in place is found when the image is decoded.
+    let out = tempfile::tempdir().unwrap();
+    let paths = write_split(out.path(), "train", &spec(ImageStorage::Jpeg(90))).unwrap();
+    let ds = Dataset::open(&format::split_dir(out.path(), "train")).unwrap();
+    let (base, start) = {
+        let f = hdf5::File::open(&paths[2]).unwrap();
+        let offsets: Vec<u64> = f.dataset(format::JPEG_OFFSETS).unwrap().read_raw().unwrap();
+        (
+            f.dataset(format::JPEG).unwrap().offset().unwrap(),
+            offsets[1],
+        )
+    };
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&paths[2])
+            .unwrap();
+        // Overwrite the start of image 1's stream (its SOI marker).
+        f.write_all_at(&[0u8; 16], base + start).unwrap();
+    }
+    let mut img = vec![0u8; ds.image_bytes()];
+    let msg = message(ds.read_image(6 + 1, &mut img));
+    assert!(
+        msg.contains("shard-00002.h5") && msg.contains("image 1"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn the_writer_keeps_nothing_behind_when_abandoned_and_renames_when_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format::shard_file_name(3));
+    let mut w = ShardWriter::create(&path, 8, Encoding::jpeg(), 4).unwrap();
+    assert_eq!(w.encoding(), Encoding::Jpeg { quality: 90 });
+    let mut bytes = Vec::new();
+    Encoding::jpeg()
+        .encode(&pattern_image(0, 8), 8, &mut bytes)
+        .unwrap();
+    w.push(&bytes, 1, "a.JPEG").unwrap();
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "tmp + spill"
+    );
+    w.abandon();
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    let mut w = ShardWriter::create(&path, 8, Encoding::Raw, 1).unwrap();
+    for i in 0..3 {
+        w.push(&pattern_image(i, 8), i as i64, "x").unwrap();
+    }
+    w.push_skipped("bad.JPEG", "not a JPEG");
+    assert_eq!(w.finish(None).unwrap(), path);
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, [format::shard_file_name(3).as_str()]);
+    let record = format::read_shard_record(&path).unwrap();
+    assert_eq!(record.images, 3);
+    assert_eq!(
+        record.skipped,
+        [("bad.JPEG".to_string(), "not a JPEG".to_string())]
+    );
+    assert_eq!(record.sums, None);
+}
+
+#[test]
+fn stats_and_classes_round_trip_through_the_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(ImageStorage::ChunkPerImage);
+    write_stats(dir.path(), &spec.stats()).unwrap();
+    assert_eq!(
+        Stats::open(&format::stats_path(dir.path())).unwrap(),
+        spec.stats()
+    );
+    write_classes(dir.path(), 3).unwrap();
+    let classes = loader::read_classes(dir.path()).unwrap();
+    assert_eq!(classes[2].wnid, "n01000002");
+}
