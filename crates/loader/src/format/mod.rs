@@ -141,8 +141,8 @@ pub enum Encoding {
     /// bytes per 256x256 image; no decoding cost when read).
     #[default]
     Raw,
-    /// Each image re-encoded as a baseline JPEG (4:2:0, optimised Huffman
-    /// tables) at `quality` 1..=100; decoded by the loader's worker threads.
+    /// Each image re-encoded as a baseline JPEG (4:2:0 chroma) at `quality`
+    /// 1..=100 with libjpeg-turbo; decoded by the loader's worker threads.
     Jpeg {
         /// libjpeg-style quality, 1..=100.
         quality: u8,
