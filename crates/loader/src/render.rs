@@ -1,6 +1,11 @@
 //! The per-pixel work: crop, flip, lighting, mean subtraction and the
 //! HWC `u8` -> CHW `f32` conversion, row by row in loops the compiler
 //! vectorises.
+//!
+//! Each entry point is compiled twice: for the CPU the build targets, and
+//! with AVX2 and FMA (SSSE3 shuffles, 8-wide conversions, streaming stores),
+//! chosen at run time. A default build is then fast on any recent x86-64
+//! CPU and still runs on one without AVX2.
 
 use crate::batch::CropInfo;
 use crate::Stats;
@@ -76,15 +81,24 @@ impl SourceRows<'_> {
 /// Splits `len` interleaved RGB pixels into three planes, mirrored
 /// (pixel `i` to position `len - 1 - i`) when `flip`.
 #[inline(always)]
-fn deinterleave(rgb: &[u8], r: &mut [u8], g: &mut [u8], b: &mut [u8], flip: bool) {
+fn deinterleave<const AVX2: bool>(
+    rgb: &[u8],
+    r: &mut [u8],
+    g: &mut [u8],
+    b: &mut [u8],
+    flip: bool,
+) {
     let n = r.len();
     let (rgb, g, b) = (&rgb[..n * 3], &mut g[..n], &mut b[..n]);
-    #[cfg(all(target_arch = "x86_64", target_feature = "ssse3"))]
-    let done = {
-        // SAFETY: the slices were cut to `n` pixels above.
+    #[cfg(target_arch = "x86_64")]
+    let done = if AVX2 {
+        // SAFETY: the slices were cut to `n` pixels above; AVX2 (and so
+        // SSSE3) was detected before this instance was chosen.
         unsafe { simd::deinterleave16(rgb, r, g, b, flip) }
+    } else {
+        0
     };
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "ssse3")))]
+    #[cfg(not(target_arch = "x86_64"))]
     let done = 0;
     for i in done..n {
         let at = if flip { n - 1 - i } else { i };
@@ -95,11 +109,17 @@ fn deinterleave(rgb: &[u8], r: &mut [u8], g: &mut [u8], b: &mut [u8], flip: bool
 }
 
 #[inline(always)]
-fn subtract_row(out: &mut [f32], pixels: &[u8], mean: &[f32], offset: f32, scale: f32) {
+fn subtract_row<const AVX2: bool>(
+    out: &mut [f32],
+    pixels: &[u8],
+    mean: &[f32],
+    offset: f32,
+    scale: f32,
+) {
     let n = out.len();
     let (pixels, mean) = (&pixels[..n], &mean[..n]);
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-    if n.is_multiple_of(8) && (out.as_ptr() as usize).is_multiple_of(32) {
+    #[cfg(target_arch = "x86_64")]
+    if AVX2 && n.is_multiple_of(8) && (out.as_ptr() as usize).is_multiple_of(32) {
         // SAFETY: all three slices hold `n` elements, `n` is a multiple of 8
         // and `out` is 32-byte aligned.
         unsafe { simd::subtract_row_stream(out, pixels, Some(mean), offset, scale) };
@@ -111,11 +131,11 @@ fn subtract_row(out: &mut [f32], pixels: &[u8], mean: &[f32], offset: f32, scale
 }
 
 #[inline(always)]
-fn offset_row(out: &mut [f32], pixels: &[u8], offset: f32, scale: f32) {
+fn offset_row<const AVX2: bool>(out: &mut [f32], pixels: &[u8], offset: f32, scale: f32) {
     let n = out.len();
     let pixels = &pixels[..n];
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-    if n.is_multiple_of(8) && (out.as_ptr() as usize).is_multiple_of(32) {
+    #[cfg(target_arch = "x86_64")]
+    if AVX2 && n.is_multiple_of(8) && (out.as_ptr() as usize).is_multiple_of(32) {
         // SAFETY: as in `subtract_row`.
         unsafe { simd::subtract_row_stream(out, pixels, None, offset, scale) };
         return;
@@ -129,14 +149,49 @@ fn offset_row(out: &mut [f32], pixels: &[u8], offset: f32, scale: f32) {
 /// the batch is handed over.
 #[inline]
 fn store_fence() {
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-    // SAFETY: `sfence` has no preconditions.
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `sfence` (SSE, part of x86-64) has no preconditions.
     unsafe {
         std::arch::x86_64::_mm_sfence()
     };
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "ssse3"))]
+/// True when this CPU has AVX2 and FMA (checked once, then cached by std).
+#[inline]
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Defines `$name` to run `$body::<true>` in a clone compiled with AVX2 and
+/// FMA when the CPU has them, `$body::<false>` otherwise.
+macro_rules! dispatch {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident => $body:ident ( $($arg:ident : $ty:ty),* $(,)? )) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2() {
+                #[allow(clippy::too_many_arguments)]
+                #[target_feature(enable = "avx2,fma,ssse3")]
+                unsafe fn with_avx2($($arg: $ty),*) {
+                    $body::<true>($($arg),*)
+                }
+                // SAFETY: the CPU has the features the clone was built for.
+                return unsafe { with_avx2($($arg),*) };
+            }
+            $body::<false>($($arg),*)
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
 mod simd {
     use std::arch::x86_64::*;
 
@@ -166,7 +221,7 @@ mod simd {
     /// of 16, counted from the start of `rgb`).
     ///
     /// # Safety
-    /// `rgb` must hold `3 * r.len()` bytes and `g`, `b` exactly `r.len()`.
+    /// SSSE3; `rgb` must hold `3 * r.len()` bytes and `g`, `b` exactly `r.len()`.
     #[inline(always)]
     pub(super) unsafe fn deinterleave16(
         rgb: &[u8],
@@ -218,7 +273,6 @@ mod simd {
     /// # Safety
     /// AVX2; `out.len()` a multiple of 8, `out` 32-byte aligned, `pixels`
     /// and `mean` at least as long as `out`.
-    #[cfg(target_feature = "avx2")]
     #[inline(always)]
     pub(super) unsafe fn subtract_row_stream(
         out: &mut [f32],
@@ -257,6 +311,31 @@ pub(crate) fn render_f32(
     out: &mut [f32],
     planes: &mut [u8],
 ) {
+    dispatch!(fn go => render_f32_body(
+        src: &SourceRows<'_>,
+        view: CropInfo,
+        crop: usize,
+        mean: &MeanSource<'_>,
+        light: [f32; 3],
+        scale: f32,
+        out: &mut [f32],
+        planes: &mut [u8],
+    ));
+    go(src, view, crop, mean, light, scale, out, planes)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn render_f32_body<const AVX2: bool>(
+    src: &SourceRows<'_>,
+    view: CropInfo,
+    crop: usize,
+    mean: &MeanSource<'_>,
+    light: [f32; 3],
+    scale: f32,
+    out: &mut [f32],
+    planes: &mut [u8],
+) {
     let (y, x, flipped) = (view.y as usize, view.x as usize, view.flipped);
     let plane_len = crop * crop;
     let (p0, rest) = planes[..3 * crop].split_at_mut(crop);
@@ -264,7 +343,7 @@ pub(crate) fn render_f32(
     let (o0, rest) = out[..3 * plane_len].split_at_mut(plane_len);
     let (o1, o2) = rest.split_at_mut(plane_len);
     for r in 0..crop {
-        deinterleave(src.pixels(y + r, x, crop), p0, p1, p2, flipped);
+        deinterleave::<AVX2>(src.pixels(y + r, x, crop), p0, p1, p2, flipped);
         let rows = [
             (&mut o0[r * crop..][..crop], &*p0),
             (&mut o1[r * crop..][..crop], &*p1),
@@ -273,9 +352,9 @@ pub(crate) fn render_f32(
         for (c, (o, p)) in rows.into_iter().enumerate() {
             match mean {
                 MeanSource::Image(m) => {
-                    subtract_row(o, p, m.row(c, y + r, x, crop, flipped), light[c], scale)
+                    subtract_row::<AVX2>(o, p, m.row(c, y + r, x, crop, flipped), light[c], scale)
                 }
-                MeanSource::Constant(m) => offset_row(o, p, light[c] - m[c], scale),
+                MeanSource::Constant(m) => offset_row::<AVX2>(o, p, light[c] - m[c], scale),
             }
         }
     }
@@ -300,6 +379,22 @@ pub(crate) fn render_u8_hwc(src: &SourceRows<'_>, view: CropInfo, crop: usize, o
 
 /// Copies one view as raw `u8` CHW (`3*crop*crop` bytes), mirrored when flipped.
 pub(crate) fn render_u8_chw(src: &SourceRows<'_>, view: CropInfo, crop: usize, out: &mut [u8]) {
+    dispatch!(fn go => render_u8_chw_body(
+        src: &SourceRows<'_>,
+        view: CropInfo,
+        crop: usize,
+        out: &mut [u8],
+    ));
+    go(src, view, crop, out)
+}
+
+#[inline(always)]
+fn render_u8_chw_body<const AVX2: bool>(
+    src: &SourceRows<'_>,
+    view: CropInfo,
+    crop: usize,
+    out: &mut [u8],
+) {
     let (y, x) = (view.y as usize, view.x as usize);
     let plane_len = crop * crop;
     let (o0, rest) = out[..3 * plane_len].split_at_mut(plane_len);
@@ -310,6 +405,89 @@ pub(crate) fn render_u8_chw(src: &SourceRows<'_>, view: CropInfo, crop: usize, o
             &mut o1[r * crop..][..crop],
             &mut o2[r * crop..][..crop],
         );
-        deinterleave(src.pixels(y + r, x, crop), d0, d1, d2, view.flipped);
+        deinterleave::<AVX2>(src.pixels(y + r, x, crop), d0, d1, d2, view.flipped);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both compiled instances give the same bits, so a CPU without AVX2
+    /// gets the same batches (this machine runs both).
+    #[test]
+    fn plain_and_avx2_instances_agree() {
+        let (h, w) = (48, 52);
+        let data: Vec<u8> = (0..h * w * 3).map(|i| (i * 7919 % 251) as u8).collect();
+        let mut stats = Stats::neutral(h, w);
+        stats.mean_image = (0..h * w * 3).map(|i| (i % 97) as f32 * 0.75).collect();
+        let planes_mean = MeanPlanes::new(&stats);
+        for (crop, flipped) in [(32, false), (32, true), (27, true), (40, false)] {
+            let view = CropInfo {
+                y: 3,
+                x: 5,
+                flipped,
+            };
+            let src = SourceRows {
+                data: &data,
+                first_row: 0,
+                width: w,
+            };
+            for mean in [
+                MeanSource::Image(&planes_mean),
+                MeanSource::Constant([1.5, 2.5, 3.5]),
+            ] {
+                let run = |avx2: bool| {
+                    let mut out = crate::batch::AlignedF32::default();
+                    out.grow(3 * crop * crop);
+                    let mut planes = vec![0u8; 3 * crop];
+                    if avx2 {
+                        if !has_avx2() {
+                            return None;
+                        }
+                        render_f32(
+                            &src,
+                            view,
+                            crop,
+                            &mean,
+                            [0.5, -1.0, 2.0],
+                            0.25,
+                            out.as_mut_slice(),
+                            &mut planes,
+                        );
+                    } else {
+                        render_f32_body::<false>(
+                            &src,
+                            view,
+                            crop,
+                            &mean,
+                            [0.5, -1.0, 2.0],
+                            0.25,
+                            out.as_mut_slice(),
+                            &mut planes,
+                        );
+                    }
+                    Some(out.as_slice().to_vec())
+                };
+                let plain = run(false).unwrap();
+                if let Some(fast) = run(true) {
+                    assert_eq!(plain, fast, "crop {crop} flipped {flipped}");
+                }
+                // And against the formula, at one pixel.
+                let (r, i, c) = (2, 4, 1);
+                let sx = if flipped { 5 + crop - 1 - i } else { 5 + i };
+                let m = match &mean {
+                    MeanSource::Image(_) => stats.mean_image[((3 + r) * w + sx) * 3 + c],
+                    MeanSource::Constant(m) => m[c],
+                };
+                let want = (data[((3 + r) * w + sx) * 3 + c] as f32 - m + -1.0) * 0.25;
+                assert_eq!(plain[(c * crop + r) * crop + i], want);
+            }
+            let mut a = vec![0u8; 3 * crop * crop];
+            let mut b = vec![0u8; 3 * crop * crop];
+            render_u8_chw_body::<false>(&src, view, crop, &mut a);
+            render_u8_chw(&src, view, crop, &mut b);
+            assert_eq!(a, b);
+        }
     }
 }
