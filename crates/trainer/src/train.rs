@@ -262,11 +262,12 @@ pub fn train(cfg: &TrainConfig, stop: &AtomicBool) -> Result<TrainOutcome> {
     if cfg.verbose {
         let params = net.num_parameters();
         println!(
-            "training {} ({} parameters, {} classes, init {}) on {} | {} train / {} val images | batch {} | {} batches per epoch",
+            "training {} ({} parameters, {} classes, init {}, {}) on {} | {} train / {} val images | batch {} | {} batches per epoch",
             cfg.architecture.name,
             params,
             num_classes,
             state.init,
+            cfg.architecture.activation,
             cfg.devices,
             train_loader.images_per_epoch(),
             val_loader.images_per_epoch(),
