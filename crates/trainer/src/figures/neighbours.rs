@@ -88,7 +88,8 @@ const MARGIN: usize = 8;
 const GAP: usize = 4;
 /// Extra space between the query and its neighbours.
 const SEPARATOR: usize = 16;
-const CAPTION: usize = 14;
+/// Two caption lines under each image.
+const CAPTION: usize = 26;
 
 /// Positions of everything in the neighbours figure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,7 +164,8 @@ fn data_err(e: loader::LoaderError) -> TrainerError {
 
 /// Finds, for validation images `queries`, the `opts.k` nearest training
 /// images in fc7 activations, and draws them to `out` (PNG): one row per
-/// query, the query on the left.
+/// query, the query on the left; under each neighbour its distance and
+/// class, in red when its class differs from the query's.
 pub fn draw_neighbours(
     src: &FigureSource,
     queries: &[u64],
@@ -215,14 +217,10 @@ pub fn draw_neighbours(
             } else {
                 [190, 30, 30]
             };
-            let caption = format!("d={:.3} {}", n.distance, src.words(n.label));
-            canvas.text(
-                x,
-                y + layout.thumb + 1,
-                &ellipsize(&caption, chars),
-                11.0,
-                colour,
-            );
+            let distance = format!("d = {:.3}", n.distance);
+            canvas.text(x, y + layout.thumb + 1, &distance, 11.0, colour);
+            let words = ellipsize(src.words(n.label), chars);
+            canvas.text(x, y + layout.thumb + 13, &words, 11.0, colour);
         }
     }
     canvas.save_png(out)?;
