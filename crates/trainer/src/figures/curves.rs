@@ -80,6 +80,8 @@ fn draw(path: &Path, runs: &[RunCurve], threshold: Option<f64>) -> DrawResult {
         .configure_mesh()
         .x_desc("epochs")
         .y_desc("training error rate (%)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .label_style((FAMILY, 14))
         .draw()?;
     if let Some(t) = threshold {
