@@ -20,17 +20,21 @@ sudo=""
 need=()
 pkg-config --exists hdf5 2>/dev/null || [ -e /usr/include/hdf5/serial/hdf5.h ] || need+=(libhdf5-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
-if [ $python -eq 1 ] && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-    need+=(python3-venv)
-fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 if [ $python -eq 1 ]; then
+    if [ ! -x .venv/bin/python3 ] && ! python3 -m venv .venv >/dev/null 2>&1; then
+        # Debian's python3 makes venvs only with python3-venv installed.
+        rm -rf .venv
+        echo "installing: python3-venv"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv .venv
+    fi
     # Lower bounds only: recent wheels from PyPI (h5py bundles its own HDF5).
-    [ -x .venv/bin/python3 ] || python3 -m venv .venv
     .venv/bin/python3 -m pip install --quiet --disable-pip-version-check \
         "numpy>=1.24" "h5py>=3.8" "safetensors>=0.4"
     echo "python: $(.venv/bin/python3 -c 'import numpy, h5py, safetensors; print("numpy", numpy.__version__, "h5py", h5py.__version__, "safetensors", safetensors.__version__)') in .venv"

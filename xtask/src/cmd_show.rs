@@ -54,7 +54,8 @@ pub struct DataArgs {
     /// over the validation split].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Side of each image in the figure, pixels.
+    /// Side of each image in the figure, pixels [default: 128 for
+    /// predictions, 96 for neighbours].
     #[arg(long)]
     pub thumb: Option<usize>,
     /// Tower placement: `cpu`, `cuda:0`, or `cuda:0,cuda:1`.
