@@ -484,8 +484,11 @@ fn check_resume_matches(cfg: &TrainConfig, ck: &Checkpoint) -> Result<()> {
     let mut diffs = Vec::new();
     if s.architecture != cfg.architecture {
         diffs.push(format!(
-            "model {} vs {}",
-            s.architecture.name, cfg.architecture.name
+            "model {} ({}) vs {} ({})",
+            s.architecture.name,
+            s.architecture.activation,
+            cfg.architecture.name,
+            cfg.architecture.activation
         ));
     }
     if s.init != cfg.init.to_string() {

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 
 use candle_core::{Device, Tensor};
 use trainer::figures::canvas::read_png;
+use trainer::figures::curves::{self, draw_error_curves, RunCurve};
 use trainer::figures::filters::{draw_filters, stretch_kernel, FiltersOptions};
 use trainer::figures::neighbours::{draw_neighbours, NeighboursOptions};
 use trainer::figures::predictions::{draw_predictions, PredictionsOptions, OTHER_RGB, TRUE_RGB};
@@ -149,6 +150,17 @@ fn figures_of_a_tiny_checkpoint() {
     assert_eq!(png.pixel(x + 16, y + 8), dup.pixel(16, 8));
     let (x, y) = fig.layout.image_origin(0, 0);
     assert_eq!(png.pixel(x + 16, y + 8), dup.pixel(16, 8));
+
+    // Figure 1: the run's training-error curve.
+    let out = tmp.path().join("curves.png");
+    let history = trainer::MetricsFiles::new(&run).read().unwrap();
+    let curve = RunCurve {
+        label: "tiny".into(),
+        history,
+    };
+    draw_error_curves(&out, &[curve.clone(), curve], Some(25.0)).unwrap();
+    let png = read_png(&out).unwrap();
+    assert_eq!((png.width as u32, png.height as u32), curves::SIZE);
 
     // Per-class counts add up to the headline counts.
     let eval = evaluate_checkpoint(&CheckpointEvalConfig {
