@@ -3,15 +3,41 @@
 # HDF5 (Debian's libhdf5-dev, 1.10), libjpeg-turbo's TurboJPEG API
 # (libturbojpeg0-dev, 2.1) and pkg-config. Debian/Ubuntu; uses sudo
 # when not run as root. Safe to run again: it does nothing when all is there.
+#
+#   scripts/setup.sh --python   also makes .venv (numpy, h5py, safetensors from
+#                               PyPI) for scripts/torch_eval.py and its test;
+#                               installs python3-venv when python3 lacks venv
 set -euo pipefail
+cd "$(dirname "$0")/.."
+python=0
+for arg in "$@"; do
+    case "$arg" in
+        --python) python=1 ;;
+        *) echo "usage: scripts/setup.sh [--python]" >&2; exit 2 ;;
+    esac
+done
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 need=()
 pkg-config --exists hdf5 2>/dev/null || [ -e /usr/include/hdf5/serial/hdf5.h ] || need+=(libhdf5-dev)
 [ -e /usr/include/turbojpeg.h ] || need+=(libturbojpeg0-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
     echo "installing: ${need[*]}"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ $python -eq 1 ]; then
+    if [ ! -x .venv/bin/python3 ] && ! python3 -m venv .venv >/dev/null 2>&1; then
+        # Debian's python3 makes venvs only with python3-venv installed.
+        rm -rf .venv
+        echo "installing: python3-venv"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv .venv
+    fi
+    # Lower bounds only: recent wheels from PyPI (h5py bundles its own HDF5).
+    .venv/bin/python3 -m pip install --quiet --disable-pip-version-check \
+        "numpy>=1.24" "h5py>=3.8" "safetensors>=0.4"
+    echo "python: $(.venv/bin/python3 -c 'import numpy, h5py, safetensors; print("numpy", numpy.__version__, "h5py", h5py.__version__, "safetensors", safetensors.__version__)') in .venv"
 fi

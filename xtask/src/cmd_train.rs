@@ -44,6 +44,10 @@ pub struct TrainArgs {
     /// Parameter initialisation: `paper` (N(0, 0.01), some biases 1) or `pytorch`.
     #[arg(long)]
     pub init: Option<String>,
+    /// The non-linearity after every convolution and fc6/fc7: `relu` (the
+    /// paper's) or `tanh` (the saturating units of the paper's Figure 1) [default: relu].
+    #[arg(long)]
+    pub activation: Option<String>,
     /// Tower placement: `cpu`, `cuda:0`, or `cuda:0,cuda:1`.
     #[arg(long, default_value = "cpu")]
     pub devices: String,
@@ -117,6 +121,10 @@ pub struct EvalArgs {
     /// Loader threads [default: number of cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Also write each class's top-1 and top-5 error (centre crop) with its
+    /// words to this file (tab-separated, worst class first).
+    #[arg(long, value_name = "FILE")]
+    pub per_class: Option<PathBuf>,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -179,7 +187,7 @@ fn install_stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-fn default_threads() -> usize {
+pub(crate) fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
@@ -204,7 +212,11 @@ fn train_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         .run_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("runs/{model}-{}", unix_time())));
-    let mut cfg = TrainConfig::paper(&args.data, &run_dir, Architecture::by_name(&model)?);
+    let mut arch = Architecture::by_name(&model)?;
+    if let Some(a) = &args.activation {
+        arch.activation = a.parse()?;
+    }
+    let mut cfg = TrainConfig::paper(&args.data, &run_dir, arch);
     cfg.devices = args.devices.clone();
     cfg.epochs = args.epochs;
     cfg.threads = args.threads.unwrap_or_else(default_threads);
@@ -223,6 +235,16 @@ fn train_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
             .is_some_and(|m| *m != s.architecture.name)
         {
             conflicts.push(format!("--model (the run uses {})", s.architecture.name));
+        }
+        if args
+            .activation
+            .as_ref()
+            .is_some_and(|a| *a != s.architecture.activation.name())
+        {
+            conflicts.push(format!(
+                "--activation (the run uses {})",
+                s.architecture.activation
+            ));
         }
         if args.init.as_ref().is_some_and(|i| *i != s.init) {
             conflicts.push(format!("--init (the run uses {})", s.init));
@@ -324,6 +346,20 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         verbose: !args.quiet,
     })?;
     print_eval(&result);
+    if let Some(path) = &args.per_class {
+        let classes = args
+            .data
+            .as_deref()
+            .and_then(|d| loader::read_classes(d).ok())
+            .map_or_else(|| loader::read_classes(&result.checkpoint.dir), Ok)
+            .context("reading the class table")?;
+        result
+            .centre
+            .per_class
+            .write_tsv(path, &classes)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("per-class errors: {}", path.display());
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod cmd_preprocess;
+mod cmd_show;
 mod cmd_synth;
 mod cmd_train;
 
@@ -50,6 +51,9 @@ enum Command {
     Eval(cmd_train::EvalArgs),
     /// Classify image files with a checkpoint: top-5 classes and probabilities.
     Predict(cmd_train::PredictArgs),
+    /// The paper's figures as PNG: conv1 filters, top-5 predictions, nearest
+    /// neighbours in fc7, training-error curves of several runs.
+    Show(cmd_show::ShowArgs),
     /// No ImageNet needed: synthesise a dataset, preprocess, train alexnet-small, evaluate.
     Quickstart(cmd_train::QuickstartArgs),
     /// Benchmarks (release mode): preprocess, loader, train-step.
@@ -65,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         Command::Train(args) => cmd_train::run_train(args),
         Command::Eval(args) => cmd_train::run_eval(args),
         Command::Predict(args) => cmd_train::run_predict(args),
+        Command::Show(args) => cmd_show::run(args),
         Command::Quickstart(args) => cmd_train::run_quickstart(args),
         Command::Bench(args) => bench::run(args),
     }

@@ -58,7 +58,7 @@ use candle_nn::VarMap;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{AlexNetConfig, CONV1, CONV2, CONV345, POOL};
+use crate::config::{Activation, AlexNetConfig, CONV1, CONV2, CONV345, POOL};
 use crate::init::{init_tensor, Init, ParamKind};
 use crate::layers;
 use crate::placement::Placement;
@@ -186,10 +186,22 @@ pub(crate) struct Conv {
 }
 
 impl Conv {
-    /// The convolution followed by its ReLU (every convolution of the net
-    /// has one), as one fused operation.
-    pub(crate) fn forward_relu(&self, x: &Tensor, input_grad: bool) -> Result<Tensor> {
-        layers::conv2d_relu(x, &self.w, &self.b, self.stride, self.padding, input_grad)
+    /// The convolution followed by its non-linearity (every convolution of
+    /// the net has one); ReLU is fused into the convolution.
+    pub(crate) fn forward_act(
+        &self,
+        x: &Tensor,
+        activation: Activation,
+        input_grad: bool,
+    ) -> Result<Tensor> {
+        match activation {
+            Activation::Relu => {
+                layers::conv2d_relu(x, &self.w, &self.b, self.stride, self.padding, input_grad)
+            }
+            Activation::Tanh => {
+                layers::conv2d(x, &self.w, &self.b, self.stride, self.padding, input_grad)?.tanh()
+            }
+        }
     }
 }
 
@@ -357,6 +369,29 @@ impl AlexNet {
     /// tower gets a copy on its device. Returns logits `[N, num_classes]`
     /// on tower A's device.
     pub fn forward(&self, images: &Tensor, mode: ForwardMode) -> Result<Tensor> {
+        let fc7 = self.hidden(images, mode)?;
+        // fc8 reads both towers, on tower A.
+        let x = self.exchange(&fc7, true)?;
+        self.fc8.forward(&x[0])
+    }
+
+    /// The last hidden layer's activations (fc7, after its non-linearity,
+    /// no dropout) of `images` `[N, 3, S, S]`: `[N, fc_width]` on tower A's
+    /// device, tower A's units first, then tower B's (the input of fc8).
+    /// The features of the paper's Figure 4 (right).
+    pub fn fc7_features(&self, images: &Tensor) -> Result<Tensor> {
+        let fc7 = self.hidden(images, ForwardMode::Eval)?;
+        let dev = self.output_device();
+        let parts = fc7
+            .iter()
+            .map(|t| t.to_device(dev))
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&parts, 1)
+    }
+
+    /// Everything up to fc7 (after its non-linearity and dropout): one
+    /// `[N, fc_width / towers]` tensor per tower, on its device.
+    fn hidden(&self, images: &Tensor, mode: ForwardMode) -> Result<Vec<Tensor>> {
         layers::expect_f32(images, "images")?;
         let (n, c, h, w) = images.dims4()?;
         let s = self.cfg.input_size;
@@ -365,43 +400,42 @@ impl AlexNet {
         }
         self.last_exchanged.store(0, Ordering::Relaxed);
         let lrn = self.cfg.lrn;
+        let act = self.cfg.activation;
         let (pk, ps) = POOL;
 
         // conv1, conv2: each tower on its own.
         let mut h: Vec<Tensor> = Vec::with_capacity(self.towers.len());
         for t in &self.towers {
             let x = images.to_device(&t.device)?;
-            let y = t.conv1.forward_relu(&x, false)?;
+            let y = t.conv1.forward_act(&x, act, false)?;
             let y = layers::lrn_max_pool(&y, &lrn, pk, ps)?;
-            let y = t.conv2.forward_relu(&y, true)?;
+            let y = t.conv2.forward_act(&y, act, true)?;
             h.push(layers::lrn_max_pool(&y, &lrn, pk, ps)?);
         }
         // conv3 reads both towers.
         let h = self.exchange(&h, false)?;
         let mut flat = Vec::with_capacity(self.towers.len());
         for (t, x) in self.towers.iter().zip(&h) {
-            let y = t.conv3.forward_relu(x, true)?;
-            let y = t.conv4.forward_relu(&y, true)?;
-            let y = t.conv5.forward_relu(&y, true)?;
+            let y = t.conv3.forward_act(x, act, true)?;
+            let y = t.conv4.forward_act(&y, act, true)?;
+            let y = t.conv5.forward_act(&y, act, true)?;
             flat.push(layers::max_pool_overlapping(&y, pk, ps)?.flatten_from(1)?);
         }
         // fc6 reads both towers.
         let x = self.exchange(&flat, false)?;
         let mut fc6 = Vec::with_capacity(self.towers.len());
         for (i, (t, x)) in self.towers.iter().zip(&x).enumerate() {
-            let y = layers::relu(&t.fc6.forward(x)?)?;
+            let y = layers::activate(&t.fc6.forward(x)?, act)?;
             fc6.push(self.dropout(&y, mode, DropoutLayer::Fc6, i)?);
         }
         // fc7 reads both towers.
         let x = self.exchange(&fc6, false)?;
         let mut fc7 = Vec::with_capacity(self.towers.len());
         for (i, (t, x)) in self.towers.iter().zip(&x).enumerate() {
-            let y = layers::relu(&t.fc7.forward(x)?)?;
+            let y = layers::activate(&t.fc7.forward(x)?, act)?;
             fc7.push(self.dropout(&y, mode, DropoutLayer::Fc7, i)?);
         }
-        // fc8 reads both towers, on tower A.
-        let x = self.exchange(&fc7, true)?;
-        self.fc8.forward(&x[0])
+        Ok(fc7)
     }
 
     /// THE place where activations cross between the towers.

@@ -15,6 +15,46 @@ pub enum Towers {
     One,
 }
 
+/// The non-linearity after every convolution and after fc6 and fc7.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// `max(x, 0)`: the paper's rectified linear units (fused into the
+    /// convolutions on the CPU).
+    #[default]
+    Relu,
+    /// `tanh(x)`: the saturating non-linearity the paper compares ReLUs
+    /// against (its Figure 1). Stock Candle `tanh` after an unfused
+    /// convolution.
+    Tanh,
+}
+
+impl Activation {
+    /// `relu` or `tanh`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Tanh => "tanh",
+        }
+    }
+}
+
+impl std::fmt::Display for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Activation {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "relu" => Ok(Activation::Relu),
+            "tanh" => Ok(Activation::Tanh),
+            other => Err(ConfigError::UnknownActivation(other.to_string())),
+        }
+    }
+}
+
 /// Plain configuration of the network.
 ///
 /// Channel and width numbers are totals over both towers: each tower of the
@@ -47,6 +87,8 @@ pub struct AlexNetConfig {
     pub dropout: f32,
     /// Side of the square input image (224; conv1 padding 2 gives 55x55).
     pub input_size: usize,
+    /// The non-linearity (ReLU, the paper's).
+    pub activation: Activation,
 }
 
 /// conv1: 11x11, stride 4, padding 2.
@@ -74,6 +116,7 @@ impl AlexNetConfig {
             lrn: LrnConfig::default(),
             dropout: 0.5,
             input_size: 224,
+            activation: Activation::Relu,
         }
     }
 
@@ -225,6 +268,9 @@ pub enum ConfigError {
     /// Dropout outside [0, 1).
     #[error("dropout probability {0} is not in [0, 1)")]
     Dropout(f32),
+    /// An activation name other than `relu` or `tanh`.
+    #[error("unknown activation '{0}': expected 'relu' or 'tanh'")]
+    UnknownActivation(String),
     /// Input too small for conv1 and the three pools.
     #[error("input size {0} is too small: conv1 (11x11/4, pad 2) and three 3x3/2 pools need at least 63")]
     InputTooSmall(usize),

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{DType, Result, Tensor};
 
+use crate::config::Activation;
 use crate::ops::{self, LrnConfig};
 
 static STOCK: AtomicBool = AtomicBool::new(false);
@@ -40,6 +41,23 @@ pub fn conv2d_relu(
         return ops::conv2d_relu_stock(x, w, b, stride, padding, input_grad);
     }
     ops::conv2d_relu(x, w, b, stride, padding, input_grad)
+}
+
+/// 2-D convolution `x [N,Cin,H,W] * w [Cout,Cin,kh,kw] + b [Cout]` without
+/// an activation (for non-linearities other than ReLU).
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    padding: usize,
+    input_grad: bool,
+) -> Result<Tensor> {
+    if stock() {
+        let x = if input_grad { x.clone() } else { x.detach() };
+        return ops::conv2d_stock(&x, w, b, stride, padding);
+    }
+    ops::conv2d(x, w, b, stride, padding, input_grad)
 }
 
 /// Fully connected layer with weights stored `[in, out]`: `x [N,in] @ w + b`.
@@ -73,6 +91,14 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
         return x.relu();
     }
     crate::relu::relu(x)
+}
+
+/// The network's non-linearity: [`relu`] or Candle's `tanh`.
+pub fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
+    match activation {
+        Activation::Relu => relu(x),
+        Activation::Tanh => x.tanh(),
+    }
 }
 
 /// Checks the element type of an input.

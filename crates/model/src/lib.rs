@@ -25,7 +25,7 @@ mod relu;
 pub mod sgd;
 
 pub use alexnet::{check_varmap, parameter_specs, AlexNet, ForwardMode, ParamSpec};
-pub use config::{AlexNetConfig, ConfigError, SpatialSizes, Towers};
+pub use config::{Activation, AlexNetConfig, ConfigError, SpatialSizes, Towers};
 pub use init::{Init, ParseInitError};
 pub use ops::LrnConfig;
 pub use placement::{Placement, PlacementError};

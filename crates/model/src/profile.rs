@@ -113,15 +113,16 @@ impl AlexNet {
             out.push(timing);
             Ok(y)
         };
+        let act = self.cfg.activation;
         let conv = |c: &Conv, input_grad: bool| {
             let c = c.clone();
-            move |x: &Tensor| c.forward_relu(x, input_grad)
+            move |x: &Tensor| c.forward_act(x, act, input_grad)
         };
         let lin = |l: &Linear| {
             let l = l.clone();
             move |x: &Tensor| l.forward(x)
         };
-        let relu = |x: &Tensor| layers::relu(x);
+        let relu = move |x: &Tensor| layers::activate(x, act);
         let norm_pool = move |x: &Tensor| layers::lrn_max_pool(x, &lrn, pk, ps);
         let pool = move |x: &Tensor| layers::max_pool_overlapping(x, pk, ps);
         // Both towers' activations as after an exchange (tower A's twice:

@@ -1,6 +1,6 @@
 //! The network architecture a run uses, in a form a checkpoint can store.
 
-use model::{AlexNetConfig, Towers};
+use model::{Activation, AlexNetConfig, Towers};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainerError};
@@ -24,6 +24,25 @@ pub struct Architecture {
     pub dropout: f32,
     /// Side of the square input (the loader's crop).
     pub input_size: usize,
+    /// The non-linearity: `relu` (the paper) or `tanh`. Checkpoints written
+    /// before the option existed read as `relu`.
+    #[serde(default, with = "activation_name")]
+    pub activation: Activation,
+}
+
+/// `Activation` as its name in `state.json`.
+mod activation_name {
+    use model::Activation;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &Activation, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(a.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Activation, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl Architecture {
@@ -46,6 +65,7 @@ impl Architecture {
             single_tower: cfg.towers == Towers::One,
             dropout: cfg.dropout,
             input_size: cfg.input_size,
+            activation: cfg.activation,
         }
     }
 
@@ -62,6 +82,7 @@ impl Architecture {
             },
             dropout: self.dropout,
             input_size: self.input_size,
+            activation: self.activation,
             ..base
         }
     }
@@ -78,5 +99,19 @@ mod tests {
             assert_eq!(a.to_config(10), AlexNetConfig::by_name(name, 10).unwrap());
         }
         assert!(Architecture::by_name("vgg").is_err());
+    }
+
+    #[test]
+    fn activation_round_trips_and_defaults_to_relu() {
+        let mut a = Architecture::by_name("alexnet-small").unwrap();
+        a.activation = Activation::Tanh;
+        let json = serde_json::to_string(&a).unwrap();
+        assert!(json.contains(r#""activation":"tanh""#), "{json}");
+        assert_eq!(serde_json::from_str::<Architecture>(&json).unwrap(), a);
+        assert_eq!(a.to_config(10).activation, Activation::Tanh);
+        // a state.json from before the option
+        let old = json.replace(r#","activation":"tanh""#, "");
+        let read: Architecture = serde_json::from_str(&old).unwrap();
+        assert_eq!(read.activation, Activation::Relu);
     }
 }

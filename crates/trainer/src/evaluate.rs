@@ -10,6 +10,7 @@ use model::{AlexNet, ForwardMode, Placement};
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{Result, TrainerError};
+use crate::per_class::PerClass;
 use crate::topk::TopKCounter;
 use crate::train::progress_bar;
 use crate::views::average_view_probabilities;
@@ -24,12 +25,14 @@ pub struct EvalOptions {
 }
 
 /// What [`evaluate`] counted.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EvalResult {
     /// Loss and top-k counts over the images (not views).
     pub counter: TopKCounter,
     /// Views per image that were averaged (1 or 10).
     pub views: usize,
+    /// The same top-k counts per class.
+    pub per_class: PerClass,
 }
 
 /// Runs `net` in evaluation mode over epoch 0 of `loader` and counts top-1
@@ -44,6 +47,7 @@ pub fn evaluate(net: &AlexNet, loader: &Loader, opts: &EvalOptions) -> Result<Ev
     let bar = progress_bar(opts.progress, loader.batches_per_epoch() as u64);
     bar.set_prefix(opts.label.clone());
     let mut counter = TopKCounter::default();
+    let mut per_class = PerClass::new(num_classes);
     for batch in loader
         .epoch(0)
         .map_err(|e| TrainerError::Data(e.to_string()))?
@@ -73,11 +77,16 @@ pub fn evaluate(net: &AlexNet, loader: &Loader, opts: &EvalOptions) -> Result<Ev
             .flatten_all()?
             .to_vec1::<f32>()?;
         counter.add_scores(&scores, num_classes, &labels_cpu)?;
+        per_class.add_scores(&scores, &labels_cpu)?;
         counter.add_loss(loss, n);
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok(EvalResult { counter, views })
+    Ok(EvalResult {
+        counter,
+        views,
+        per_class,
+    })
 }
 
 /// Rebuilds the network of `ck` on `devices` and loads its parameters.

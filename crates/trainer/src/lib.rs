@@ -8,6 +8,9 @@
 //! - [`evaluate`]: top-1/top-5 error on the centre crop and the paper's
 //!   10-crop test (softmax averaged over the views, [`views`]).
 //! - [`predict::Predictor`]: classify photos with a checkpoint.
+//! - [`figures`]: the paper's figures from a checkpoint (conv1 kernels,
+//!   top-5 predictions, nearest neighbours in fc7, training-error curves);
+//!   [`per_class`]: top-1/top-5 error per class.
 //! - Pieces usable alone: the learning-rate schedule ([`schedule`]), top-k
 //!   counting ([`topk`]), metrics files ([`metrics`]), the plot ([`plot`]),
 //!   checkpoints ([`checkpoint`]).
@@ -22,7 +25,9 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod error;
 pub mod evaluate;
+pub mod figures;
 pub mod metrics;
+pub mod per_class;
 pub mod plot;
 pub mod predict;
 pub mod schedule;
@@ -37,6 +42,7 @@ pub use evaluate::{
     evaluate, evaluate_checkpoint, CheckpointEval, CheckpointEvalConfig, EvalOptions, EvalResult,
 };
 pub use metrics::{EpochMetrics, MetricsFiles};
+pub use per_class::{ClassCounts, PerClass};
 pub use predict::{ClassScore, Predictor};
 pub use schedule::{LrDecision, LrSchedule, ScheduleRule};
 pub use topk::TopKCounter;

@@ -14,9 +14,11 @@ use crate::metrics::EpochMetrics;
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-ascii.ttf");
 static REGISTER: Once = Once::new();
-const FAMILY: &str = "sans-serif";
+/// The font family name the embedded font is registered under.
+pub(crate) const FAMILY: &str = "sans-serif";
 
-fn register_font() {
+/// Registers the embedded font (once per process).
+pub(crate) fn register_font() {
     REGISTER.call_once(|| {
         // The font is embedded and known to parse (tested below).
         let _ = plotters::style::register_font(FAMILY, FontStyle::Normal, FONT);

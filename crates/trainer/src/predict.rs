@@ -108,28 +108,42 @@ impl Predictor {
     /// the mean image at the same pixels, `[1, 3, S, S]`, as the loader's
     /// centre-crop mode builds it.
     pub fn input_tensor(&self, rgb: &[u8]) -> Result<Tensor> {
-        let (h, w) = (self.stats.height, self.stats.width);
-        if rgb.len() != h * w * 3 {
-            return Err(TrainerError::Data(format!(
-                "decoded image has {} bytes, expected {h}x{w}x3",
-                rgb.len()
-            )));
-        }
         let s = self.input_size;
-        let (y0, x0) = ((h - s) / 2, (w - s) / 2);
-        let mut chw = vec![0f32; 3 * s * s];
-        for c in 0..3 {
-            for y in 0..s {
-                for x in 0..s {
-                    let src = ((y0 + y) * w + (x0 + x)) * 3 + c;
-                    chw[(c * s + y) * s + x] = rgb[src] as f32 - self.stats.mean_image[src];
-                }
-            }
-        }
+        let chw = centre_crop_chw(rgb, &self.stats, s)?;
         Ok(Tensor::from_vec(
             chw,
             (1, 3, s, s),
             self.net.output_device(),
         )?)
     }
+}
+
+/// The centre `size`x`size` crop of a decoded image (RGB HWC of the mean
+/// image's size) minus the mean image at the same pixels, as `f32` CHW:
+/// what the loader's centre-crop mode produces for a stored image.
+pub fn centre_crop_chw(rgb: &[u8], stats: &Stats, size: usize) -> Result<Vec<f32>> {
+    let (h, w) = (stats.height, stats.width);
+    if rgb.len() != h * w * 3 {
+        return Err(TrainerError::Data(format!(
+            "decoded image has {} bytes, expected {h}x{w}x3",
+            rgb.len()
+        )));
+    }
+    if size > h || size > w {
+        return Err(TrainerError::Data(format!(
+            "a {size} crop does not fit a {h}x{w} image"
+        )));
+    }
+    let s = size;
+    let (y0, x0) = ((h - s) / 2, (w - s) / 2);
+    let mut chw = vec![0f32; 3 * s * s];
+    for c in 0..3 {
+        for y in 0..s {
+            for x in 0..s {
+                let src = ((y0 + y) * w + (x0 + x)) * 3 + c;
+                chw[(c * s + y) * s + x] = rgb[src] as f32 - stats.mean_image[src];
+            }
+        }
+    }
+    Ok(chw)
 }

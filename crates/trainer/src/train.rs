@@ -264,11 +264,12 @@ pub fn train(cfg: &TrainConfig, stop: &AtomicBool) -> Result<TrainOutcome> {
     if cfg.verbose {
         let params = net.num_parameters();
         println!(
-            "training {} ({} parameters, {} classes, init {}) on {} | {} train / {} val images | batch {} | {} batches per epoch",
+            "training {} ({} parameters, {} classes, init {}, {}) on {} | {} train / {} val images | batch {} | {} batches per epoch",
             cfg.architecture.name,
             params,
             num_classes,
             state.init,
+            cfg.architecture.activation,
             cfg.devices,
             train_loader.images_per_epoch(),
             val_loader.images_per_epoch(),
@@ -485,8 +486,11 @@ fn check_resume_matches(cfg: &TrainConfig, ck: &Checkpoint) -> Result<()> {
     let mut diffs = Vec::new();
     if s.architecture != cfg.architecture {
         diffs.push(format!(
-            "model {} vs {}",
-            s.architecture.name, cfg.architecture.name
+            "model {} ({}) vs {} ({})",
+            s.architecture.name,
+            s.architecture.activation,
+            cfg.architecture.name,
+            cfg.architecture.activation
         ));
     }
     if s.init != cfg.init.to_string() {

@@ -99,6 +99,7 @@ pub fn tiny_architecture() -> Architecture {
         single_tower: false,
         dropout: 0.5,
         input_size: INPUT,
+        activation: model::Activation::Relu,
     }
 }
 
@@ -113,4 +114,32 @@ pub fn tiny_config(data: &Path, run: &Path) -> trainer::TrainConfig {
     cfg.verbose = false;
     cfg.schedule = trainer::LrSchedule::plateau(0.03, 1);
     cfg
+}
+
+/// Overwrites training image `train_index` (and its label) with an exact
+/// copy of validation image `val_index` of the dataset at `out`.
+pub fn plant_val_image_in_train(out: &Path, val_index: usize, train_index: usize) {
+    let val = hdf5::File::open(out.join("val/shard-00000.h5")).unwrap();
+    let img: ndarray::Array4<u8> = val
+        .dataset("images")
+        .unwrap()
+        .read_slice(ndarray::s![val_index..val_index + 1, .., .., ..])
+        .unwrap();
+    let label: Array1<i64> = val
+        .dataset("labels")
+        .unwrap()
+        .read_slice_1d(ndarray::s![val_index..val_index + 1])
+        .unwrap();
+    drop(val);
+    let train = hdf5::File::open_rw(out.join("train/shard-00000.h5")).unwrap();
+    train
+        .dataset("images")
+        .unwrap()
+        .write_slice(&img, ndarray::s![train_index..train_index + 1, .., .., ..])
+        .unwrap();
+    train
+        .dataset("labels")
+        .unwrap()
+        .write_slice(&label, ndarray::s![train_index..train_index + 1])
+        .unwrap();
 }
