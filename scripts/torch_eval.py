@@ -84,16 +84,34 @@ def grouped_params(p):
 def read_shard_images(f, start, stop):
     """Images start..stop of an open shard as uint8 [n, H, W, 3] (RGB).
 
-    The one place that knows how a shard stores its images (the raw u8
-    `images` dataset); another encoding is read here."""
-    return f["images"][start:stop]
+    The one place here that knows how a shard stores its images (the layout
+    is documented in crates/loader/src/format/mod.rs): the raw u8 `images`
+    dataset, or JPEG streams in `jpeg` at `jpeg_offsets`, decoded with
+    Pillow (needed for JPEG shards only)."""
+    if "jpeg" not in f:
+        return f["images"][start:stop]
+    import io
+    from PIL import Image
+    offsets = f["jpeg_offsets"][start:stop + 1]
+    blob = f["jpeg"][offsets[0]:offsets[-1]].tobytes()
+    base = offsets[0]
+    return np.stack([
+        np.asarray(Image.open(io.BytesIO(blob[a - base:b - base])).convert("RGB"))
+        for a, b in zip(offsets[:-1], offsets[1:])
+    ])
 
 
 def shard_paths(split_dir):
-    names = sorted(n for n in os.listdir(split_dir) if n.startswith("shard-") and n.endswith(".h5"))
-    if not names:
-        sys.exit(f"{split_dir}: no shard-*.h5 files")
-    return [os.path.join(split_dir, n) for n in names]
+    """The split's shards in id order: `shard-` + at least five digits + `.h5`,
+    the file-name rule of crates/loader/src/format/mod.rs."""
+    shards = []
+    for n in os.listdir(split_dir):
+        digits = n[len("shard-"):-len(".h5")] if n.startswith("shard-") and n.endswith(".h5") else ""
+        if len(digits) >= 5 and digits.isdigit() and f"shard-{int(digits):05}.h5" == n:
+            shards.append((int(digits), n))
+    if not shards:
+        sys.exit(f"{split_dir}: no shard-NNNNN.h5 files")
+    return [os.path.join(split_dir, n) for _, n in sorted(shards)]
 
 
 def val_batches(split_dir, mean_image, crop, batch_size):
