@@ -24,9 +24,14 @@ pub struct Args {
     /// Untimed warm-up steps.
     #[arg(long, default_value_t = 1)]
     warmup: usize,
-    /// Tower placement: `cpu`, `cuda:0`, `cuda:0,cuda:1`.
+    /// Tower placement: `cpu`, `cuda:0`, `cuda:0,cuda:1` (two CUDA towers
+    /// run on a stream each).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Precision of `f32` products on CUDA: `fp32` (full float32) or
+    /// `tf32` (tensor cores in cuBLAS and cuDNN).
+    #[arg(long, default_value = "fp32")]
+    precision: model::Precision,
     /// Parameter initialisation: `paper` or `pytorch`.
     #[arg(long, default_value = "paper")]
     init: Init,
@@ -81,17 +86,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     model::layers::use_stock_ops(args.stock_ops);
     let placement = Placement::parse(&args.device)?;
+    model::set_precision(args.precision);
     let varmap = VarMap::new();
     let net = AlexNet::new(&varmap, &cfg, &placement, args.init, 1)?;
     let mut sgd = PaperSgd::new(&varmap, 0.01, 0.9, 5e-4)?;
     let out_dev = net.output_device().clone();
     let (images, labels) = synthetic_batch(&cfg, args.batch_size, &out_dev)?;
     println!(
-        "model {} ({} parameters, {} tower(s)), device {}, batch {}, init {}, {} ops, {} threads",
+        "model {} ({} parameters, {} tower(s)), device {} ({}), batch {}, init {}, {} ops, {} threads",
         args.model,
         net.num_parameters(),
         cfg.num_towers(),
         args.device,
+        args.precision,
         args.batch_size,
         args.init,
         if args.stock_ops {
@@ -102,6 +109,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         candle_core::utils::get_num_threads(),
     );
 
+    // Both towers' devices (each CUDA tower has its own stream).
+    let sync = || -> candle_core::Result<()> {
+        placement.tower_a.synchronize()?;
+        placement.tower_b.synchronize()
+    };
     let mut phases = [Duration::ZERO; 3];
     let mut total = Duration::ZERO;
     for step in 0..args.warmup + args.steps {
@@ -113,15 +125,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             },
         )?;
         let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
-        out_dev.synchronize()?;
+        sync()?;
         let t1 = Instant::now();
         let grads = loss.backward()?;
-        out_dev.synchronize()?;
+        sync()?;
         let t2 = Instant::now();
         sgd.step(&grads)?;
         drop(grads);
-        placement.tower_a.synchronize()?;
-        placement.tower_b.synchronize()?;
+        sync()?;
         let t3 = Instant::now();
         let loss = loss.to_scalar::<f32>()?;
         if !loss.is_finite() {
@@ -154,7 +165,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let (mut f, mut b) = (0.0, 0.0);
         for t in &timings {
             println!(
-                "{:<12} {:>9.1} {:>9.1} {:>3}",
+                "{:<12} {:>9.2} {:>9.2} {:>3}",
                 t.name,
                 ms(t.forward),
                 ms(t.backward),
@@ -163,7 +174,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             f += ms(t.forward) * t.count as f64;
             b += ms(t.backward) * t.count as f64;
         }
-        println!("{:<12} {:>9.1} {:>9.1}", "sum", f, b);
+        println!("{:<12} {:>9.2} {:>9.2}", "sum", f, b);
     }
     let rate = (args.batch_size * args.steps) as f64 / total.as_secs_f64();
     println!("{rate:.2} images/s");
