@@ -14,10 +14,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::rc::Rc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use candle_core::cuda_backend::cudarc::cudnn::{result, sys};
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 use candle_core::cuda_backend::{CudaDevice, DeviceId};
 use candle_core::{bail, CpuStorage, CudaStorage, CustomOp3, Layout, Result, Shape};
 
@@ -29,13 +29,18 @@ fn plan_err(e: PlanError) -> candle_core::Error {
     candle_core::Error::wrap(e)
 }
 
-/// A cuDNN handle of our own (the safe API does not expose its raw one).
-struct Handle(sys::cudnnHandle_t);
+/// A cuDNN handle of our own (the safe API does not expose its raw one),
+/// bound to a device's stream; holding the stream keeps its CUDA context
+/// alive until the handle is destroyed.
+struct Handle {
+    raw: sys::cudnnHandle_t,
+    _stream: Arc<CudaStream>,
+}
 
 impl Drop for Handle {
     fn drop(&mut self) {
         unsafe {
-            let _ = result::destroy_handle(self.0);
+            let _ = result::destroy_handle(self.raw);
         }
     }
 }
@@ -120,8 +125,11 @@ fn handle(dev: &CudaDevice) -> Result<Rc<Handle>> {
             .context()
             .bind_to_thread()
             .map_err(candle_core::Error::wrap)?;
-        let c = Rc::new(Handle(result::create_handle()?));
-        unsafe { result::set_stream(c.0, stream.cu_stream() as *mut _) }?;
+        let c = Rc::new(Handle {
+            raw: result::create_handle()?,
+            _stream: stream.clone(),
+        });
+        unsafe { result::set_stream(c.raw, stream.cu_stream() as *mut _) }?;
         h.borrow_mut().insert(dev.id(), c.clone());
         Ok(c)
     })
@@ -214,7 +222,7 @@ fn pool_forward<X: DevicePtr<f32>>(
         let (yp, _ry) = y.device_ptr_mut(&stream);
         unsafe {
             sys::cudnnPoolingForward(
-                h.0,
+                h.raw,
                 p.pool.0,
                 one(),
                 p.x.0,
@@ -247,7 +255,7 @@ fn pool_backward<X: DevicePtr<f32>, Y: DevicePtr<f32>, D: DevicePtr<f32>>(
         let (dxp, _rdx) = dx.device_ptr_mut(&stream);
         unsafe {
             sys::cudnnPoolingBackward(
-                h.0,
+                h.raw,
                 p.pool.0,
                 one(),
                 p.y.0,
@@ -281,7 +289,7 @@ fn lrn_forward<X: DevicePtr<f32>>(
         let (yp, _ry) = y.device_ptr_mut(&stream);
         unsafe {
             sys::cudnnLRNCrossChannelForward(
-                h.0,
+                h.raw,
                 p.lrn.0,
                 sys::cudnnLRNMode_t::CUDNN_LRN_CROSS_CHANNEL_DIM1,
                 one(),
@@ -316,7 +324,7 @@ fn lrn_backward<X: DevicePtr<f32>, Y: DevicePtr<f32>, D: DevicePtr<f32>>(
         let (dxp, _rdx) = dx.device_ptr_mut(&stream);
         unsafe {
             sys::cudnnLRNCrossChannelBackward(
-                h.0,
+                h.raw,
                 p.lrn.0,
                 sys::cudnnLRNMode_t::CUDNN_LRN_CROSS_CHANNEL_DIM1,
                 one(),
