@@ -136,9 +136,9 @@ rm -rf "$WORK"
 # 5. Per-layer breakdown (each layer's forward and backward timed between
 #    device synchronisations; medians of 5).
 step layers 120 "$XTASK" bench train-step --model "$MODEL" --batch-size "$BATCH" --steps 2 \
-    --warmup 1 --device "$DEV1" --layers --layer-reps 5
+    --warmup 1 --device "$DEV1" --layers --layer-reps 5 --phases
 step layers-tf32 120 "$XTASK" bench train-step --model "$MODEL" --batch-size "$BATCH" --steps 2 \
-    --warmup 1 --device "$DEV1" --layers --layer-reps 5 --precision tf32
+    --warmup 1 --device "$DEV1" --layers --layer-reps 5 --phases --precision tf32
 
 # 6. Informative, if time is left: torch.compile, and Candle's stock
 #    operations (what the custom CUDA operations replace).

@@ -50,6 +50,11 @@ pub struct Args {
     /// Run every layer with stock Candle operations instead of the custom ones.
     #[arg(long)]
     stock_ops: bool,
+    /// Time forward+loss, backward and SGD separately (a device
+    /// synchronisation after each). Always on for CPU placements; on CUDA
+    /// the default times the steps back to back, as PyTorch's loop does.
+    #[arg(long)]
+    phases: bool,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -89,7 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     model::set_precision(args.precision);
     let varmap = VarMap::new();
     let net = AlexNet::new(&varmap, &cfg, &placement, args.init, 1)?;
-    let mut sgd = PaperSgd::new(&varmap, 0.01, 0.9, 5e-4)?;
+    let sgd = std::cell::RefCell::new(PaperSgd::new(&varmap, 0.01, 0.9, 5e-4)?);
     let out_dev = net.output_device().clone();
     let (images, labels) = synthetic_batch(&cfg, args.batch_size, &out_dev)?;
     println!(
@@ -114,9 +119,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         placement.tower_a.synchronize()?;
         placement.tower_b.synchronize()
     };
-    let mut phases = [Duration::ZERO; 3];
-    let mut total = Duration::ZERO;
-    for step in 0..args.warmup + args.steps {
+    // One training step; returns the loss (still on the device) and the
+    // time of each phase when they are measured (a synchronisation after
+    // each; without them a GPU step is timed as a whole).
+    let one_step = |step: usize, phased: bool| -> anyhow::Result<(Tensor, [Duration; 3])> {
         let t0 = Instant::now();
         let logits = net.forward(
             &images,
@@ -125,35 +131,74 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             },
         )?;
         let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
-        sync()?;
+        if phased {
+            sync()?;
+        }
         let t1 = Instant::now();
         let grads = loss.backward()?;
-        sync()?;
+        if phased {
+            sync()?;
+        }
         let t2 = Instant::now();
-        sgd.step(&grads)?;
+        sgd.borrow_mut().step(&grads)?;
         drop(grads);
-        sync()?;
-        let t3 = Instant::now();
+        if phased {
+            sync()?;
+        }
+        Ok((loss, [t1 - t0, t2 - t1, Instant::now() - t2]))
+    };
+    let check = |step: usize, loss: &Tensor| -> anyhow::Result<()> {
         let loss = loss.to_scalar::<f32>()?;
         if !loss.is_finite() {
             bail!("loss is {loss} at step {step}");
         }
-        if step >= args.warmup {
-            phases[0] += t1 - t0;
-            phases[1] += t2 - t1;
-            phases[2] += t3 - t2;
-            total += t3 - t0;
+        Ok(())
+    };
+    // Phases are measured on the CPU (synchronising is free there) and
+    // with --phases; otherwise the timed steps run back to back, as
+    // PyTorch's loop does, with one synchronisation at the end.
+    let cpu_only = placement.tower_a.is_cpu() && placement.tower_b.is_cpu();
+    let phased = args.phases || cpu_only;
+    for step in 0..args.warmup {
+        let (loss, _) = one_step(step, phased)?;
+        check(step, &loss)?;
+    }
+    sync()?;
+    let mut phases = [Duration::ZERO; 3];
+    let mut losses = Vec::with_capacity(args.steps);
+    let start = Instant::now();
+    for step in args.warmup..args.warmup + args.steps {
+        let (loss, times) = one_step(step, phased)?;
+        for (p, t) in phases.iter_mut().zip(times) {
+            *p += t;
         }
+        if phased {
+            check(step, &loss)?;
+        }
+        losses.push(loss);
+    }
+    sync()?;
+    let total = start.elapsed();
+    for (i, loss) in losses.iter().enumerate() {
+        check(args.warmup + i, loss)?;
     }
     let n = args.steps as u32;
-    println!(
-        "per step: forward+loss {:.0} ms, backward {:.0} ms, sgd {:.0} ms, total {:.0} ms; {} exchanged bytes per batch",
-        ms(phases[0] / n),
-        ms(phases[1] / n),
-        ms(phases[2] / n),
-        ms(total / n),
-        net.exchanged_bytes(args.batch_size)
-    );
+    if phased {
+        println!(
+            "per step: forward+loss {:.0} ms, backward {:.0} ms, sgd {:.0} ms, total {:.0} ms; {} exchanged bytes per batch",
+            ms(phases[0] / n),
+            ms(phases[1] / n),
+            ms(phases[2] / n),
+            ms(total / n),
+            net.exchanged_bytes(args.batch_size)
+        );
+    } else {
+        println!(
+            "per step: total {:.1} ms (steps back to back; --phases for forward/backward/sgd); {} exchanged bytes per batch",
+            ms(total / n),
+            net.exchanged_bytes(args.batch_size)
+        );
+    }
 
     if args.layers {
         let timings = net.profile_layers(&images, args.layer_reps)?;
