@@ -359,6 +359,13 @@ pub fn train(cfg: &TrainConfig, stop: &AtomicBool) -> Result<TrainOutcome> {
                 },
             )?;
             let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
+            // Backward and update are queued before the loss is read back,
+            // so that on a GPU the host does not wait for the forward pass
+            // in the middle of the step (a diverged step's update never
+            // reaches a checkpoint: the run stops here).
+            let grads = loss.backward()?;
+            sgd.step(&grads)?;
+            drop(grads);
             let loss_value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
             if !loss_value.is_finite() {
                 bar.abandon();
@@ -370,8 +377,6 @@ pub fn train(cfg: &TrainConfig, stop: &AtomicBool) -> Result<TrainOutcome> {
                     last_checkpoint,
                 });
             }
-            let grads = loss.backward()?;
-            sgd.step(&grads)?;
             let scores = logits
                 .to_device(&Device::Cpu)?
                 .flatten_all()?
