@@ -86,6 +86,8 @@ nproc | sed 's/^/cpu cores: /' | tee -a "$SUMMARY"
 #    the thread's default stream.
 FP32=(env NVIDIA_TF32_OVERRIDE=0)
 check() { local name=$1 limit=$2; shift 2; step "$name" "$limit" "${FP32[@]}" "$XTASK" bench device-check "$@"; }
+# Each custom operation and the SGD step alone first (localises a failure).
+step check-ops 60 "${FP32[@]}" "$XTASK" bench ops-check --device "${DEV1%%,*}"
 check check-tiny-one 60 --devices "$DEV1"
 check check-tiny-split 60 --devices "$DEV2"
 if [ "${DEVICE:-cuda}" != cpu ]; then

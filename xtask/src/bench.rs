@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 
 mod bench_device_check;
 mod bench_loader;
+mod bench_ops_check;
 mod bench_preprocess;
 mod bench_train_step;
 
@@ -24,6 +25,8 @@ enum Bench {
     TrainStep(bench_train_step::Args),
     /// Same network on the CPU and on a placement: logits, loss, gradients, SGD step agree.
     DeviceCheck(bench_device_check::Args),
+    /// Each custom operation (output and gradients) and the SGD step on a device against the CPU.
+    OpsCheck(bench_ops_check::Args),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -32,5 +35,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Loader(a) => bench_loader::run(a),
         Bench::TrainStep(a) => bench_train_step::run(a),
         Bench::DeviceCheck(a) => bench_device_check::run(a),
+        Bench::OpsCheck(a) => bench_ops_check::run(a),
     }
 }
