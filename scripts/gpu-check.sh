@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one script for a GPU machine: correctness of the CUDA placements against
-# the CPU, training images/s of the paper's AlexNet (data on the GPU, and fed
-# by the real loader), and PyTorch on the same net and card.
+# the CPU (one device; two towers on a stream each), training images/s of the
+# paper's AlexNet in fp32 and TF32 (data on the GPU, and fed by the real
+# loader), the per-layer breakdown, and PyTorch on the same net and card.
 #
 # Run from the repository root with the stripped CUDA binary in dist/ (built
 # elsewhere with scripts/gpu-build.sh):
@@ -13,6 +14,9 @@
 # Env: XTASK (dist/xtask-cuda), BUDGET (540), STEPS (train-step timed steps,
 #      20), BATCH (128), DEVICE=cpu (plumbing test without a GPU: the normal
 #      release binary, CPU placements, alexnet-small, tiny step counts).
+# Order: the checks and the measurements the goals need first, then what is
+# informative (torch.compile, stock Candle operations), so that a short
+# budget loses the least.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RES=${OUT:-$PWD/gpu-results}
@@ -75,35 +79,45 @@ if [ "${DEVICE:-cuda}" != cpu ]; then
 fi
 nproc | sed 's/^/cpu cores: /' | tee -a "$SUMMARY"
 
-# 1. Correctness against the CPU (tiny configuration). cuDNN's default math
-#    lets fp32 convolutions use TF32 (10-bit mantissa) on this card: the checks
-#    run with it off (NVIDIA_TF32_OVERRIDE=0); one more run with the default
-#    shows its effect (informational).
+# 1. Correctness against the CPU. Every check runs in full float32 (the
+#    check sets --precision fp32 semantics itself: cuBLAS without TF32,
+#    cuDNN convolutions with FMA math; NVIDIA_TF32_OVERRIDE=0 on top).
+#    `DEV2` gives each tower its own stream; --shared-stream puts both on
+#    the thread's default stream.
 FP32=(env NVIDIA_TF32_OVERRIDE=0)
-step check-one-device 60 "${FP32[@]}" "$XTASK" bench device-check --devices "$DEV1"
-step check-split 60 "${FP32[@]}" "$XTASK" bench device-check --devices "$DEV2"
+check() { local name=$1 limit=$2; shift 2; step "$name" "$limit" "${FP32[@]}" "$XTASK" bench device-check "$@"; }
+# Each custom operation and the SGD step alone first (localises a failure).
+step check-ops 60 "${FP32[@]}" "$XTASK" bench ops-check --device "${DEV1%%,*}"
+check check-tiny-one 60 --devices "$DEV1"
+check check-tiny-split 60 --devices "$DEV2"
 if [ "${DEVICE:-cuda}" != cpu ]; then
-    step check-split-streams 60 "${FP32[@]}" "$XTASK" bench device-check --devices "$DEV2" --separate-streams
-    step check-one-device-tf32-default 60 "$XTASK" bench device-check --devices "$DEV1"
+    check check-tiny-shared-stream 60 --devices "$DEV2" --shared-stream
 fi
-step check-small-224 90 "${FP32[@]}" "$XTASK" bench device-check --devices "$DEV2" --model alexnet-small --batch-size 2
-[ -n "$DEV_2GPU" ] && step check-two-gpus 60 "${FP32[@]}" "$XTASK" bench device-check --devices "$DEV_2GPU"
+check check-small-one 90 --devices "$DEV1" --model alexnet-small --batch-size 2
+check check-small-split 90 --devices "$DEV2" --model alexnet-small --batch-size 2
+check check-alexnet-one 90 --devices "$DEV1" --model alexnet --batch-size 2
+check check-alexnet-split 90 --devices "$DEV2" --model alexnet --batch-size 2
+[ -n "$DEV_2GPU" ] && check check-two-gpus 60 --devices "$DEV_2GPU"
 for f in "$RES"/check-*.log; do say "  $(basename "$f" .log): $(grep -E '^placement:|^(PASS|FAIL)' "$f" | tr '\n' ' ')"; done
 
-# 2. PyTorch on the same net and card (fp32 and TF32), early: it is quick.
-if python3 -c 'import torch' 2>/dev/null; then
+# 2. PyTorch eager on the same net and card (fp32 and TF32): quick.
+HAVE_TORCH=$(python3 -c 'import torch' 2>/dev/null && echo 1)
+if [ -n "$HAVE_TORCH" ]; then
     step torch 120 python3 scripts/reference/alexnet_torch.py "${TORCH_MODE[@]}"
 else
     say "[torch] SKIPPED (python3 has no torch)"
 fi
 
-# 3. Candle training step on data already on the device.
-step train-step-one-device 150 "$XTASK" bench train-step --model "$MODEL" --batch-size "$BATCH" \
-    --steps "$STEPS" --warmup 3 --device "$DEV1"
-step train-step-split 150 "$XTASK" bench train-step --model "$MODEL" --batch-size "$BATCH" \
-    --steps "$STEPS" --warmup 3 --device "$DEV2"
-[ -n "$DEV_2GPU" ] && step train-step-two-gpus 150 "$XTASK" bench train-step --model "$MODEL" \
-    --batch-size "$BATCH" --steps "$STEPS" --warmup 3 --device "$DEV_2GPU"
+# 3. Candle training step on data already on the device, fp32 and TF32, one
+#    device and two towers on a stream each.
+tstep() { local name=$1 dev=$2 prec=$3; shift 3
+    step "$name" 150 "$XTASK" bench train-step --model "$MODEL" --batch-size "$BATCH" \
+        --steps "$STEPS" --warmup 3 --device "$dev" --precision "$prec" "$@"; }
+tstep train-step-one-fp32 "$DEV1" fp32
+tstep train-step-one-tf32 "$DEV1" tf32
+tstep train-step-split-fp32 "$DEV2" fp32
+tstep train-step-split-tf32 "$DEV2" tf32
+[ -n "$DEV_2GPU" ] && tstep train-step-two-gpus-fp32 "$DEV_2GPU" fp32
 
 # 4. Fed by the real loader: generate, preprocess, train two epochs (the
 #    second is the steady-state rate; metrics.csv has img/s and the share of
@@ -121,28 +135,41 @@ step synth 120 "$XTASK" synth --out "$DATA/raw" "${SYNTH[@]}" --no-odd-files --s
         --batch-size "$BATCH" --batches 32; }
 rm -rf "$WORK"
 
-# 5. Per-layer breakdown (where the time goes), and the step rate with TF32
-#    off everywhere (pure fp32, to set beside PyTorch's fp32), if time is left.
+# 5. Per-layer breakdown (each layer's forward and backward timed between
+#    device synchronisations; medians of 5).
 step layers 120 "$XTASK" bench train-step --model "$MODEL" --batch-size "$BATCH" --steps 2 \
-    --warmup 1 --device "$DEV1" --layers
-step train-step-fp32-only 120 "${FP32[@]}" "$XTASK" bench train-step --model "$MODEL" \
-    --batch-size "$BATCH" --steps "$STEPS" --warmup 3 --device "$DEV1"
+    --warmup 1 --device "$DEV1" --layers --layer-reps 5 --phases
+step layers-tf32 120 "$XTASK" bench train-step --model "$MODEL" --batch-size "$BATCH" --steps 2 \
+    --warmup 1 --device "$DEV1" --layers --layer-reps 5 --phases --precision tf32
 
-# Summary: rates, ratio to PyTorch, fraction of the card's peak.
-C1=$(last_rate train-step-one-device); C2=$(last_rate train-step-split)
-C3=$(last_rate train-step-fp32-only); LA=$(last_rate loader-alone)
+# 6. Informative, if time is left: torch.compile, and Candle's stock
+#    operations (what the custom CUDA operations replace).
+if [ -n "$HAVE_TORCH" ] && [ "${DEVICE:-cuda}" != cpu ]; then
+    step torch-compile 180 python3 scripts/reference/alexnet_torch.py "${TORCH_MODE[@]}" --compile
+fi
+step train-step-stock-ops 120 "$XTASK" bench train-step --model "$MODEL" --batch-size "$BATCH" \
+    --steps 5 --warmup 2 --device "$DEV1" --stock-ops
+
+# Summary: rates, ratios to PyTorch, fraction of the card's peak.
 say ""
-say "candle train-step $MODEL batch $BATCH on $DEV1: ${C1:-n/a} images/s; split $DEV2: ${C2:-n/a} images/s; TF32 off: ${C3:-n/a} images/s"
+declare -A RATE
+for k in one-fp32 one-tf32 split-fp32 split-tf32 stock-ops; do RATE[$k]=$(last_rate "train-step-$k"); done
+say "candle train-step $MODEL batch $BATCH: $DEV1 fp32 ${RATE[one-fp32]:-n/a}, tf32 ${RATE[one-tf32]:-n/a}; $DEV2 fp32 ${RATE[split-fp32]:-n/a}, tf32 ${RATE[split-tf32]:-n/a}; stock ops fp32 ${RATE[stock-ops]:-n/a} images/s"
+LA=$(last_rate loader-alone)
 EPOCH=$(awk -F, 'NR>1{r=$11; w=$12} END{if (r) printf "%.1f images/s, data wait %.1f%%", r, 100*w}' \
     "$RES/train-loader-metrics.csv" 2>/dev/null)
 say "candle fed by the loader ($DEV1, last epoch): ${EPOCH:-n/a}; loader alone: ${LA:-n/a} images/s"
-TJSON=$(grep -E '^\{"pytorch_images_per_s"' "$RES/torch.log" 2>/dev/null | tail -1)
+TJSON=$(cat "$RES/torch.log" "$RES/torch-compile.log" 2>/dev/null | grep -E '^\{"pytorch_images_per_s"' |
+    python3 -c 'import json,sys; r={}; [r.update(json.loads(l)["pytorch_images_per_s"]) for l in sys.stdin]; print(json.dumps(r) if r else "")')
 TCPU=$(last_rate torch)
-say "pytorch: ${TJSON:-${TCPU:+$TCPU images/s (CPU)}}${TJSON:+}$([ -z "$TJSON$TCPU" ] && echo n/a)"
+say "pytorch: ${TJSON:-${TCPU:+$TCPU images/s (CPU)}}$([ -z "$TJSON$TCPU" ] && echo n/a)"
 NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
-python3 - "$MODEL" "${C1:-}" "${TJSON:-}" "${NAME:-cpu}" <<'PY' | tee -a "$SUMMARY"
+python3 - "$MODEL" "${NAME:-cpu}" "${TJSON:-}" "${RATE[one-fp32]:-}" "${RATE[one-tf32]:-}" \
+    "${RATE[split-fp32]:-}" "${RATE[split-tf32]:-}" <<'PY' | tee -a "$SUMMARY"
 import json, sys
-model, c1, tjson, name = sys.argv[1:5]
+model, name, tjson = sys.argv[1:4]
+candle = {k: float(v) for k, v in zip(
+    ["one-fp32", "one-tf32", "split-fp32", "split-tf32"], sys.argv[4:8]) if v}
 # Forward multiply-adds of the paper net at 224 (conv1 pad 2, grouped conv2/4/5):
 # conv1 105.4M, conv2 223.9M, conv3 149.5M, conv4 112.1M, conv5 74.8M, fc 58.6M
 # = 724M MACs = 1.45 GFLOPs; a training step is about 3x (forward + two
@@ -151,12 +178,15 @@ flops = 4.35e9 if model == "alexnet" else None
 # Dense peaks (TFLOP/s): fp32 on CUDA cores, TF32 on tensor cores.
 peaks = {"H100 PCIe": (51, 378), "H100 NVL": (60, 418), "H100": (67, 494), "H200": (67, 494)}
 peak = next((v for k, v in peaks.items() if k in name), None)
-c1 = float(c1) if c1 else None
-torch_rates = json.loads(tjson)["pytorch_images_per_s"] if tjson else {}
-for label, r in torch_rates.items():
-    if c1:
-        print(f"candle / pytorch {label}: {c1 / r:.2f}")
-for label, r in [("candle", c1)] + [(f"pytorch {k}", v) for k, v in torch_rates.items()]:
+torch_rates = json.loads(tjson) if tjson else {}
+for k, r in candle.items():
+    prec = k.split("-")[1]
+    for label in (prec, "compile-" + prec):
+        if label in torch_rates:
+            print(f"candle {k} / pytorch {label}: {r / torch_rates[label]:.2f}")
+rows = [(f"candle {k}", v) for k, v in candle.items()] + \
+       [(f"pytorch {k}", v) for k, v in torch_rates.items()]
+for label, r in rows:
     if r and flops and peak:
         tf = r * flops / 1e12
         print(f"{label}: {tf:.1f} TFLOP/s = {100 * tf / peak[0]:.0f}% of {name} fp32 peak "

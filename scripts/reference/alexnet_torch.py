@@ -12,7 +12,8 @@ Modes:
                              reference is computed in float64).
   --bench                    CPU train step of the paper net (batch 32,
                              2 threads), prints images/s as the last line.
-  --gpu-bench                GPU train step (batch 128), fp32 and TF32.
+  --gpu-bench                GPU train step (batch 128), fp32 and TF32
+                             (eager; with --compile, torch.compile instead).
 
 Options --grouped (benchmarks): use the equivalent single-module net with
 groups=2 convolutions instead of two explicit towers.
@@ -267,8 +268,10 @@ def gpu_bench(args):
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
         model = build(args.grouped, "cuda")
+        if args.compile:
+            model = torch.compile(model)
         rate, per_step = time_steps(model, args.batch_size, args.steps, args.warmup, "cuda")
-        label = "tf32" if tf32 else "fp32"
+        label = ("compile-" if args.compile else "") + ("tf32" if tf32 else "fp32")
         rates[label] = rate
         print(f"pytorch {label}: {rate:.1f} images/s ({per_step * 1000:.1f} ms/step)")
     print(json.dumps({"pytorch_images_per_s": rates}))
@@ -281,6 +284,8 @@ def main():
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--gpu-bench", action="store_true")
     ap.add_argument("--grouped", action="store_true")
+    ap.add_argument("--compile", action="store_true",
+                    help="with --gpu-bench: time torch.compile(model) instead of eager")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)

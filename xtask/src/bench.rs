@@ -7,6 +7,7 @@ mod bench_device_check;
 mod bench_encoding;
 mod bench_loader;
 mod bench_open;
+mod bench_ops_check;
 mod bench_preprocess;
 mod bench_train_step;
 
@@ -30,6 +31,8 @@ enum Bench {
     TrainStep(bench_train_step::Args),
     /// Same network on the CPU and on a placement: logits, loss, gradients, SGD step agree.
     DeviceCheck(bench_device_check::Args),
+    /// Each custom operation (output and gradients) and the SGD step on a device against the CPU.
+    OpsCheck(bench_ops_check::Args),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -40,5 +43,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Open(a) => bench_open::run(a),
         Bench::TrainStep(a) => bench_train_step::run(a),
         Bench::DeviceCheck(a) => bench_device_check::run(a),
+        Bench::OpsCheck(a) => bench_ops_check::run(a),
     }
 }

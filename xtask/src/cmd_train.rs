@@ -51,6 +51,10 @@ pub struct TrainArgs {
     /// Tower placement: `cpu`, `cuda:0`, or `cuda:0,cuda:1`.
     #[arg(long, default_value = "cpu")]
     pub devices: String,
+    /// Precision of `f32` products on CUDA: `fp32` (full float32, the
+    /// paper's) or `tf32` (tensor cores in cuBLAS and cuDNN).
+    #[arg(long, default_value = "fp32")]
+    pub precision: model::Precision,
     /// Epochs in all (a resumed run continues up to this number).
     #[arg(long, default_value_t = 90)]
     pub epochs: usize,
@@ -218,6 +222,7 @@ fn train_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     }
     let mut cfg = TrainConfig::paper(&args.data, &run_dir, arch);
     cfg.devices = args.devices.clone();
+    cfg.precision = args.precision;
     cfg.epochs = args.epochs;
     cfg.threads = args.threads.unwrap_or_else(default_threads);
     cfg.prefetch = args.prefetch;

@@ -20,6 +20,7 @@ pub mod init;
 pub mod layers;
 pub mod ops;
 pub mod placement;
+pub mod precision;
 pub mod profile;
 mod relu;
 pub mod sgd;
@@ -29,6 +30,7 @@ pub use config::{Activation, AlexNetConfig, ConfigError, SpatialSizes, Towers};
 pub use init::{Init, ParseInitError};
 pub use ops::LrnConfig;
 pub use placement::{Placement, PlacementError};
+pub use precision::{precision, set_precision, ParsePrecisionError, Precision};
 pub use profile::LayerTiming;
 pub use sgd::PaperSgd;
 

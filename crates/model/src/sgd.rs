@@ -18,7 +18,8 @@ use rayon::prelude::*;
 ///
 /// Momentum buffers start at zero, live on their parameter's device, and
 /// are kept by parameter name for checkpoints. On the CPU the update runs
-/// in place in two fused passes; elsewhere with generic tensor operations.
+/// in place in two fused passes; on CUDA (feature `cuda`) in place in one
+/// kernel per parameter; elsewhere with generic tensor operations.
 pub struct PaperSgd {
     params: Vec<(String, Var, Var)>,
     lr: f64,
@@ -54,6 +55,19 @@ impl PaperSgd {
                 continue;
             };
             let g = g.contiguous()?;
+            #[cfg(feature = "cuda")]
+            if w.device().is_cuda() && w.dtype() == candle_core::DType::F32 {
+                v.as_tensor().inplace_op3(
+                    w.as_tensor(),
+                    &g,
+                    &crate::ops::cuda::sgd::FusedSgd {
+                        momentum: self.momentum as f32,
+                        decay_lr: (self.weight_decay * self.lr) as f32,
+                        lr: self.lr as f32,
+                    },
+                )?;
+                continue;
+            }
             if matches!(w.device(), Device::Cpu) && w.dtype() == candle_core::DType::F32 {
                 v.as_tensor().inplace_op3(
                     w.as_tensor(),

@@ -9,7 +9,7 @@ use candle_core::{DType, Device};
 use candle_nn::VarMap;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use loader::{Dataset, Loader, LoaderConfig, Stats};
-use model::{AlexNet, ForwardMode, Init, PaperSgd, Placement};
+use model::{AlexNet, ForwardMode, Init, PaperSgd, Placement, Precision};
 
 use crate::arch::Architecture;
 use crate::checkpoint::{self, Checkpoint, CheckpointState, PartialEpoch, FORMAT_VERSION};
@@ -33,6 +33,9 @@ pub struct TrainConfig {
     pub init: Init,
     /// Tower placement: `cpu`, `cuda:0`, `cuda:0,cuda:1`.
     pub devices: String,
+    /// Precision of `f32` matrix products and convolutions on CUDA
+    /// (`fp32`, the default, or `tf32`); set process-wide for the run.
+    pub precision: Precision,
     /// Epochs to train in all (a resumed run continues up to this number).
     pub epochs: usize,
     /// Images per batch (paper: 128).
@@ -71,6 +74,7 @@ impl TrainConfig {
             architecture,
             init: Init::Paper,
             devices: "cpu".into(),
+            precision: Precision::Fp32,
             epochs: 90,
             batch_size: 128,
             momentum: 0.9,
@@ -205,6 +209,7 @@ pub fn train(cfg: &TrainConfig, stop: &AtomicBool) -> Result<TrainOutcome> {
 
     // Network and optimizer.
     let placement = Placement::parse(&cfg.devices)?;
+    model::set_precision(cfg.precision);
     let model_cfg = cfg.architecture.to_config(num_classes);
     let mut varmap = VarMap::new();
     let net = AlexNet::new(&varmap, &model_cfg, &placement, cfg.init, cfg.seed)?;
@@ -264,13 +269,14 @@ pub fn train(cfg: &TrainConfig, stop: &AtomicBool) -> Result<TrainOutcome> {
     if cfg.verbose {
         let params = net.num_parameters();
         println!(
-            "training {} ({} parameters, {} classes, init {}, {}) on {} | {} train / {} val images | batch {} | {} batches per epoch",
+            "training {} ({} parameters, {} classes, init {}, {}) on {} ({}) | {} train / {} val images | batch {} | {} batches per epoch",
             cfg.architecture.name,
             params,
             num_classes,
             state.init,
             cfg.architecture.activation,
             cfg.devices,
+            cfg.precision,
             train_loader.images_per_epoch(),
             val_loader.images_per_epoch(),
             state.batch_size,
@@ -356,6 +362,13 @@ pub fn train(cfg: &TrainConfig, stop: &AtomicBool) -> Result<TrainOutcome> {
                 },
             )?;
             let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
+            // Backward and update are queued before the loss is read back,
+            // so that on a GPU the host does not wait for the forward pass
+            // in the middle of the step (a diverged step's update never
+            // reaches a checkpoint: the run stops here).
+            let grads = loss.backward()?;
+            sgd.step(&grads)?;
+            drop(grads);
             let loss_value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
             if !loss_value.is_finite() {
                 bar.abandon();
@@ -367,8 +380,6 @@ pub fn train(cfg: &TrainConfig, stop: &AtomicBool) -> Result<TrainOutcome> {
                     last_checkpoint,
                 });
             }
-            let grads = loss.backward()?;
-            sgd.step(&grads)?;
             let scores = logits
                 .to_device(&Device::Cpu)?
                 .flatten_all()?

@@ -30,7 +30,8 @@ pub struct Args {
     #[arg(long, default_value = "cuda:0")]
     devices: String,
     /// `tiny` (the configuration of the PyTorch fixture: conv 8/16/16/16/16,
-    /// fc 32, 5 classes, 96x96 input) or `alexnet-small`.
+    /// fc 32, 5 classes, 96x96 input), `alexnet-small` or `alexnet` (both
+    /// 224x224, 10 classes).
     #[arg(long, default_value = "tiny")]
     model: String,
     /// Images in the fixed batch.
@@ -49,18 +50,19 @@ pub struct Args {
     /// Absolute tolerance.
     #[arg(long, default_value_t = 1e-5)]
     atol: f32,
-    /// Give every CUDA tower its own stream (`Device::new_cuda_with_stream`)
-    /// instead of the placement parser's devices (`Device::new_cuda`, which
-    /// share the thread's default stream).
+    /// Put both CUDA towers on the thread's default stream
+    /// (`Device::new_cuda`) instead of the placement parser's stream per
+    /// tower (`Device::new_cuda_with_stream`).
     #[arg(long)]
-    separate_streams: bool,
+    shared_stream: bool,
 }
 
 fn config(name: &str) -> anyhow::Result<AlexNetConfig> {
     match name {
         "tiny" => Ok(AlexNetConfig::reference_tiny()),
         "alexnet-small" => Ok(AlexNetConfig::alexnet_small(10)),
-        other => bail!("unknown model '{other}': expected tiny or alexnet-small"),
+        "alexnet" => Ok(AlexNetConfig::alexnet(10)),
+        other => bail!("unknown model '{other}': expected tiny, alexnet-small or alexnet"),
     }
 }
 
@@ -239,20 +241,18 @@ fn compare_runs(
     Ok(failed)
 }
 
-/// The placement under test; with `separate_streams`, CUDA towers get a
-/// stream each.
-fn placement(spec: &str, separate_streams: bool) -> anyhow::Result<Placement> {
+/// The placement under test; with `shared_stream`, CUDA towers share the
+/// thread's default stream.
+fn placement(spec: &str, shared_stream: bool) -> anyhow::Result<Placement> {
     let p = Placement::parse(spec).with_context(|| format!("placement '{spec}'"))?;
-    if !separate_streams {
+    if !shared_stream {
         return Ok(p);
     }
     #[cfg(feature = "cuda")]
     {
         let own = |d: &Device| -> anyhow::Result<Device> {
             Ok(match d.location() {
-                model::candle_core::DeviceLocation::Cuda { gpu_id } => {
-                    Device::new_cuda_with_stream(gpu_id)?
-                }
+                model::candle_core::DeviceLocation::Cuda { gpu_id } => Device::new_cuda(gpu_id)?,
                 _ => d.clone(),
             })
         };
@@ -309,10 +309,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("--batch-size must be positive");
     }
     let cfg = config(&args.model)?;
-    // cuBLAS may otherwise use TF32 for f32 matrix products.
-    model::candle_core::cuda::set_gemm_reduced_precision_f32(false);
+    // Full float32: cuBLAS and cuDNN may otherwise use TF32.
+    model::set_precision(model::Precision::Fp32);
     let (images, labels) = fixed_batch(&cfg, args.batch_size)?;
-    let test_placement = placement(&args.devices, args.separate_streams)?;
+    let test_placement = placement(&args.devices, args.shared_stream)?;
     println!(
         "device-check: model {}, batch {}, init {}, seed {}; cpu vs {}{}",
         args.model,
@@ -320,8 +320,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.init,
         args.seed,
         args.devices,
-        if args.separate_streams {
-            " (a stream per tower)"
+        if args.shared_stream {
+            " (towers on one shared stream)"
         } else {
             ""
         }

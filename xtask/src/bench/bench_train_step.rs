@@ -24,9 +24,14 @@ pub struct Args {
     /// Untimed warm-up steps.
     #[arg(long, default_value_t = 1)]
     warmup: usize,
-    /// Tower placement: `cpu`, `cuda:0`, `cuda:0,cuda:1`.
+    /// Tower placement: `cpu`, `cuda:0`, `cuda:0,cuda:1` (two CUDA towers
+    /// run on a stream each).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Precision of `f32` products on CUDA: `fp32` (full float32) or
+    /// `tf32` (tensor cores in cuBLAS and cuDNN).
+    #[arg(long, default_value = "fp32")]
+    precision: model::Precision,
     /// Parameter initialisation: `paper` or `pytorch`.
     #[arg(long, default_value = "paper")]
     init: Init,
@@ -45,6 +50,11 @@ pub struct Args {
     /// Run every layer with stock Candle operations instead of the custom ones.
     #[arg(long)]
     stock_ops: bool,
+    /// Time forward+loss, backward and SGD separately (a device
+    /// synchronisation after each). Always on for CPU placements; on CUDA
+    /// the default times the steps back to back, as PyTorch's loop does.
+    #[arg(long)]
+    phases: bool,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -81,17 +91,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     model::layers::use_stock_ops(args.stock_ops);
     let placement = Placement::parse(&args.device)?;
+    model::set_precision(args.precision);
     let varmap = VarMap::new();
     let net = AlexNet::new(&varmap, &cfg, &placement, args.init, 1)?;
-    let mut sgd = PaperSgd::new(&varmap, 0.01, 0.9, 5e-4)?;
+    let sgd = std::cell::RefCell::new(PaperSgd::new(&varmap, 0.01, 0.9, 5e-4)?);
     let out_dev = net.output_device().clone();
     let (images, labels) = synthetic_batch(&cfg, args.batch_size, &out_dev)?;
     println!(
-        "model {} ({} parameters, {} tower(s)), device {}, batch {}, init {}, {} ops, {} threads",
+        "model {} ({} parameters, {} tower(s)), device {} ({}), batch {}, init {}, {} ops, {} threads",
         args.model,
         net.num_parameters(),
         cfg.num_towers(),
         args.device,
+        args.precision,
         args.batch_size,
         args.init,
         if args.stock_ops {
@@ -102,9 +114,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         candle_core::utils::get_num_threads(),
     );
 
-    let mut phases = [Duration::ZERO; 3];
-    let mut total = Duration::ZERO;
-    for step in 0..args.warmup + args.steps {
+    // Both towers' devices (each CUDA tower has its own stream).
+    let sync = || -> candle_core::Result<()> {
+        placement.tower_a.synchronize()?;
+        placement.tower_b.synchronize()
+    };
+    // One training step; returns the loss (still on the device) and the
+    // time of each phase when they are measured (a synchronisation after
+    // each; without them a GPU step is timed as a whole).
+    let one_step = |step: usize, phased: bool| -> anyhow::Result<(Tensor, [Duration; 3])> {
         let t0 = Instant::now();
         let logits = net.forward(
             &images,
@@ -113,36 +131,74 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             },
         )?;
         let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
-        out_dev.synchronize()?;
+        if phased {
+            sync()?;
+        }
         let t1 = Instant::now();
         let grads = loss.backward()?;
-        out_dev.synchronize()?;
+        if phased {
+            sync()?;
+        }
         let t2 = Instant::now();
-        sgd.step(&grads)?;
+        sgd.borrow_mut().step(&grads)?;
         drop(grads);
-        placement.tower_a.synchronize()?;
-        placement.tower_b.synchronize()?;
-        let t3 = Instant::now();
+        if phased {
+            sync()?;
+        }
+        Ok((loss, [t1 - t0, t2 - t1, Instant::now() - t2]))
+    };
+    let check = |step: usize, loss: &Tensor| -> anyhow::Result<()> {
         let loss = loss.to_scalar::<f32>()?;
         if !loss.is_finite() {
             bail!("loss is {loss} at step {step}");
         }
-        if step >= args.warmup {
-            phases[0] += t1 - t0;
-            phases[1] += t2 - t1;
-            phases[2] += t3 - t2;
-            total += t3 - t0;
+        Ok(())
+    };
+    // Phases are measured on the CPU (synchronising is free there) and
+    // with --phases; otherwise the timed steps run back to back, as
+    // PyTorch's loop does, with one synchronisation at the end.
+    let cpu_only = placement.tower_a.is_cpu() && placement.tower_b.is_cpu();
+    let phased = args.phases || cpu_only;
+    for step in 0..args.warmup {
+        let (loss, _) = one_step(step, phased)?;
+        check(step, &loss)?;
+    }
+    sync()?;
+    let mut phases = [Duration::ZERO; 3];
+    let mut losses = Vec::with_capacity(args.steps);
+    let start = Instant::now();
+    for step in args.warmup..args.warmup + args.steps {
+        let (loss, times) = one_step(step, phased)?;
+        for (p, t) in phases.iter_mut().zip(times) {
+            *p += t;
         }
+        if phased {
+            check(step, &loss)?;
+        }
+        losses.push(loss);
+    }
+    sync()?;
+    let total = start.elapsed();
+    for (i, loss) in losses.iter().enumerate() {
+        check(args.warmup + i, loss)?;
     }
     let n = args.steps as u32;
-    println!(
-        "per step: forward+loss {:.0} ms, backward {:.0} ms, sgd {:.0} ms, total {:.0} ms; {} exchanged bytes per batch",
-        ms(phases[0] / n),
-        ms(phases[1] / n),
-        ms(phases[2] / n),
-        ms(total / n),
-        net.exchanged_bytes(args.batch_size)
-    );
+    if phased {
+        println!(
+            "per step: forward+loss {:.0} ms, backward {:.0} ms, sgd {:.0} ms, total {:.0} ms; {} exchanged bytes per batch",
+            ms(phases[0] / n),
+            ms(phases[1] / n),
+            ms(phases[2] / n),
+            ms(total / n),
+            net.exchanged_bytes(args.batch_size)
+        );
+    } else {
+        println!(
+            "per step: total {:.1} ms (steps back to back; --phases for forward/backward/sgd); {} exchanged bytes per batch",
+            ms(total / n),
+            net.exchanged_bytes(args.batch_size)
+        );
+    }
 
     if args.layers {
         let timings = net.profile_layers(&images, args.layer_reps)?;
@@ -154,7 +210,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let (mut f, mut b) = (0.0, 0.0);
         for t in &timings {
             println!(
-                "{:<12} {:>9.1} {:>9.1} {:>3}",
+                "{:<12} {:>9.2} {:>9.2} {:>3}",
                 t.name,
                 ms(t.forward),
                 ms(t.backward),
@@ -163,7 +219,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             f += ms(t.forward) * t.count as f64;
             b += ms(t.backward) * t.count as f64;
         }
-        println!("{:<12} {:>9.1} {:>9.1}", "sum", f, b);
+        println!("{:<12} {:>9.2} {:>9.2}", "sum", f, b);
     }
     let rate = (args.batch_size * args.steps) as f64 / total.as_secs_f64();
     println!("{rate:.2} images/s");

@@ -405,6 +405,19 @@ impl CustomOp3 for Conv2dOp {
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.ho, g.wo))))
     }
 
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::conv::forward(s1, l1, s2, l2, s3, l3, self.stride, self.padding, self.relu)
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -413,6 +426,19 @@ impl CustomOp3 for Conv2dOp {
         res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        #[cfg(feature = "cudnn")]
+        if x.device().is_cuda() {
+            return super::cuda::conv::backward(
+                x,
+                w,
+                res,
+                grad_res,
+                self.stride,
+                self.padding,
+                self.input_grad,
+                self.relu,
+            );
+        }
         let g = Geometry::new(x.dims(), w.dims(), b.dims(), self.stride, self.padding)?;
         let (x, w, dy, y) = (
             x.contiguous()?,
@@ -442,7 +468,9 @@ impl CustomOp3 for Conv2dOp {
     }
 }
 
-/// CPU `f32` path of [`super::conv2d`] and (with `relu`) [`super::conv2d_relu`].
+/// Custom-op path of [`super::conv2d`] and (with `relu`)
+/// [`super::conv2d_relu`]: CPU `f32`, and CUDA `f32` with the `cudnn`
+/// feature.
 pub(crate) fn conv2d_cpu(
     x: &Tensor,
     w: &Tensor,

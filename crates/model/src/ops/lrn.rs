@@ -180,7 +180,23 @@ impl CustomOp1 for LrnOp {
         ))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::pool_lrn::lrn_fwd(storage, layout, &self.0)
+    }
+
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        #[cfg(feature = "cudnn")]
+        if arg.device().is_cuda() {
+            let op = super::cuda::pool_lrn::LrnBackward { cfg: self.0 };
+            let (x, y, dy) = (arg.contiguous()?, res.contiguous()?, grad_res.contiguous()?);
+            return Ok(Some(x.apply_op3_no_bwd(&y, &dy, &op)?));
+        }
+        let _ = res;
         let d = dims(arg.dims())?;
         let (x, dy) = (arg.contiguous()?, grad_res.contiguous()?);
         let dx = with_f32(&x, "lrn backward", |xs| {
@@ -197,7 +213,8 @@ pub(super) fn check(cfg: &LrnConfig) -> Result<()> {
     Ok(())
 }
 
-/// CPU `f32` path of [`super::lrn`].
+/// Custom-op path of [`super::lrn`] (CPU `f32`, and CUDA `f32` with the
+/// `cudnn` feature).
 pub(crate) fn lrn_cpu(x: &Tensor, cfg: &LrnConfig) -> Result<Tensor> {
     check(cfg)?;
     dims(x.dims())?;

@@ -81,6 +81,9 @@ struct LrnPoolOp {
     kernel: usize,
     stride: usize,
     argmax: ArgmaxCache,
+    /// The normalised maps of a CUDA forward, for its backward.
+    #[cfg(feature = "cudnn")]
+    kept: super::cuda::pool_lrn::KeptNormalised,
 }
 
 impl CustomOp1 for LrnPoolOp {
@@ -97,7 +100,35 @@ impl CustomOp1 for LrnPoolOp {
         Ok((CpuStorage::F32(y), Shape::from((d.n, d.c, ho, wo))))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::pool_lrn::lrn_pool_fwd(
+            storage,
+            layout,
+            &self.lrn,
+            self.kernel,
+            self.stride,
+            &self.kept,
+        )
+    }
+
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        #[cfg(feature = "cudnn")]
+        if arg.device().is_cuda() {
+            let op = super::cuda::pool_lrn::LrnPoolBackward {
+                cfg: self.lrn,
+                kernel: self.kernel,
+                stride: self.stride,
+                kept: &self.kept,
+            };
+            let (x, y, dy) = (arg.contiguous()?, res.contiguous()?, grad_res.contiguous()?);
+            return Ok(Some(x.apply_op3_no_bwd(&y, &dy, &op)?));
+        }
+        let _ = res;
         let d = dims(arg.dims(), self.kernel, self.stride)?;
         let (x, dy) = (arg.contiguous()?, grad_res.contiguous()?);
         let what = "lrn_max_pool backward";
@@ -111,7 +142,8 @@ impl CustomOp1 for LrnPoolOp {
     }
 }
 
-/// CPU `f32` path of [`super::lrn_max_pool`].
+/// Custom-op path of [`super::lrn_max_pool`] (CPU `f32`, and CUDA `f32`
+/// with the `cudnn` feature).
 pub(crate) fn lrn_max_pool_cpu(
     x: &Tensor,
     cfg: &LrnConfig,
@@ -125,5 +157,7 @@ pub(crate) fn lrn_max_pool_cpu(
         kernel,
         stride,
         argmax: ArgmaxCache::default(),
+        #[cfg(feature = "cudnn")]
+        kept: Default::default(),
     })
 }

@@ -18,13 +18,19 @@
 //!   paper's 3x3 stride 2), backward scattering to the first maximum.
 //! * [`linear`]: fully connected layer with weights stored `[in, out]`.
 //!
-//! The fast paths run on the CPU with `f32` tensors. On any other device or
-//! data type the functions fall back to compositions of stock Candle
-//! operations (the `*_stock` functions below), which have a backward on
-//! every device.
+//! The fast paths run on the CPU with `f32` tensors and, in a build with the
+//! `cudnn` feature, on CUDA with `f32` tensors (cuDNN convolutions, pooling
+//! and LRN, NVRTC kernels for bias, ReLU mask and bias gradient; see
+//! `ops/cuda`). The linear layer stays on Candle's matmul (cuBLAS) on CUDA.
+//! On any other device or data type the functions fall back to
+//! compositions of stock Candle operations (the `*_stock` functions below),
+//! which have a backward on every device.
 
 mod conv;
 mod cpu;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
+pub mod cuda_plan;
 mod linear;
 mod lrn;
 mod lrn_pool;
@@ -68,10 +74,20 @@ impl Default for LrnConfig {
     }
 }
 
-/// True when the fast CPU kernels apply to `t`.
+/// True when the custom operations apply to `t`: `f32` on the CPU, or on
+/// CUDA in a build with cuDNN.
 fn fast_path(t: &Tensor) -> bool {
+    t.dtype() == DType::F32 && (t.device().is_cpu() || (CUDNN && t.device().is_cuda()))
+}
+
+/// True when the CPU kernels apply to `t` (the linear layer has no CUDA
+/// path of its own: Candle's matmul is cuBLAS there).
+fn cpu_path(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32
 }
+
+/// Whether this build runs the custom operations on CUDA (cuDNN).
+const CUDNN: bool = cfg!(feature = "cudnn");
 
 /// 2-D convolution with bias: `x [N, C, H, W]`, `w [O, C, kh, kw]`, `b [O]`,
 /// square `stride` and zero `padding`; returns `[N, O, Ho, Wo]`.
@@ -143,7 +159,7 @@ pub(crate) fn conv2d_stock_input_grad(
 /// Local response normalisation across channels of `x [N, C, H, W]`
 /// (see [`LrnConfig`] for the formula and convention).
 pub fn lrn(x: &Tensor, cfg: &LrnConfig) -> Result<Tensor> {
-    if fast_path(x) {
+    if fast_path(x) && lrn_on_device(x, cfg) {
         lrn::lrn_cpu(x, cfg)
     } else {
         lrn_stock(x, cfg)
@@ -155,7 +171,7 @@ pub fn lrn(x: &Tensor, cfg: &LrnConfig) -> Result<Tensor> {
 /// holds one node instead of two, and the backward pass runs per sample in
 /// cache. The paper applies the two in this order after conv1 and conv2.
 pub fn lrn_max_pool(x: &Tensor, cfg: &LrnConfig, kernel: usize, stride: usize) -> Result<Tensor> {
-    if fast_path(x) {
+    if fast_path(x) && lrn_on_device(x, cfg) {
         lrn_pool::lrn_max_pool_cpu(x, cfg, kernel, stride)
     } else {
         lrn_max_pool_stock(x, cfg, kernel, stride)
@@ -190,9 +206,19 @@ pub fn max_pool_overlapping(x: &Tensor, kernel: usize, stride: usize) -> Result<
 /// Fully connected layer `x [N, in] · w [in, out] + b [out]` -> `[N, out]`,
 /// weights stored `[in, out]`.
 pub fn linear(x: &Tensor, w_in_out: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if fast_path(x) && fast_path(w_in_out) && fast_path(b) {
+    if cpu_path(x) && cpu_path(w_in_out) && cpu_path(b) {
         linear::linear_cpu(x, w_in_out, b)
     } else {
         linear_stock(x, w_in_out, b)
     }
+}
+
+/// False for an LRN configuration that cuDNN cannot compute in this crate's
+/// convention (an even window, for one) when `x` is on CUDA: such a call
+/// takes the stock operations. Always true on the CPU.
+fn lrn_on_device(x: &Tensor, cfg: &LrnConfig) -> bool {
+    if x.device().is_cpu() {
+        return true;
+    }
+    cuda_plan::CudnnLrn::new(cfg).is_ok()
 }

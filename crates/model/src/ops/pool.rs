@@ -255,7 +255,26 @@ impl CustomOp1 for MaxPoolOp {
         Ok((CpuStorage::F32(y), Shape::from((n, c, g.ho, g.wo))))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::pool_lrn::max_pool_fwd(storage, layout, self.kernel, self.stride)
+    }
+
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        #[cfg(feature = "cudnn")]
+        if arg.device().is_cuda() {
+            let op = super::cuda::pool_lrn::MaxPoolBackward {
+                kernel: self.kernel,
+                stride: self.stride,
+            };
+            let (x, y, dy) = (arg.contiguous()?, res.contiguous()?, grad_res.contiguous()?);
+            return Ok(Some(x.apply_op3_no_bwd(&y, &dy, &op)?));
+        }
+        let _ = res;
         let g = Geometry::new(arg.dims(), self.kernel, self.stride)?;
         let dy = grad_res.contiguous()?;
         let what = "max_pool_overlapping backward";
@@ -272,7 +291,8 @@ impl CustomOp1 for MaxPoolOp {
     }
 }
 
-/// CPU `f32` path of [`super::max_pool_overlapping`].
+/// Custom-op path of [`super::max_pool_overlapping`] (CPU `f32`, and CUDA
+/// `f32` with the `cudnn` feature).
 pub(crate) fn max_pool_cpu(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
     Geometry::new(x.dims(), kernel, stride)?;
     x.contiguous()?.apply_op1(MaxPoolOp {

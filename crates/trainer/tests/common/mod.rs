@@ -117,28 +117,32 @@ pub fn tiny_config(data: &Path, run: &Path) -> trainer::TrainConfig {
 }
 
 /// Overwrites training image `train_index` (and its label) with an exact
-/// copy of validation image `val_index` of the dataset at `out`.
+/// copy of validation image `val_index` of the dataset at `out` (raw shards:
+/// overwriting a chunk in place keeps the `image_offsets` index valid).
 pub fn plant_val_image_in_train(out: &Path, val_index: usize, train_index: usize) {
-    let val = hdf5::File::open(out.join("val/shard-00000.h5")).unwrap();
+    let val =
+        hdf5::File::open(format::split_dir(out, "val").join(format::shard_file_name(0))).unwrap();
     let img: ndarray::Array4<u8> = val
-        .dataset("images")
+        .dataset(format::IMAGES)
         .unwrap()
         .read_slice(ndarray::s![val_index..val_index + 1, .., .., ..])
         .unwrap();
-    let label: Array1<i64> = val
-        .dataset("labels")
+    let label: ndarray::Array1<i64> = val
+        .dataset(format::LABELS)
         .unwrap()
         .read_slice_1d(ndarray::s![val_index..val_index + 1])
         .unwrap();
     drop(val);
-    let train = hdf5::File::open_rw(out.join("train/shard-00000.h5")).unwrap();
+    let train =
+        hdf5::File::open_rw(format::split_dir(out, "train").join(format::shard_file_name(0)))
+            .unwrap();
     train
-        .dataset("images")
+        .dataset(format::IMAGES)
         .unwrap()
         .write_slice(&img, ndarray::s![train_index..train_index + 1, .., .., ..])
         .unwrap();
     train
-        .dataset("labels")
+        .dataset(format::LABELS)
         .unwrap()
         .write_slice(&label, ndarray::s![train_index..train_index + 1])
         .unwrap();
