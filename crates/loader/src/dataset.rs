@@ -249,6 +249,21 @@ impl Dataset {
         )
     }
 
+    /// Bytes the shards store for all images: `len() * image_bytes()` for
+    /// raw shards, the total length of the JPEG streams otherwise.
+    pub fn stored_image_bytes(&self) -> u64 {
+        let starts = &self.inner.starts;
+        self.inner
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(s, shard)| {
+                let len = (starts[s + 1] - starts[s]) as usize;
+                shard.source.stored_bytes(len, self.image_bytes())
+            })
+            .sum()
+    }
+
     /// True when the shards hold encoded (JPEG) images: every read decodes a
     /// whole image, so readers should read whole images rather than rows.
     pub fn is_encoded(&self) -> bool {

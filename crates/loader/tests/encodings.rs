@@ -72,6 +72,16 @@ fn jpeg_shards_give_the_batches_of_their_decoded_images() {
     let jpeg_ds = Dataset::open(&format::split_dir(jpeg_out.path(), "train")).unwrap();
     assert!(jpeg_ds.is_encoded());
     assert_eq!(jpeg_ds.len(), 11);
+    let streams: u64 = (0..11)
+        .map(|i| {
+            let mut b = Vec::new();
+            Encoding::Jpeg { quality }
+                .encode(&pattern_image(i, SIDE), SIDE, &mut b)
+                .unwrap();
+            b.len() as u64
+        })
+        .sum();
+    assert_eq!(jpeg_ds.stored_image_bytes(), streams);
     assert_eq!(jpeg_ds.image_size(), (SIDE, SIDE));
     assert_eq!(jpeg_ds.name(7).unwrap(), pattern_name(7));
     let mut whole = vec![0u8; jpeg_ds.image_bytes()];

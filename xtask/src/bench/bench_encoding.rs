@@ -72,6 +72,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (raw_bytes, jpeg_bytes) = (shard_bytes(&raw_dir)?, shard_bytes(&jpeg_dir)?);
     let (raw_per, jpeg_per) = (raw_bytes as f64 / n as f64, jpeg_bytes as f64 / n as f64);
     println!("{n} images in {}", args.split);
+    let streams = jpeg.stored_image_bytes() as f64 / n as f64;
+    println!(
+        "image payload: raw {} bytes, jpeg streams {streams:.0} bytes per image ({:.2}x smaller)",
+        raw.image_bytes(),
+        raw.image_bytes() as f64 / streams
+    );
     println!(
         "raw:  {raw_per:.0} bytes per image on disk -> ImageNet train {:.1} GB",
         raw_per * IMAGENET_TRAIN_IMAGES / 1e9

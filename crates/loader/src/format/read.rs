@@ -107,6 +107,14 @@ impl ImageSource {
         }
     }
 
+    /// Bytes the shard stores for its `len` images (pixels, or JPEG streams).
+    pub(crate) fn stored_bytes(&self, len: usize, image_bytes: usize) -> u64 {
+        match self {
+            ImageSource::Jpeg { offsets, .. } => offsets[len] - offsets[0],
+            _ => (len * image_bytes) as u64,
+        }
+    }
+
     /// True when every read of a whole image costs a decode.
     pub(crate) fn is_encoded(&self) -> bool {
         matches!(self, ImageSource::Jpeg { .. })
