@@ -276,11 +276,13 @@ fn write_sums(f: &hdf5::File, side: usize, sums: &ShardSums) -> hdf5::Result<()>
     let px = Array3::from_shape_vec((side, side, 3), sums.pixel_sum.clone())
         .map_err(|e| hdf5::Error::from(e.to_string().as_str()))?;
     // 1.5 MB of u64 per shard uncompressed (about a tenth of a JPEG shard);
-    // the sums of 8-bit values compress several-fold with deflate.
+    // the sums of 8-bit values compress several-fold even at deflate level 1
+    // (measured: about 13 ms of CPU per shard, some 1% of the shard's
+    // decoding time at 1,024 images per shard).
     f.new_dataset_builder()
         .with_data(&px)
         .chunk((side, side, 3))
-        .deflate(4)
+        .deflate(1)
         .create(STATS_PIXEL_SUM)?;
     f.new_dataset_builder()
         .with_data(&Array1::from(sums.rgb_sum.to_vec()))
