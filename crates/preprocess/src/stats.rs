@@ -6,6 +6,7 @@
 
 use loader::format::ShardSums;
 use loader::Stats;
+use multiversion::multiversion;
 
 use crate::image::{IMAGE_BYTES, SIDE};
 
@@ -25,33 +26,7 @@ impl ImageColorSums {
     /// Colour sums of one 256x256 RGB image.
     pub fn of(image: &[u8]) -> Self {
         assert_eq!(image.len(), IMAGE_BYTES);
-        let mut s = ImageColorSums::default();
-        // One row at a time in u32 (256 * 255 * 255 fits), then into u64.
-        for row in image.chunks_exact(SIDE * 3) {
-            let (mut r, mut g, mut b) = (0u32, 0u32, 0u32);
-            let (mut rr, mut gg, mut bb, mut rg, mut rb, mut gb) =
-                (0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
-            for p in row.chunks_exact(3) {
-                let (pr, pg, pb) = (p[0] as u32, p[1] as u32, p[2] as u32);
-                r += pr;
-                g += pg;
-                b += pb;
-                rr += pr * pr;
-                gg += pg * pg;
-                bb += pb * pb;
-                rg += pr * pg;
-                rb += pr * pb;
-                gb += pg * pb;
-            }
-            s.rgb[0] += r as u64;
-            s.rgb[1] += g as u64;
-            s.rgb[2] += b as u64;
-            let o = [rr, rg, rb, rg, gg, gb, rb, gb, bb];
-            for (acc, v) in s.outer.iter_mut().zip(o) {
-                *acc += v as u64;
-            }
-        }
-        s
+        color_sums(image)
     }
 }
 
@@ -89,6 +64,45 @@ pub fn finish_stats(sums: &ShardSums) -> Option<Stats> {
     })
 }
 
+/// [`ImageColorSums::of`], compiled for several SIMD levels.
+#[multiversion(targets = "simd")]
+fn color_sums(image: &[u8]) -> ImageColorSums {
+    let mut s = ImageColorSums::default();
+    // One row at a time in u32 (256 * 255 * 255 fits), then into u64.
+    for row in image.chunks_exact(SIDE * 3) {
+        let (mut r, mut g, mut b) = (0u32, 0u32, 0u32);
+        let (mut rr, mut gg, mut bb, mut rg, mut rb, mut gb) = (0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
+        for p in row.chunks_exact(3) {
+            let (pr, pg, pb) = (p[0] as u32, p[1] as u32, p[2] as u32);
+            r += pr;
+            g += pg;
+            b += pb;
+            rr += pr * pr;
+            gg += pg * pg;
+            bb += pb * pb;
+            rg += pr * pg;
+            rb += pr * pb;
+            gb += pg * pb;
+        }
+        s.rgb[0] += r as u64;
+        s.rgb[1] += g as u64;
+        s.rgb[2] += b as u64;
+        let o = [rr, rg, rb, rg, gg, gb, rb, gb, bb];
+        for (acc, v) in s.outer.iter_mut().zip(o) {
+            *acc += v as u64;
+        }
+    }
+    s
+}
+
+/// `acc[i] += image[i]`, compiled for several SIMD levels.
+#[multiversion(targets = "simd")]
+fn add_pixels(acc: &mut [u32], image: &[u8]) {
+    for (a, &v) in acc.iter_mut().zip(image) {
+        *a += v as u32;
+    }
+}
+
 /// Accumulates one shard's sums cheaply: pixel sums in `u32` (a shard holds
 /// far fewer than 2^24 images).
 pub(crate) struct ShardStatAcc {
@@ -109,9 +123,7 @@ impl ShardStatAcc {
     }
 
     pub(crate) fn add(&mut self, image: &[u8], color: &ImageColorSums) {
-        for (a, &v) in self.pixel_sum.iter_mut().zip(image) {
-            *a += v as u32;
-        }
+        add_pixels(&mut self.pixel_sum, image);
         for c in 0..3 {
             self.rgb_sum[c] += color.rgb[c];
         }

@@ -8,6 +8,7 @@
 
 use super::cpu::{matmul, slice_f32, split_ranges, threads, with_f32, with_scratch, Mat};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use multiversion::multiversion;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -97,6 +98,7 @@ impl Geometry {
 /// `xp[((c*H + ih)*s + r)*Wp + j] = x[c, ih, j*s + r]` with `Wp = ceil(W/s)`.
 /// A strided convolution then reads each kernel tap as a contiguous run of
 /// one phase row instead of gathering every `s`-th element.
+#[multiversion(targets = "simd")]
 fn split_phases(g: &Geometry, x: &[f32], xp: &mut [f32]) {
     let (s, wp) = (g.stride, g.w.div_ceil(g.stride));
     for (row, out) in x.chunks_exact(g.w).zip(xp.chunks_exact_mut(s * wp)) {
@@ -120,6 +122,7 @@ fn phases_len(g: &Geometry) -> usize {
 /// Unfolds output rows `rows` of one sample into
 /// `col [C*kh*kw, rows.len()*Wo]`. `x` is the sample `[C, H, W]` for stride
 /// 1, and its [`split_phases`] layout otherwise.
+#[multiversion(targets = "simd")]
 fn im2col(g: &Geometry, x: &[f32], col: &mut [f32], rows: Range<usize>) {
     let (pb, s) = (rows.len() * g.wo, g.stride);
     // Elements per input row in `x`'s layout.
@@ -158,6 +161,7 @@ fn im2col(g: &Geometry, x: &[f32], col: &mut [f32], rows: Range<usize>) {
 
 /// Folds `col [C*kh*kw, rows.len()*Wo]` (output rows `rows`) back onto
 /// `dx [C, H, W]`, adding overlaps (`dx` must be zeroed before the first block).
+#[multiversion(targets = "simd")]
 fn col2im(g: &Geometry, col: &[f32], dx: &mut [f32], rows: Range<usize>) {
     let (pb, s) = (rows.len() * g.wo, g.stride);
     for c in 0..g.c {

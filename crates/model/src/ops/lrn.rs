@@ -11,6 +11,7 @@
 use super::cpu::{slice_f32, with_f32, with_scratch};
 use super::LrnConfig;
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 /// `[N, C, H*W]` view of a 4-D input.
@@ -58,6 +59,7 @@ fn reverse_window(c: usize, size: usize, channels: usize) -> (usize, usize) {
 /// `s <- s^-beta` for every element, with a fast path for the paper's
 /// `beta = 0.75` (`1 / (sqrt(s) * sqrt(sqrt(s)))`, a loop the compiler
 /// vectorises; `powf` is a scalar call).
+#[inline(always)]
 fn inv_pow_in_place(beta: f32, s: &mut [f32]) {
     if beta == 0.75 {
         for v in s {
@@ -72,6 +74,7 @@ fn inv_pow_in_place(beta: f32, s: &mut [f32]) {
 }
 
 /// Writes `s_c = k + alpha/n * sum_{j in W(c)} a_j^2` for every channel of one sample.
+#[inline(always)]
 fn scales(cfg: &LrnConfig, d: Dims, a: &[f32], s: &mut [f32]) {
     let (k, scale) = (cfg.k as f32, (cfg.alpha / cfg.size as f64) as f32);
     for c in 0..d.c {
@@ -88,6 +91,7 @@ fn scales(cfg: &LrnConfig, d: Dims, a: &[f32], s: &mut [f32]) {
 }
 
 /// Forward of one sample `a [C, H*W]` into `y [C, H*W]`.
+#[multiversion(targets = "simd")]
 pub(super) fn forward_sample(cfg: &LrnConfig, channels: usize, a: &[f32], y: &mut [f32]) {
     let d = Dims::sample(channels, a.len());
     // y serves as the scale buffer first, then is overwritten in place.
@@ -98,6 +102,7 @@ pub(super) fn forward_sample(cfg: &LrnConfig, channels: usize, a: &[f32], y: &mu
 
 /// Backward of one sample: `dx [C, H*W]` from the input `a` and the output
 /// gradient `g`; `s_pow` and `t` are scratch buffers of the same length.
+#[multiversion(targets = "simd")]
 pub(super) fn backward_sample(
     cfg: &LrnConfig,
     channels: usize,

@@ -3,6 +3,7 @@
 
 use super::cpu::{slice_f32, with_f32};
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use multiversion::multiversion;
 use rayon::prelude::*;
 use std::sync::Mutex;
 
@@ -76,6 +77,7 @@ const PLANES_PER_TASK: usize = 32;
 /// the group is a single contiguous run of one phase, so each of the
 /// `kernel²` taps is one long branch-free loop that the compiler vectorises.
 /// Grid cells outside `Ho x Wo` compute garbage that is never read.
+#[multiversion(targets = "simd")]
 pub(super) fn forward_group(
     g: &Geometry,
     x: &[f32],
@@ -182,6 +184,7 @@ fn forward(g: &Geometry, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
 /// Adds each output's gradient `dy [planes, Ho*Wo]` to the input element its
 /// window's maximum came from (`argmax`, from [`forward_group`]) in
 /// `dx [planes, H*W]`.
+#[multiversion(targets = "simd")]
 pub(super) fn add_to_maxima(g: &Geometry, argmax: &[u32], dy: &[f32], dx: &mut [f32]) {
     let out_len = g.out_len();
     for ((dx_p, arg_p), dy_p) in dx
