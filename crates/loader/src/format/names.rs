@@ -18,7 +18,7 @@ pub const NAMES: &str = "names";
 pub const SKIPPED_NAMES: &str = "skipped_names";
 /// Shard: why, one per [`SKIPPED_NAMES`] entry.
 pub const SKIPPED_REASONS: &str = "skipped_reasons";
-/// Train shard: per-pixel sum, `u64 [H, W, 3]`.
+/// Train shard: per-pixel sum, `u32 [H, W, 3]` (`u64` past 16,843,009 images).
 pub const STATS_PIXEL_SUM: &str = "stats_pixel_sum";
 /// Train shard: sum of R, G, B, `u64 [3]`.
 pub const STATS_RGB_SUM: &str = "stats_rgb_sum";
