@@ -368,6 +368,49 @@ mod tests {
         }
     }
 
+    /// CMYK and YCCK files (Adobe-style, inverted, as ImageNet's 22 CMYK
+    /// photos) come out in the colours the ink amounts mean: uniform patches
+    /// of known CMYK against `R = (255 - C)(255 - K) / 255` (and likewise G
+    /// with M, B with Y), within 4 levels (JPEG at quality 90 on a flat patch).
+    #[test]
+    fn cmyk_and_ycck_patches_decode_to_the_right_colours() {
+        let patches: [([u8; 4], [u8; 3]); 5] = [
+            ([0, 255, 255, 0], [255, 0, 0]),
+            ([255, 0, 255, 0], [0, 255, 0]),
+            ([255, 255, 0, 0], [0, 0, 255]),
+            ([0, 0, 0, 128], [127, 127, 127]),
+            ([64, 128, 0, 32], [167, 111, 223]),
+        ];
+        for (cmyk, want) in patches {
+            let formula: [u8; 3] = std::array::from_fn(|c| {
+                ((255 - cmyk[c] as u32) * (255 - cmyk[3] as u32) / 255) as u8
+            });
+            assert!(
+                formula.iter().zip(want).all(|(&a, b)| a.abs_diff(b) <= 1),
+                "{formula:?} vs {want:?}"
+            );
+            for color in [
+                jpeg_encoder::ColorType::Cmyk,
+                jpeg_encoder::ColorType::CmykAsYcck,
+            ] {
+                let (w, h) = (300u16, 200u16);
+                let px: Vec<u8> = (0..w as usize * h as usize).flat_map(|_| cmyk).collect();
+                let mut bytes = Vec::new();
+                jpeg_encoder::Encoder::new(&mut bytes, 90)
+                    .encode(&px, w, h, color)
+                    .unwrap();
+                let img = decode_to_256(&bytes).unwrap();
+                let centre = &img[(128 * SIDE + 128) * 3..][..3];
+                for c in 0..3 {
+                    assert!(
+                        centre[c].abs_diff(want[c]) <= 4,
+                        "{color:?} {cmyk:?}: got {centre:?}, want {want:?}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn gray_jpeg_gives_equal_channels() {
         let img = decode_to_256(&jpeg(260, 300, jpeg_encoder::ColorType::Luma, false)).unwrap();
