@@ -262,19 +262,33 @@ fn damaged_files_give_errors_not_panics() {
             ..WriteOptions::default()
         };
         write_mat(&mut bytes, &all_kinds(), &opts).unwrap();
-        // Every truncation either fails cleanly or (at element boundaries)
-        // yields a prefix of the variables.
+        // Every truncation either fails with a reading error that says where
+        // (a header error only inside the 128-byte header), or, at an element
+        // boundary, yields exactly the variables before the cut.
+        let all = all_kinds();
         for len in 0..bytes.len() {
             match read_mat(&bytes[..len]) {
-                Ok(m) => assert!(m.variables.len() < all_kinds().len()),
-                Err(e) => assert!(!e.to_string().is_empty()),
+                Ok(m) => {
+                    let k = m.variables.len();
+                    assert!(k < all.len(), "cut at {len} read every variable");
+                    assert_eq!(m.variables[..], all[..k], "cut at {len}");
+                }
+                Err(MatError::BadHeader(_)) => assert!(len < 128, "header error at {len}"),
+                Err(MatError::Malformed { location, message }) => {
+                    assert!(!location.is_empty() && !message.is_empty(), "cut at {len}")
+                }
+                Err(other) => panic!("cut at {len}: unexpected error {other}"),
             }
         }
-        // Flipped bytes never panic.
+        // Flipped bytes never panic, and never produce a writer's or an I/O
+        // error from a reader.
         for i in (128..bytes.len()).step_by(3) {
             let mut b = bytes.clone();
             b[i] ^= 0xA5;
-            let _ = read_mat(&b);
+            match read_mat(&b) {
+                Ok(_) | Err(MatError::Malformed { .. } | MatError::Unsupported { .. }) => {}
+                Err(other) => panic!("byte {i} flipped: unexpected error {other}"),
+            }
         }
     }
     assert!(matches!(
@@ -309,10 +323,14 @@ fn writer_rejects_inconsistent_values() {
         real: vec![300.0],
         imag: None,
     };
-    assert!(write_mat(
+    let err = write_mat(
         &mut b,
         &[MatVariable::new("i", bad_int)],
-        &WriteOptions::default()
+        &WriteOptions::default(),
     )
-    .is_err());
+    .unwrap_err();
+    assert!(
+        matches!(&err, MatError::InvalidValue(m) if m.contains("'i'")),
+        "{err}"
+    );
 }
