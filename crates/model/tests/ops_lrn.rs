@@ -123,17 +123,29 @@ fn backward_matches_finite_differences_and_stock_autograd() {
     }
 }
 
+/// The default configuration is the paper's normalisation, computed here by
+/// hand: b_c = a_c / (2 + 1e-4 / 5 * sum of a_j^2 over the 5 channels
+/// c-2..=c+2 that exist)^0.75 (alpha divided by n, as the paper's released
+/// code and PyTorch do). Values of a few hundred make every constant count.
 #[test]
-fn paper_defaults() {
-    assert_eq!(
-        LrnConfig::default(),
-        LrnConfig {
-            size: 5,
-            alpha: 1e-4,
-            beta: 0.75,
-            k: 2.0
-        }
-    );
+fn default_is_the_papers_normalisation() {
+    let a = [100.0f32, 200.0, 300.0, 0.0, -50.0, 10.0, 400.0];
+    let x = Tensor::from_slice(&a, (1, a.len(), 1, 1), &candle_core::Device::Cpu).unwrap();
+    let got: Vec<f32> = ops::lrn(&x, &LrnConfig::default())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    for (c, &g) in got.iter().enumerate() {
+        let window = c.saturating_sub(2)..(c + 3).min(a.len());
+        let sum: f64 = a[window].iter().map(|&v| (v as f64).powi(2)).sum();
+        let want = a[c] as f64 / (2.0 + 1e-4 / 5.0 * sum).powf(0.75);
+        assert!(
+            (g as f64 - want).abs() <= 1e-5 * want.abs().max(1.0),
+            "channel {c}: {g} vs {want}"
+        );
+    }
 }
 
 #[test]
