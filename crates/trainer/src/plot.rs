@@ -161,8 +161,32 @@ mod tests {
         let path = dir.path().join("curves.png");
         let history: Vec<EpochMetrics> = (1..=3).map(crate::metrics::sample).collect();
         draw_curves(&path, &history).unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        let img = crate::figures::canvas::read_png(&path).unwrap();
+        assert_eq!((img.width, img.height), (1200, 480));
+        // Each curve's colour is drawn in its own panel: loss (train blue, val
+        // red) on the left, errors (top-1 blue/red, top-5 green/orange) on the
+        // right; the top-5 colours nowhere on the left.
+        let count = |colour: [u8; 3], xs: std::ops::Range<usize>| {
+            (0..img.height)
+                .flat_map(|y| xs.clone().map(move |x| (x, y)))
+                .filter(|&(x, y)| img.pixel(x, y) == colour)
+                .count()
+        };
+        let (blue, red, green, orange) = ([0, 0, 255], [255, 0, 0], [0, 150, 0], [230, 130, 0]);
+        for colour in [blue, red] {
+            assert!(count(colour, 0..600) > 50, "{colour:?} in the loss panel");
+            assert!(
+                count(colour, 600..1200) > 50,
+                "{colour:?} in the error panel"
+            );
+        }
+        for colour in [green, orange] {
+            assert!(
+                count(colour, 600..1200) > 50,
+                "{colour:?} in the error panel"
+            );
+            assert_eq!(count(colour, 0..600), 0, "{colour:?} in the loss panel");
+        }
         // a single epoch (degenerate x range) and a NaN value still draw
         let mut one = vec![crate::metrics::sample(1)];
         one[0].val_loss = f64::NAN;
