@@ -32,13 +32,42 @@ fn varmap_count(varmap: &VarMap) -> usize {
     varmap.all_vars().iter().map(|v| v.elem_count()).sum()
 }
 
+/// Eval mode is a function of each image alone: the same image gives the
+/// same logits alone or beside another in a batch, in either position, and
+/// different images give different logits.
 #[test]
-fn alexnet_small_shapes_batch_2() {
+fn alexnet_small_logits_per_image_whatever_the_batch() {
     let cfg = AlexNetConfig::alexnet_small(10);
     let (_, net) = build(&cfg, Init::PyTorch, 1);
-    let y = net.forward(&images(&cfg, 2, 0), ForwardMode::Eval).unwrap();
-    assert_eq!(y.dims(), &[2, 10]);
-    assert!(y.device().is_cpu());
+    let pair = images(&cfg, 2, 0);
+    let logits = |x: &Tensor| -> Vec<Vec<f32>> {
+        net.forward(x, ForwardMode::Eval)
+            .unwrap()
+            .to_vec2()
+            .unwrap()
+    };
+    let both = logits(&pair);
+    assert_eq!((both.len(), both[0].len()), (2, 10));
+    let first = logits(&pair.narrow(0, 0, 1).unwrap());
+    let second = logits(&pair.narrow(0, 1, 1).unwrap());
+    let swapped = logits(
+        &Tensor::cat(
+            &[pair.narrow(0, 1, 1).unwrap(), pair.narrow(0, 0, 1).unwrap()],
+            0,
+        )
+        .unwrap(),
+    );
+    let close = |a: &[f32], b: &[f32]| {
+        let scale = a.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-4 * scale)
+    };
+    assert!(close(&both[0], &first[0]) && close(&both[1], &second[0]));
+    assert!(close(&swapped[0], &both[1]) && close(&swapped[1], &both[0]));
+    assert!(
+        !close(&both[0], &both[1]),
+        "two images, two different outputs"
+    );
+    assert!(both.iter().flatten().all(|v| v.is_finite()));
 }
 
 #[test]
