@@ -52,10 +52,18 @@ fn tiny_run_learns_and_resume_matches_an_uninterrupted_run() {
             .map(|m| m.train_loss)
             .collect::<Vec<_>>()
     );
+    // Learning, not luck: chance is 66.7% on 3 classes; after 3 epochs at
+    // most one of the 18 validation images may be wrong (the seeded run gets
+    // all of them right), and the error is a whole number of images.
+    let wrong = last.val_top1_error * 18.0 / 100.0;
     assert!(
-        last.val_top1_error < 66.0,
-        "val top-1 error {}",
+        wrong <= 1.0 + 1e-9 && (wrong - wrong.round()).abs() < 1e-9,
+        "val top-1 error {}% ({wrong} of 18 images)",
         last.val_top1_error
+    );
+    assert!(
+        first.val_top1_error > last.val_top1_error,
+        "no improvement over the run"
     );
     assert!(full.plot_path().is_file());
     assert_same_learning(
@@ -119,8 +127,13 @@ fn tiny_run_learns_and_resume_matches_an_uninterrupted_run() {
     let ten = eval.ten_crop.unwrap();
     assert_eq!(ten.views, 10);
     assert_eq!(ten.counter.images, 18);
-    // 3 classes: every label is in the top 5.
-    assert_eq!(ten.counter.top5_error(), 0.0);
+    // The 10 views agree with the centre crop on this easy task: at most one
+    // of the 18 images wrong.
+    assert!(
+        ten.counter.top1_error() <= 100.0 / 18.0 + 1e-9,
+        "10-crop top-1 error {}",
+        ten.counter.top1_error()
+    );
 
     // Prediction from the checkpoint directory alone (its own class table
     // and statistics), on a validation-like image of each class.
