@@ -1,0 +1,229 @@
+//! The command line itself, run as users run it: every subcommand on tiny
+//! generated data, checking its exit status and its last line (the line each
+//! command documents as its result). `quickstart` is the README's main job
+//! and takes about a minute, so it is left to that command.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("the xtask binary runs")
+}
+
+/// Runs a command that must succeed; returns its stdout's last line.
+fn ok(args: &[&str]) -> String {
+    let out = xtask(args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "xtask {}: {}\nstdout: {stdout}\nstderr: {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.lines().last().unwrap_or_default().to_string()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temporary path")
+}
+
+#[test]
+fn every_subcommand_on_tiny_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, raw, jpeg, run) = (
+        tmp.path().join("in"),
+        tmp.path().join("raw"),
+        tmp.path().join("jpeg"),
+        tmp.path().join("run"),
+    );
+
+    let last = ok(&[
+        "synth",
+        "--out",
+        s(&input),
+        "--classes",
+        "3",
+        "--train-per-class",
+        "8",
+        "--val-images",
+        "6",
+        "--min-side",
+        "64",
+        "--max-side",
+        "96",
+        "--no-odd-files",
+        "--seed",
+        "1",
+        "--trees",
+    ]);
+    assert!(last.starts_with("done in"), "{last}");
+
+    let devkit = input.join("ILSVRC2012_devkit_t12.tar.gz");
+    for (out, encoding) in [(&raw, "raw"), (&jpeg, "jpeg")] {
+        let last = ok(&[
+            "preprocess",
+            "--train-dir",
+            s(&input.join("train")),
+            "--val-dir",
+            s(&input.join("val")),
+            "--devkit",
+            s(&devkit),
+            "--out",
+            s(out),
+            "--quiet",
+            "--images-per-shard",
+            "8",
+            "--open-shards",
+            "2",
+            "--encoding",
+            encoding,
+        ]);
+        assert!(
+            last.starts_with("written 30 images, skipped 0"),
+            "{encoding}: {last}"
+        );
+    }
+
+    let trained = ok(&[
+        "train",
+        "--data",
+        s(&raw),
+        "--run-dir",
+        s(&run),
+        "--model",
+        "alexnet-small",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--threads",
+        "1",
+        "--quiet",
+    ]);
+    assert!(
+        trained.starts_with("final: epoch 1, val top-1 error "),
+        "{trained}"
+    );
+    let evaluated = ok(&["eval", "--checkpoint", s(&run), "--data", s(&raw)]);
+    assert!(evaluated.starts_with("top-1 error "), "{evaluated}");
+    assert!(
+        trained.ends_with(&evaluated),
+        "eval of the final checkpoint gives the run's last figures: {trained} / {evaluated}"
+    );
+
+    // Predict: three ranked classes whose probabilities sum to 100%.
+    let class_dir = std::fs::read_dir(input.join("train"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let photo = std::fs::read_dir(class_dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let out = xtask(&["predict", "--checkpoint", s(&run), s(&photo)]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], format!("{}:", photo.display()));
+    let percent: f64 = lines[1..]
+        .iter()
+        .map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .trim_end_matches('%')
+                .parse::<f64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!((percent - 100.0).abs() < 0.05, "{text}");
+    // A file that is no image: a failure that names it.
+    let text_file = tmp.path().join("notes.txt");
+    std::fs::write(&text_file, "hello").unwrap();
+    let out = xtask(&["predict", "--checkpoint", s(&run), s(&text_file)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("notes.txt") && err.contains("not a JPEG or PNG"),
+        "{err}"
+    );
+
+    for (figure, extra) in [
+        ("filters", vec![]),
+        ("predictions", vec!["--data", s(&raw)]),
+        ("neighbours", vec!["--data", s(&raw), "--count", "2"]),
+    ] {
+        let png = tmp.path().join(format!("{figure}.png"));
+        let mut args = vec!["show", figure, "--checkpoint", s(&run), "--out", s(&png)];
+        args.extend(extra);
+        let last = ok(&args);
+        assert!(
+            last.starts_with(&format!("wrote {}", png.display())),
+            "{last}"
+        );
+        assert!(png.is_file());
+    }
+    let curves = tmp.path().join("curves.png");
+    let last = ok(&["show", "curves", "--runs", s(&run), "--out", s(&curves)]);
+    assert_eq!(last, format!("wrote {}", curves.display()));
+
+    let last = ok(&[
+        "bench",
+        "loader",
+        "--data",
+        s(&jpeg),
+        "--batches",
+        "2",
+        "--batch-size",
+        "4",
+        "--threads",
+        "1",
+        "--warmup",
+        "1",
+    ]);
+    assert!(last.ends_with(" images/s"), "{last}");
+    let last = ok(&[
+        "bench",
+        "open",
+        "--split-dir",
+        s(&raw.join("train")),
+        "--shards",
+        "10",
+        "--repeats",
+        "1",
+    ]);
+    assert!(last.ends_with(" s to open"), "{last}");
+    let last = ok(&["bench", "encoding", "--raw", s(&raw), "--jpeg", s(&jpeg)]);
+    assert!(last.ends_with("x smaller"), "{last}");
+    let last = ok(&[
+        "bench",
+        "device-check",
+        "--devices",
+        "cpu",
+        "--model",
+        "tiny",
+    ]);
+    assert!(last.starts_with("PASS"), "{last}");
+    let last = ok(&[
+        "bench",
+        "train-step",
+        "--model",
+        "alexnet-small",
+        "--batch-size",
+        "2",
+        "--steps",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    assert!(last.ends_with(" images/s"), "{last}");
+}
