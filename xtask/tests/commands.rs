@@ -42,25 +42,38 @@ fn every_subcommand_on_tiny_data() {
         tmp.path().join("run"),
     );
 
-    let last = ok(&[
+    // With the odd and broken files the generator plants (grayscale, CMYK,
+    // YCCK, progressive, PNG named .JPEG; empty, truncated, text, random).
+    let out = xtask(&[
         "synth",
         "--out",
         s(&input),
         "--classes",
         "3",
         "--train-per-class",
-        "8",
+        "12",
         "--val-images",
-        "6",
+        "12",
         "--min-side",
         "64",
         "--max-side",
         "96",
-        "--no-odd-files",
         "--seed",
         "1",
         "--trees",
     ]);
+    assert!(out.status.success());
+    let synth = String::from_utf8_lossy(&out.stdout).into_owned();
+    let odd_val = |kind: &str| -> std::path::PathBuf {
+        let name = synth
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("odd file "))
+            .find(|l| l.starts_with("ILSVRC2012_val_") && l.contains(&format!(": {kind} (")))
+            .and_then(|l| l.split(':').next())
+            .unwrap_or_else(|| panic!("no odd val file of kind {kind} in: {synth}"));
+        input.join("val").join(name)
+    };
+    let last = synth.lines().last().unwrap_or_default().to_string();
     assert!(last.starts_with("done in"), "{last}");
 
     let devkit = input.join("ILSVRC2012_devkit_t12.tar.gz");
@@ -84,7 +97,7 @@ fn every_subcommand_on_tiny_data() {
             encoding,
         ]);
         assert!(
-            last.starts_with("written 30 images, skipped 0"),
+            last.starts_with("written 40 images, skipped 8"),
             "{encoding}: {last}"
         );
     }
@@ -116,46 +129,53 @@ fn every_subcommand_on_tiny_data() {
         "eval of the final checkpoint gives the run's last figures: {trained} / {evaluated}"
     );
 
-    // Predict: three ranked classes whose probabilities sum to 100%.
-    let class_dir = std::fs::read_dir(input.join("train"))
+    // Predict: three ranked classes whose probabilities sum to 100%, for a
+    // plain photo and for each odd but decodable kind.
+    let mut names: Vec<String> = std::fs::read_dir(input.join("val"))
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    let photo = std::fs::read_dir(class_dir.path())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let out = xtask(&["predict", "--checkpoint", s(&run), s(&photo)]);
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], format!("{}:", photo.display()));
-    let percent: f64 = lines[1..]
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let plain = names
         .iter()
-        .map(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .unwrap()
-                .trim_end_matches('%')
-                .parse::<f64>()
-                .unwrap()
-        })
-        .sum();
-    assert_eq!(lines.len(), 4, "{text}");
-    assert!((percent - 100.0).abs() < 0.05, "{text}");
-    // A file that is no image: a failure that names it.
+        .find(|n| !synth.contains(&format!("odd file {n}:")))
+        .expect("a plain validation photo");
+    let photo = input.join("val").join(plain);
+    let mut files = vec![photo];
+    files.extend(["Grayscale", "Cmyk", "Ycck", "PngNamedJpeg"].map(odd_val));
+    for file in &files {
+        let out = xtask(&["predict", "--checkpoint", s(&run), s(file)]);
+        assert!(out.status.success(), "{}", file.display());
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], format!("{}:", file.display()));
+        assert_eq!(lines.len(), 4, "{text}");
+        let percent: f64 = lines[1..]
+            .iter()
+            .map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap()
+                    .trim_end_matches('%')
+                    .parse::<f64>()
+                    .unwrap()
+            })
+            .sum();
+        assert!((percent - 100.0).abs() < 0.05, "{text}");
+    }
+    // Files that are no usable image: a failure that names the file and why.
     let text_file = tmp.path().join("notes.txt");
     std::fs::write(&text_file, "hello").unwrap();
-    let out = xtask(&["predict", "--checkpoint", s(&run), s(&text_file)]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("notes.txt") && err.contains("not a JPEG or PNG"),
-        "{err}"
-    );
+    for (file, why) in [
+        (text_file, "not a JPEG or PNG"),
+        (odd_val("TruncatedJpeg"), "JPEG: "),
+    ] {
+        let out = xtask(&["predict", "--checkpoint", s(&run), s(&file)]);
+        assert!(!out.status.success(), "{}", file.display());
+        let err = String::from_utf8_lossy(&out.stderr);
+        let name = file.file_name().unwrap().to_str().unwrap();
+        assert!(err.contains(name) && err.contains(why), "{err}");
+    }
 
     for (figure, extra) in [
         ("filters", vec![]),
