@@ -238,3 +238,67 @@ fn a_fresh_run_refuses_a_directory_with_checkpoints_and_resume_needs_one() {
         .to_string();
     assert!(err.contains("seed"), "{err}");
 }
+
+/// The stop flag (what Ctrl-C raises), raised from another thread while the
+/// run is in its second epoch: the run stops with a checkpoint, and resuming
+/// it ends exactly where an uninterrupted run ends, wherever the stop landed.
+#[test]
+fn the_stop_flag_from_another_thread_checkpoints_and_resumes_exactly() {
+    use std::sync::atomic::Ordering;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::write_dataset(&data, 16, 4);
+    let never = AtomicBool::new(false);
+    let epochs = 5;
+
+    let full_dir = tmp.path().join("full");
+    let mut cfg = common::tiny_config(&data, &full_dir);
+    cfg.epochs = epochs;
+    let full = train(&cfg, &never).unwrap();
+
+    let run_dir = tmp.path().join("stopped");
+    let mut cfg = common::tiny_config(&data, &run_dir);
+    cfg.epochs = epochs;
+    let stop = AtomicBool::new(false);
+    let stopped = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            // Raise the flag as soon as the first epoch's checkpoint exists.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(ck)) = trainer::checkpoint::latest(&run_dir) {
+                    if ck.state.epochs_done >= 1 {
+                        stop.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        let result = train(&cfg, &stop);
+        watcher.join().unwrap();
+        result
+    })
+    .unwrap();
+    assert!(
+        stopped.interrupted,
+        "the run finished before the flag was seen"
+    );
+    assert!(stopped.history.len() < epochs);
+    let ck = Checkpoint::open(&run_dir).unwrap();
+    assert!(ck.state.step > 0);
+
+    cfg.resume = true;
+    let resumed = train(&cfg, &never).unwrap();
+    assert!(!resumed.interrupted);
+    assert_same_learning(&resumed.history, &full.history);
+    let load = |dir: &std::path::Path| {
+        let ck = Checkpoint::open(dir).unwrap();
+        candle_core::safetensors::load(ck.params_path(), &candle_core::Device::Cpu).unwrap()
+    };
+    let (a, b) = (load(&full_dir), load(&run_dir));
+    for (name, t) in &a {
+        let x: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        let y: Vec<f32> = b[name].flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(x, y, "parameter {name}");
+    }
+}
