@@ -32,8 +32,8 @@
 //! # loader::testing::write_dataset(&tmp, &spec)?;
 //! # let out = tmp.as_path();
 //! // `out` is the directory `cargo xtask preprocess` wrote.
-//! let train = Dataset::open(&out.join("train"))?;
-//! let stats = Stats::open(&out.join("stats.h5"))?;
+//! let train = Dataset::open(&loader::format::split_dir(out, "train"))?;
+//! let stats = Stats::open(&loader::format::stats_path(out))?;
 //! let classes = loader::read_classes(out)?;
 //!
 //! let cfg = LoaderConfig { batch_size: 8, crop: 56, threads: 2, seed: 7, ..LoaderConfig::train() };

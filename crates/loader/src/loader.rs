@@ -619,8 +619,8 @@ mod tests {
         };
         write_split(dir.path(), "train", &spec).unwrap();
         write_stats(dir.path(), &spec.stats()).unwrap();
-        let dataset = Dataset::open(&dir.path().join("train")).unwrap();
-        let stats = Stats::open(&dir.path().join("stats.h5")).unwrap();
+        let dataset = Dataset::open(&crate::format::split_dir(dir.path(), "train")).unwrap();
+        let stats = Stats::open(&crate::format::stats_path(dir.path())).unwrap();
         let cfg = LoaderConfig {
             batch_size: 4,
             threads: 2,

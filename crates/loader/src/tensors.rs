@@ -40,8 +40,8 @@ mod tests {
                 output,
                 ..LoaderConfig::train()
             };
-            let dataset = Dataset::open(&dir.path().join("train")).unwrap();
-            let stats = Stats::open(&dir.path().join("stats.h5")).unwrap();
+            let dataset = Dataset::open(&crate::format::split_dir(dir.path(), "train")).unwrap();
+            let stats = Stats::open(&crate::format::stats_path(dir.path())).unwrap();
             let batch = Loader::new(dataset, stats, cfg)
                 .unwrap()
                 .batch(0, 0)
