@@ -54,8 +54,7 @@ pub fn conv2d(
     input_grad: bool,
 ) -> Result<Tensor> {
     if stock() {
-        let x = if input_grad { x.clone() } else { x.detach() };
-        return ops::conv2d_stock(&x, w, b, stride, padding);
+        return ops::conv2d_stock_input_grad(x, w, b, stride, padding, input_grad);
     }
     ops::conv2d(x, w, b, stride, padding, input_grad)
 }

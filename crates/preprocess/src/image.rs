@@ -62,7 +62,9 @@ impl ResizeFilter {
 /// between images (one per worker thread).
 pub struct Decoder256 {
     filter: ResizeFilter,
-    /// libjpeg-turbo, made on first use; `None` inside when it cannot be made.
+    /// libjpeg-turbo: made on first use, dropped after a stream it reported
+    /// an error on; `Some(None)` when it cannot be made (zune-jpeg then
+    /// decodes everything).
     turbo: Option<Option<Decompressor>>,
     resizer: Resizer,
     rgb: Vec<u8>,

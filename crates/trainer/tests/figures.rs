@@ -14,7 +14,7 @@ use trainer::figures::filters::{draw_filters, stretch_kernel, FiltersOptions};
 use trainer::figures::neighbours::{draw_neighbours, NeighboursOptions};
 use trainer::figures::predictions::{draw_predictions, PredictionsOptions, OTHER_RGB, TRUE_RGB};
 use trainer::figures::{read_image, FigureSource};
-use trainer::{evaluate_checkpoint, train, Checkpoint, CheckpointEvalConfig};
+use trainer::{evaluate_checkpoint, train, Checkpoint};
 
 /// Validation image planted in the training set, and where.
 const PLANTED_VAL: usize = 4;
@@ -163,16 +163,7 @@ fn figures_of_a_tiny_checkpoint() {
     assert_eq!((png.width as u32, png.height as u32), curves::SIZE);
 
     // Per-class counts add up to the headline counts.
-    let eval = evaluate_checkpoint(&CheckpointEvalConfig {
-        checkpoint: run.clone(),
-        data_dir: Some(data.clone()),
-        devices: "cpu".into(),
-        batch_size: 5,
-        threads: 2,
-        ten_crop: false,
-        verbose: false,
-    })
-    .unwrap();
+    let eval = evaluate_checkpoint(&common::eval_config(&run, &data)).unwrap();
     let c = &eval.centre;
     let sum = |f: fn(&trainer::ClassCounts) -> u64| c.per_class.counts.iter().map(f).sum::<u64>();
     assert_eq!(sum(|k| k.images), c.counter.images);

@@ -18,7 +18,7 @@ use candle_core::Device;
 use loader::{Dataset, Loader, LoaderConfig, Stats};
 use model::{Activation, ForwardMode};
 use trainer::evaluate::load_network;
-use trainer::{evaluate_checkpoint, train, Checkpoint, CheckpointEvalConfig};
+use trainer::{evaluate_checkpoint, train, Checkpoint};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -150,16 +150,7 @@ fn numpy_forward_of_the_script_matches_the_rust_evaluation() {
         cfg.architecture.activation = activation;
         train(&cfg, &AtomicBool::new(false)).unwrap();
 
-        let eval = evaluate_checkpoint(&CheckpointEvalConfig {
-            checkpoint: run.clone(),
-            data_dir: Some(data.clone()),
-            devices: "cpu".into(),
-            batch_size: 5,
-            threads: 2,
-            ten_crop: false,
-            verbose: false,
-        })
-        .unwrap();
+        let eval = evaluate_checkpoint(&common::eval_config(&run, &data)).unwrap();
         let c = eval.centre.counter;
 
         let logits_path = tmp.path().join(format!("logits-{activation}.npy"));

@@ -112,13 +112,9 @@ fn tiny_run_learns_and_resume_matches_an_uninterrupted_run() {
 
     // Evaluating the final checkpoint reproduces the last epoch's validation figures.
     let eval = evaluate_checkpoint(&CheckpointEvalConfig {
-        checkpoint: full_dir.clone(),
-        data_dir: Some(data.clone()),
-        devices: "cpu".into(),
         batch_size: 8,
-        threads: 2,
         ten_crop: true,
-        verbose: false,
+        ..common::eval_config(&full_dir, &data)
     })
     .unwrap();
     assert_eq!(eval.centre.counter.top1_error(), last.val_top1_error);

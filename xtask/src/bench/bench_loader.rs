@@ -92,7 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn bench(args: &Args, out: &Path) -> anyhow::Result<()> {
     let opened = std::time::Instant::now();
-    let dataset = Dataset::open(&out.join(&args.split))?;
+    let dataset = Dataset::open(&loader::format::split_dir(out, &args.split))?;
     println!(
         "opened {} images in {} shards in {:.1} ms",
         dataset.len(),

@@ -147,3 +147,17 @@ pub fn plant_val_image_in_train(out: &Path, val_index: usize, train_index: usize
         .write_slice(&label, ndarray::s![train_index..train_index + 1])
         .unwrap();
 }
+
+/// Evaluation of the checkpoint in `run` on the validation split of `data`,
+/// on the CPU, centre crop only.
+pub fn eval_config(run: &Path, data: &Path) -> trainer::CheckpointEvalConfig {
+    trainer::CheckpointEvalConfig {
+        checkpoint: run.to_path_buf(),
+        data_dir: Some(data.to_path_buf()),
+        devices: "cpu".into(),
+        batch_size: 5,
+        threads: 2,
+        ten_crop: false,
+        verbose: false,
+    }
+}
