@@ -6,12 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use trainer::{
-    Architecture, Checkpoint, CheckpointEvalConfig, LrSchedule, Predictor, TrainConfig,
-    TrainOutcome,
+    CheckpointEvalConfig, CheckpointEvery, Collective, NoEvents, Predictor, RunSettings,
+    ScheduleKind, SingleProcess, TrainConfig, TrainOutcome, TrainSink,
 };
+
+use crate::train_progress::{EvalBars, TrainPrinter};
 
 /// `--schedule` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -26,6 +28,11 @@ pub enum ScheduleArg {
 /// Train AlexNet on the shards of `cargo xtask preprocess` with the paper's
 /// recipe. Prints a line per epoch; the last line is
 /// `final: epoch E, val top-1 error X%, top-5 error Y%`.
+///
+/// Data parallel on several processes: start it with `mpirun -np N` or
+/// `srun` (a binary built with `--features mpi`). Each rank trains on
+/// 1/N of every batch and the gradients are summed over the ranks; only
+/// rank 0 prints and writes files.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// The output directory of `cargo xtask preprocess` (train/, val/, stats.h5, classes.tsv).
@@ -35,9 +42,21 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
     /// Continue the run in --run-dir from its newest checkpoint, exactly
-    /// where it stopped (network, seed, batch size and schedule come from it).
+    /// where it stopped (network, seed, batch size and schedule come from
+    /// it; flags that repeat the run's own values are accepted, others are
+    /// refused). With no checkpoint there yet, start the run from the
+    /// beginning: one job script serves the first start and every restart.
     #[arg(long, requires = "run_dir")]
     pub resume: bool,
+    /// Also checkpoint inside each epoch: every N optimizer steps (`500`),
+    /// or after a time (`30m`, `90s`, `2h`); `epoch` only at the end of
+    /// each epoch. A job killed without warning loses at most this much.
+    #[arg(long, default_value = "epoch", value_name = "STEPS|TIME")]
+    pub checkpoint_every: CheckpointEvery,
+    /// Several ranks: seconds one rank waits in a gradient all-reduce for
+    /// the others before it ends the job (a rank that hangs rather than dies).
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub collective_timeout: u64,
     /// `alexnet` (the paper's two-tower net) or `alexnet-small` (quarter width).
     #[arg(long)]
     pub model: Option<String>,
@@ -48,7 +67,10 @@ pub struct TrainArgs {
     /// paper's) or `tanh` (the saturating units of the paper's Figure 1) [default: relu].
     #[arg(long)]
     pub activation: Option<String>,
-    /// Tower placement: `cpu`, `cuda:0`, or `cuda:0,cuda:1`.
+    /// Tower placement: `cpu`, `cuda:0`, or `cuda:0,cuda:1`. With several
+    /// ranks per node this is local rank 0's; rank k shifts the CUDA
+    /// numbers by k times the devices named (`cuda:0,cuda:1` gives local
+    /// rank 1 `cuda:2,cuda:3`).
     #[arg(long, default_value = "cpu")]
     pub devices: String,
     /// Precision of `f32` products on CUDA: `fp32` (full float32, the
@@ -58,7 +80,8 @@ pub struct TrainArgs {
     /// Epochs in all (a resumed run continues up to this number).
     #[arg(long, default_value_t = 90)]
     pub epochs: usize,
-    /// Images per batch [default: 128].
+    /// Images per batch over all ranks together, as the paper's 128 (each
+    /// of N ranks takes batch/N of them) [default: 128].
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Initial learning rate [default: 0.01].
@@ -74,19 +97,19 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleArg>,
     /// Plateau schedule: epochs without a new best validation error before
-    /// dividing the rate by 10.
-    #[arg(long, default_value_t = 3)]
-    pub patience: usize,
-    /// Step schedule: epochs between reductions.
-    #[arg(long, default_value_t = 30)]
-    pub step_epochs: usize,
-    /// Most reductions of the learning rate (the paper: 3).
-    #[arg(long, default_value_t = 3)]
-    pub max_reductions: usize,
+    /// dividing the rate by 10 [default: 3].
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Step schedule: epochs between reductions [default: 30].
+    #[arg(long)]
+    pub step_epochs: Option<usize>,
+    /// Most reductions of the learning rate (the paper: 3) [default: 3].
+    #[arg(long)]
+    pub max_reductions: Option<usize>,
     /// Seed of initialisation, data order, augmentation and dropout [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Loader threads [default: number of cores].
+    /// Loader threads (per rank) [default: number of cores].
     #[arg(long)]
     pub threads: Option<usize>,
     /// Batches the loader may prepare ahead.
@@ -166,7 +189,7 @@ pub struct QuickstartArgs {
     #[arg(long, default_value = "quickstart")]
     pub dir: PathBuf,
     /// Training epochs.
-    #[arg(long, default_value_t = QUICKSTART_EPOCHS)]
+    #[arg(long, default_value_t = trainer::config::QUICKSTART_EPOCHS)]
     pub epochs: usize,
     /// Loader (and preprocess) threads [default: number of cores].
     #[arg(long)]
@@ -195,98 +218,40 @@ pub(crate) fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-fn unix_time() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn build_schedule(args: &TrainArgs, lr: f64) -> LrSchedule {
-    let mut s = match args.schedule.unwrap_or(ScheduleArg::Plateau) {
-        ScheduleArg::Plateau => LrSchedule::plateau(lr, args.patience),
-        ScheduleArg::Step => LrSchedule::step(lr, args.step_epochs),
-    };
-    s.max_reductions = args.max_reductions;
-    s
+fn run_settings(args: &TrainArgs) -> anyhow::Result<RunSettings> {
+    Ok(RunSettings {
+        model: args.model.clone(),
+        activation: args.activation.as_deref().map(str::parse).transpose()?,
+        init: args.init.as_deref().map(str::parse).transpose()?,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        momentum: args.momentum,
+        weight_decay: args.weight_decay,
+        schedule: args.schedule.map(|s| match s {
+            ScheduleArg::Plateau => ScheduleKind::Plateau,
+            ScheduleArg::Step => ScheduleKind::Step,
+        }),
+        patience: args.patience,
+        step_epochs: args.step_epochs,
+        max_reductions: args.max_reductions,
+        seed: args.seed,
+    })
 }
 
 fn train_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
-    let model = args.model.clone().unwrap_or_else(|| "alexnet".into());
-    let run_dir = args
-        .run_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("runs/{model}-{}", unix_time())));
-    let mut arch = Architecture::by_name(&model)?;
-    if let Some(a) = &args.activation {
-        arch.activation = a.parse()?;
-    }
-    let mut cfg = TrainConfig::paper(&args.data, &run_dir, arch);
+    let mut cfg = TrainConfig::for_run(
+        &args.data,
+        args.run_dir.as_deref(),
+        &run_settings(args)?,
+        args.resume,
+    )?;
     cfg.devices = args.devices.clone();
     cfg.precision = args.precision;
     cfg.epochs = args.epochs;
     cfg.threads = args.threads.unwrap_or_else(default_threads);
     cfg.prefetch = args.prefetch;
     cfg.stop_at_step = args.max_steps;
-    cfg.verbose = !args.quiet;
-    if args.resume {
-        let ck = Checkpoint::open(&run_dir).with_context(|| {
-            format!("--resume: reading the checkpoint of {}", run_dir.display())
-        })?;
-        let s = &ck.state;
-        let mut conflicts = Vec::new();
-        if args
-            .model
-            .as_ref()
-            .is_some_and(|m| *m != s.architecture.name)
-        {
-            conflicts.push(format!("--model (the run uses {})", s.architecture.name));
-        }
-        if args
-            .activation
-            .as_ref()
-            .is_some_and(|a| *a != s.architecture.activation.name())
-        {
-            conflicts.push(format!(
-                "--activation (the run uses {})",
-                s.architecture.activation
-            ));
-        }
-        if args.init.as_ref().is_some_and(|i| *i != s.init) {
-            conflicts.push(format!("--init (the run uses {})", s.init));
-        }
-        if args.batch_size.is_some_and(|b| b != s.batch_size) {
-            conflicts.push(format!("--batch-size (the run uses {})", s.batch_size));
-        }
-        if args.seed.is_some_and(|v| v != s.seed) {
-            conflicts.push(format!("--seed (the run uses {})", s.seed));
-        }
-        if args.momentum.is_some_and(|v| v != s.momentum) {
-            conflicts.push(format!("--momentum (the run uses {})", s.momentum));
-        }
-        if args.weight_decay.is_some_and(|v| v != s.weight_decay) {
-            conflicts.push(format!("--weight-decay (the run uses {})", s.weight_decay));
-        }
-        if args.lr.is_some() || args.schedule.is_some() {
-            conflicts.push(
-                "--lr/--schedule (the learning-rate schedule continues from the checkpoint)".into(),
-            );
-        }
-        if !conflicts.is_empty() {
-            bail!(
-                "--resume continues the run exactly; these flags differ from it: {}",
-                conflicts.join(", ")
-            );
-        }
-        return Ok(cfg.resume_from(&ck)?);
-    }
-    if let Some(init) = &args.init {
-        cfg.init = init.parse()?;
-    }
-    cfg.batch_size = args.batch_size.unwrap_or(128);
-    cfg.momentum = args.momentum.unwrap_or(0.9);
-    cfg.weight_decay = args.weight_decay.unwrap_or(0.0005);
-    cfg.seed = args.seed.unwrap_or(0);
-    cfg.schedule = build_schedule(args, args.lr.unwrap_or(0.01));
+    cfg.checkpoint_every = args.checkpoint_every;
     Ok(cfg)
 }
 
@@ -336,20 +301,47 @@ fn report_outcome(out: &TrainOutcome, stopped_by_user: bool, data: &Path) -> any
 pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     let cfg = train_config(&args)?;
     let stop = install_stop_flag()?;
-    let out = trainer::train(&cfg, &stop)?;
-    report_outcome(&out, stop.load(Ordering::SeqCst), &cfg.data_dir)
+    let collective =
+        crate::ranks::job_collective(std::time::Duration::from_secs(args.collective_timeout))?;
+    let collective: &dyn Collective = collective.as_deref().unwrap_or(&SingleProcess);
+    let printer = TrainPrinter::new(!args.quiet);
+    let sink: &dyn TrainSink = if collective.rank() == 0 {
+        &printer
+    } else {
+        &NoEvents
+    };
+    let result =
+        trainer::Trainer::new(cfg.clone(), collective).and_then(|mut t| t.run(&stop, sink));
+    match result {
+        Ok(out) if collective.rank() == 0 => {
+            report_outcome(&out, stop.load(Ordering::SeqCst), &cfg.data_dir)
+        }
+        Ok(_) => Ok(()),
+        Err(e) if collective.world_size() > 1 => {
+            // The other ranks may be waiting in a collective: end them all.
+            eprintln!(
+                "rank {} of {}: error: {e}; ending the job",
+                collective.rank(),
+                collective.world_size()
+            );
+            collective.abort(1)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
-    let result = trainer::evaluate_checkpoint(&CheckpointEvalConfig {
+    let eval = CheckpointEvalConfig {
         checkpoint: args.checkpoint.clone(),
         data_dir: args.data.clone(),
         devices: args.devices.clone(),
         batch_size: args.batch_size,
         threads: args.threads.unwrap_or_else(default_threads),
         ten_crop: args.ten_crop,
-        verbose: !args.quiet,
-    })?;
+    };
+    let mut bars = EvalBars::new(!args.quiet);
+    let result = trainer::evaluate_checkpoint(&eval, &mut |p| bars.update(p))?;
+    drop(bars);
     print_eval(&result);
     if let Some(path) = &args.per_class {
         let classes = args
@@ -419,9 +411,6 @@ pub fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Quick-start epochs (see `benchmarks/trainer.md` for the figures reached).
-pub const QUICKSTART_EPOCHS: usize = 4;
-
 pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let threads = args.threads.unwrap_or_else(default_threads);
@@ -471,42 +460,40 @@ pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&run_dir)
             .with_context(|| format!("removing {}", run_dir.display()))?;
     }
-    let mut cfg = TrainConfig::paper(&data, &run_dir, Architecture::by_name("alexnet-small")?);
-    // PyTorch's initialisation: with the paper's N(0, 0.01) weights this
-    // net stays at chance for several epochs on a small dataset; a quick
-    // start must show learning within minutes.
-    cfg.init = model::Init::PyTorch;
+    let mut cfg = TrainConfig::quickstart(&data, &run_dir)?;
     cfg.devices = args.devices.clone();
     cfg.epochs = args.epochs;
-    cfg.batch_size = QUICKSTART_BATCH;
-    // One epoch at 0.005, then 0.0005: measured on this dataset, a constant
-    // 0.005 oscillates (val error 29% -> 37% in epochs 3-4), while this
-    // schedule reached 8.8% val top-1 error after 4 epochs.
-    let mut schedule = LrSchedule::step(QUICKSTART_LR, 1);
-    schedule.max_reductions = 1;
-    cfg.schedule = schedule;
     cfg.threads = threads;
     println!(
         "[3/4] training alexnet-small on {} for {} epochs (init pytorch, batch {}, lr {} for one epoch, then {})",
-        cfg.devices, cfg.epochs, cfg.batch_size, QUICKSTART_LR, QUICKSTART_LR / 10.0
+        cfg.devices,
+        cfg.epochs,
+        cfg.batch_size,
+        trainer::config::QUICKSTART_LR,
+        trainer::config::QUICKSTART_LR / 10.0
     );
     let stop = install_stop_flag()?;
-    let out = trainer::train(&cfg, &stop)?;
+    let out =
+        trainer::Trainer::new(cfg.clone(), &SingleProcess)?.run(&stop, &TrainPrinter::new(true))?;
     if out.interrupted {
         return report_outcome(&out, stop.load(Ordering::SeqCst), &data);
     }
 
     // 4. Evaluate the final checkpoint, centre crop and 10-crop.
     println!("[4/4] evaluating the final checkpoint");
-    let result = trainer::evaluate_checkpoint(&CheckpointEvalConfig {
-        checkpoint: run_dir.clone(),
-        data_dir: Some(data.clone()),
-        devices: args.devices.clone(),
-        batch_size: QUICKSTART_BATCH,
-        threads,
-        ten_crop: true,
-        verbose: true,
-    })?;
+    let mut bars = EvalBars::new(true);
+    let result = trainer::evaluate_checkpoint(
+        &CheckpointEvalConfig {
+            checkpoint: run_dir.clone(),
+            data_dir: Some(data.clone()),
+            devices: args.devices.clone(),
+            batch_size: cfg.batch_size,
+            threads,
+            ten_crop: true,
+        },
+        &mut |p| bars.update(p),
+    )?;
+    drop(bars);
     print_eval(&result);
     let classes = result.checkpoint.state.num_classes;
     println!(
@@ -521,11 +508,6 @@ pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
     );
     report_outcome(&out, false, &data)
 }
-
-/// Quick-start batch size.
-const QUICKSTART_BATCH: usize = 64;
-/// Quick-start initial learning rate.
-const QUICKSTART_LR: f64 = 0.005;
 
 /// The synthetic dataset of the quick start: the preprocess crate's
 /// preset (10 classes, odd files planted), with 200 train images per class

@@ -10,6 +10,8 @@ mod cmd_preprocess;
 mod cmd_show;
 mod cmd_synth;
 mod cmd_train;
+mod ranks;
+mod train_progress;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -239,6 +239,31 @@ pub struct AlexNet {
     pub(crate) fc8: Linear,
     /// Bytes moved by `AlexNet::exchange` during the last forward pass.
     last_exchanged: AtomicUsize,
+    /// Which rows of the global batch this network's batches hold (for
+    /// the dropout masks).
+    rows: BatchRows,
+}
+
+/// Which rows of a global batch a network's input holds: local row `j` is
+/// global row `first + j * stride`. Dropout masks are drawn per global
+/// row, so data-parallel ranks that each hold a share of a batch draw
+/// exactly the masks one process drawing the whole batch would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchRows {
+    /// Global row of local row 0.
+    pub first: usize,
+    /// Global rows between consecutive local rows.
+    pub stride: usize,
+}
+
+impl Default for BatchRows {
+    /// The whole batch: local row `j` is global row `j`.
+    fn default() -> Self {
+        Self {
+            first: 0,
+            stride: 1,
+        }
+    }
 }
 
 /// Identifies the dropout layer for the mask streams.
@@ -344,6 +369,7 @@ impl AlexNet {
             towers,
             fc8: linear("fc8")?,
             last_exchanged: AtomicUsize::new(0),
+            rows: BatchRows::default(),
         })
     }
 
@@ -493,8 +519,18 @@ impl AlexNet {
         self.last_exchanged.load(Ordering::Relaxed)
     }
 
+    /// Declares which rows of the global batch this network's batches hold
+    /// (data parallelism; rank `r` of `w` holds rows `r, r + w, ...`); the
+    /// default is the whole batch.
+    pub fn with_batch_rows(mut self, rows: BatchRows) -> Self {
+        self.rows = rows;
+        self
+    }
+
     /// Inverted dropout (kept units scaled by 1/(1-p)) in training mode;
-    /// identity in evaluation mode or when p = 0.
+    /// identity in evaluation mode or when p = 0. Global row `i` of a
+    /// `[N, F]` input takes words `i*F..(i+1)*F` of the layer's stream, so
+    /// a row's mask does not depend on which other rows are present.
     fn dropout(
         &self,
         x: &Tensor,
@@ -511,9 +547,14 @@ impl AlexNet {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream((layer as u64) * 2 + tower as u64);
         let scale = 1.0 / (1.0 - p);
-        let mask: Vec<f32> = (0..x.elem_count())
-            .map(|_| if rng.random::<f32>() < p { 0.0 } else { scale })
-            .collect();
+        let (n, features) = x.dims2()?;
+        let mut mask = Vec::with_capacity(n * features);
+        for j in 0..n {
+            let row = self.rows.first + j * self.rows.stride;
+            // One `u32` word per `f32` draw.
+            rng.set_word_pos((row * features) as u128);
+            mask.extend((0..features).map(|_| if rng.random::<f32>() < p { 0.0 } else { scale }));
+        }
         let mask = Tensor::from_vec(mask, x.shape(), &Device::Cpu)?.to_device(x.device())?;
         x.mul(&mask)
     }

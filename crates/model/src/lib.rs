@@ -25,7 +25,7 @@ pub mod profile;
 mod relu;
 pub mod sgd;
 
-pub use alexnet::{check_varmap, parameter_specs, AlexNet, ForwardMode, ParamSpec};
+pub use alexnet::{check_varmap, parameter_specs, AlexNet, BatchRows, ForwardMode, ParamSpec};
 pub use config::{Activation, AlexNetConfig, ConfigError, SpatialSizes, Towers};
 pub use init::{Init, ParseInitError};
 pub use ops::LrnConfig;

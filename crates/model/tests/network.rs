@@ -281,3 +281,46 @@ fn placement_parsing() {
         assert!(err.contains("--features cuda"), "{spec}: {err}");
     }
 }
+
+/// Data parallelism: a rank holding rows 1 and 3 of a 4-image batch
+/// (`BatchRows { first: 1, stride: 2 }`) draws the same dropout masks for
+/// them as one network holding the whole batch, so its logits are those
+/// rows of the whole batch's; the default rows would give other masks.
+#[test]
+fn dropout_masks_follow_the_global_row() {
+    let cfg = AlexNetConfig::alexnet_small(10);
+    let varmap = VarMap::new();
+    let whole = AlexNet::new(&varmap, &cfg, &Placement::cpu(), Init::PyTorch, 4).unwrap();
+    let share = AlexNet::new(&varmap, &cfg, &Placement::cpu(), Init::PyTorch, 4)
+        .unwrap()
+        .with_batch_rows(model::BatchRows {
+            first: 1,
+            stride: 2,
+        });
+    let x = images(&cfg, 4, 9);
+    let odd = Tensor::cat(&[x.narrow(0, 1, 1).unwrap(), x.narrow(0, 3, 1).unwrap()], 0).unwrap();
+    let mode = ForwardMode::Train { dropout_seed: 17 };
+    let all: Vec<Vec<f32>> = whole.forward(&x, mode).unwrap().to_vec2().unwrap();
+    let mine: Vec<Vec<f32>> = share.forward(&odd, mode).unwrap().to_vec2().unwrap();
+    let max_diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max)
+    };
+    assert!(
+        max_diff(&mine[0], &all[1]) < 1e-5,
+        "{:?} vs {:?}",
+        mine[0],
+        all[1]
+    );
+    assert!(
+        max_diff(&mine[1], &all[3]) < 1e-5,
+        "{:?} vs {:?}",
+        mine[1],
+        all[3]
+    );
+    // Rows 0 and 1 of the default network hold other masks.
+    let first_rows: Vec<Vec<f32>> = whole.forward(&odd, mode).unwrap().to_vec2().unwrap();
+    assert!(max_diff(&first_rows[1], &all[3]) > 1e-3);
+}

@@ -59,6 +59,44 @@ pub enum TrainerError {
     /// The data could not be loaded.
     #[error("data: {0}")]
     Data(String),
+    /// `--resume` was given settings that differ from the run's own.
+    #[error(
+        "{run_dir}: --resume continues the run exactly, but these settings differ from it: {}",
+        conflicts.join("; ")
+    )]
+    ResumeConflict {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// One entry per setting: what was asked and what the run uses.
+        conflicts: Vec<String>,
+    },
+    /// The global batch cannot be split evenly over the ranks.
+    #[error(
+        "--batch-size {batch_size} (the global batch) is not a multiple of the {world_size} ranks"
+    )]
+    BatchNotDivisible {
+        /// The global batch.
+        batch_size: usize,
+        /// Ranks in the job.
+        world_size: usize,
+    },
+    /// A device pattern could not be read.
+    #[error("--devices {pattern}: {reason}")]
+    Devices {
+        /// The pattern given.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `--checkpoint-every` value could not be read.
+    #[error(
+        "--checkpoint-every {0:?}: expected `epoch`, a number of steps (`500`, `500steps`) \
+         or a duration (`90s`, `30m`, `2h`)"
+    )]
+    CheckpointEvery(String),
+    /// A collective operation between ranks failed.
+    #[error("between ranks: {0}")]
+    Collective(String),
     /// The plot could not be drawn.
     #[error("plot {path}: {reason}")]
     Plot {

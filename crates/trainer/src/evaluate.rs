@@ -12,16 +12,16 @@ use crate::checkpoint::Checkpoint;
 use crate::error::{Result, TrainerError};
 use crate::per_class::PerClass;
 use crate::topk::TopKCounter;
-use crate::train::progress_bar;
 use crate::views::average_view_probabilities;
 
 /// Options of [`evaluate`].
 #[derive(Clone, Debug, Default)]
 pub struct EvalOptions {
-    /// Draw a progress bar on stderr.
-    pub progress: bool,
-    /// Prefix of the progress bar.
-    pub label: String,
+    /// Count only the first this many images the loader delivers (a rank
+    /// of a data-parallel job: the loader pads the ranks' shares by
+    /// wrapping around, and padded images must not count twice). `None`:
+    /// all.
+    pub max_images: Option<usize>,
 }
 
 /// What [`evaluate`] counted.
@@ -40,12 +40,18 @@ pub struct EvalResult {
 /// probabilities are the softmax averaged over its 10 views (the paper's
 /// test), and the loss is the cross-entropy of those averaged
 /// probabilities; with one view, the plain cross-entropy of the logits.
-pub fn evaluate(net: &AlexNet, loader: &Loader, opts: &EvalOptions) -> Result<EvalResult> {
+/// `on_batch` is told the number of batches done after each.
+pub fn evaluate(
+    net: &AlexNet,
+    loader: &Loader,
+    opts: &EvalOptions,
+    on_batch: &mut dyn FnMut(usize),
+) -> Result<EvalResult> {
     let views = loader.config().mode.views();
     let num_classes = net.config().num_classes;
     let device = net.output_device().clone();
-    let bar = progress_bar(opts.progress, loader.batches_per_epoch() as u64);
-    bar.set_prefix(opts.label.clone());
+    let mut left = opts.max_images.unwrap_or(usize::MAX);
+    let mut done = 0;
     let mut counter = TopKCounter::default();
     let mut per_class = PerClass::new(num_classes);
     for batch in loader
@@ -53,9 +59,21 @@ pub fn evaluate(net: &AlexNet, loader: &Loader, opts: &EvalOptions) -> Result<Ev
         .map_err(|e| TrainerError::Data(e.to_string()))?
     {
         let batch = batch.map_err(|e| TrainerError::Data(e.to_string()))?;
-        let (images, labels) = batch.to_tensors(&device)?;
-        let n = batch.len();
+        let (mut images, mut labels) = batch.to_tensors(&device)?;
+        let mut n = batch.len();
         drop(batch);
+        if n > left {
+            // Padding at the end of this rank's share: not counted.
+            images = images.narrow(0, 0, left * views)?;
+            labels = labels.narrow(0, 0, left)?;
+            n = left;
+        }
+        done += 1;
+        if n == 0 {
+            on_batch(done);
+            continue;
+        }
+        left -= n;
         let logits = net.forward(&images, ForwardMode::Eval)?;
         let labels_cpu = labels.to_device(&Device::Cpu)?.to_vec1::<i64>()?;
         let (scores, loss) = if views == 1 {
@@ -79,9 +97,8 @@ pub fn evaluate(net: &AlexNet, loader: &Loader, opts: &EvalOptions) -> Result<Ev
         counter.add_scores(&scores, num_classes, &labels_cpu)?;
         per_class.add_scores(&scores, &labels_cpu)?;
         counter.add_loss(loss, n);
-        bar.inc(1);
+        on_batch(done);
     }
-    bar.finish_and_clear();
     Ok(EvalResult {
         counter,
         views,
@@ -116,8 +133,18 @@ pub struct CheckpointEvalConfig {
     pub threads: usize,
     /// Also run the paper's 10-crop test.
     pub ten_crop: bool,
-    /// Progress bars.
-    pub verbose: bool,
+}
+
+/// Progress of [`evaluate_checkpoint`]: a pass (`centre crop`, `10-crop`)
+/// with its batches done and in all.
+#[derive(Clone, Copy, Debug)]
+pub struct EvalProgress<'a> {
+    /// Which pass.
+    pub pass: &'a str,
+    /// Batches done.
+    pub done: usize,
+    /// Batches in the pass.
+    pub total: usize,
 }
 
 /// Centre-crop (and optionally 10-crop) results of a checkpoint.
@@ -131,8 +158,12 @@ pub struct CheckpointEval {
     pub ten_crop: Option<EvalResult>,
 }
 
-/// Evaluates a checkpoint on the validation shards of its dataset.
-pub fn evaluate_checkpoint(cfg: &CheckpointEvalConfig) -> Result<CheckpointEval> {
+/// Evaluates a checkpoint on the validation shards of its dataset,
+/// telling `progress` after each batch.
+pub fn evaluate_checkpoint(
+    cfg: &CheckpointEvalConfig,
+    progress: &mut dyn FnMut(EvalProgress<'_>),
+) -> Result<CheckpointEval> {
     let ck = Checkpoint::open(&cfg.checkpoint)?;
     let data_dir = cfg
         .data_dir
@@ -147,7 +178,7 @@ pub fn evaluate_checkpoint(cfg: &CheckpointEvalConfig) -> Result<CheckpointEval>
         ck.stats_path()
     };
     let stats = Stats::open(&stats_path).map_err(|e| TrainerError::Data(e.to_string()))?;
-    let run = |mode: Mode, label: &str| -> Result<EvalResult> {
+    let mut run = |mode: Mode, label: &str| -> Result<EvalResult> {
         let dataset = Dataset::open(&val_dir).map_err(|e| TrainerError::Data(e.to_string()))?;
         let batch_size = if mode == Mode::TenCrop {
             (cfg.batch_size / 10).max(1)
@@ -166,14 +197,14 @@ pub fn evaluate_checkpoint(cfg: &CheckpointEvalConfig) -> Result<CheckpointEval>
             },
         )
         .map_err(|e| TrainerError::Data(e.to_string()))?;
-        evaluate(
-            &net,
-            &loader,
-            &EvalOptions {
-                progress: cfg.verbose,
-                label: label.into(),
-            },
-        )
+        let total = loader.batches_per_epoch();
+        evaluate(&net, &loader, &EvalOptions::default(), &mut |done| {
+            progress(EvalProgress {
+                pass: label,
+                done,
+                total,
+            })
+        })
     };
     let centre = run(Mode::CenterCrop, "centre crop")?;
     let ten_crop = if cfg.ten_crop {

@@ -1,5 +1,7 @@
-//! The training loop: loader batches into the network, the paper's SGD,
-//! per-epoch validation, metrics, plot, checkpoints and resume.
+//! The training loop: [`Trainer`] feeds loader batches into the network,
+//! sums gradients over the ranks of a job, applies the paper's SGD,
+//! validates each epoch, writes metrics, the plot and checkpoints, and
+//! resumes from the exact position.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,88 +9,21 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use loader::{Dataset, Loader, LoaderConfig, Stats};
-use model::{AlexNet, ForwardMode, Init, PaperSgd, Placement, Precision};
+use loader::{Batch, Dataset, Loader, LoaderConfig, Stats};
+use model::{AlexNet, ForwardMode, PaperSgd, Placement};
 
-use crate::arch::Architecture;
 use crate::checkpoint::{self, Checkpoint, CheckpointState, PartialEpoch, FORMAT_VERSION};
+use crate::config::{CheckpointEvery, TrainConfig};
+use crate::distributed::{
+    local_devices, BatchShare, Collective, GradientReducer, SingleProcess, DEFAULT_BUCKET_BYTES,
+};
 use crate::error::{io_err, Result, TrainerError};
 use crate::evaluate::{evaluate, EvalOptions};
+use crate::events::{CheckpointReason, NoEvents, RunSummary, StepReport, TrainEvent, TrainSink};
 use crate::metrics::{EpochMetrics, MetricsFiles};
 use crate::plot::draw_curves;
-use crate::schedule::{LrDecision, LrSchedule};
+use crate::schedule::{LrDecision, ScheduleRule};
 use crate::topk::TopKCounter;
-
-/// Everything a training run is told. Defaults ([`TrainConfig::paper`]) are the paper's.
-#[derive(Clone, Debug)]
-pub struct TrainConfig {
-    /// `cargo xtask preprocess` output: `train/`, `val/`, `stats.h5`, `classes.tsv`.
-    pub data_dir: PathBuf,
-    /// Where metrics, plot and checkpoints go.
-    pub run_dir: PathBuf,
-    /// The network's shapes.
-    pub architecture: Architecture,
-    /// Parameter initialisation.
-    pub init: Init,
-    /// Tower placement: `cpu`, `cuda:0`, `cuda:0,cuda:1`.
-    pub devices: String,
-    /// Precision of `f32` matrix products and convolutions on CUDA
-    /// (`fp32`, the default, or `tf32`); set process-wide for the run.
-    pub precision: Precision,
-    /// Epochs to train in all (a resumed run continues up to this number).
-    pub epochs: usize,
-    /// Images per batch (paper: 128).
-    pub batch_size: usize,
-    /// SGD momentum (paper: 0.9).
-    pub momentum: f64,
-    /// SGD weight decay (paper: 0.0005).
-    pub weight_decay: f64,
-    /// Learning-rate schedule with its initial rate (paper: 0.01, plateau).
-    pub schedule: LrSchedule,
-    /// Seeds initialisation, data order, augmentation and dropout.
-    pub seed: u64,
-    /// Loader worker threads.
-    pub threads: usize,
-    /// Batches the loader may finish ahead of the trainer.
-    pub prefetch: usize,
-    /// Continue from the newest checkpoint in `run_dir`.
-    pub resume: bool,
-    /// Draw progress bars and print a line per epoch (on stderr/stdout).
-    pub verbose: bool,
-    /// Stop as on Ctrl-C once this many optimizer steps are done in all
-    /// (checkpoint of the exact position, `interrupted` outcome). For
-    /// time-boxed runs and tests; `None` trains all epochs.
-    pub stop_at_step: Option<u64>,
-}
-
-impl TrainConfig {
-    /// The paper's recipe for `architecture` on `data_dir`, writing to `run_dir`:
-    /// 90 epochs, batch 128, lr 0.01 divided by 10 on a plateau of the
-    /// validation error (patience 3, at most three times), momentum 0.9,
-    /// weight decay 0.0005, paper initialisation, CPU.
-    pub fn paper(data_dir: &Path, run_dir: &Path, architecture: Architecture) -> Self {
-        Self {
-            data_dir: data_dir.to_path_buf(),
-            run_dir: run_dir.to_path_buf(),
-            architecture,
-            init: Init::Paper,
-            devices: "cpu".into(),
-            precision: Precision::Fp32,
-            epochs: 90,
-            batch_size: 128,
-            momentum: 0.9,
-            weight_decay: 0.0005,
-            schedule: LrSchedule::plateau(0.01, 3),
-            seed: 0,
-            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            prefetch: 2,
-            resume: false,
-            verbose: true,
-            stop_at_step: None,
-        }
-    }
-}
 
 /// How a run ended.
 #[derive(Clone, Debug)]
@@ -139,172 +74,336 @@ fn data_err(e: loader::LoaderError) -> TrainerError {
     TrainerError::Data(e.to_string())
 }
 
-/// Trains as `cfg` says until `cfg.epochs` epochs are done, or `stop` is
-/// set (checked between batches: the exact position is checkpointed and
-/// the run returns with `interrupted`), or the loss diverges (an error
-/// naming the step; the last good checkpoint stays).
+/// Trains as `cfg` says in this process alone, reporting nothing (see
+/// [`Trainer::run`]).
 pub fn train(cfg: &TrainConfig, stop: &AtomicBool) -> Result<TrainOutcome> {
-    if cfg.batch_size == 0 || cfg.epochs == 0 {
-        return Err(TrainerError::Config(
-            "batch size and epochs must be at least 1".into(),
-        ));
-    }
-    std::fs::create_dir_all(&cfg.run_dir).map_err(io_err(&cfg.run_dir))?;
+    Trainer::new(cfg.clone(), &SingleProcess)?.run(stop, &NoEvents)
+}
 
-    // Resume state, or a fresh one.
-    let resumed = if cfg.resume {
-        let ck = checkpoint::latest(&cfg.run_dir)?.ok_or_else(|| TrainerError::Checkpoint {
-            path: cfg.run_dir.clone(),
-            reason: "--resume: this run directory has no checkpoint yet".into(),
-        })?;
-        check_resume_matches(cfg, &ck)?;
-        Some(ck)
-    } else {
-        if checkpoint::latest(&cfg.run_dir)?.is_some() {
-            return Err(TrainerError::Config(format!(
-                "{} already holds a run's checkpoints: pass --resume to continue it, \
-                 or choose another --run-dir",
-                cfg.run_dir.display()
-            )));
+/// How the run began.
+enum Start {
+    New,
+    /// `resume` asked, no checkpoint yet.
+    Fresh,
+    Resumed(Box<Checkpoint>),
+}
+
+/// What [`Trainer::train_epoch`] ended with.
+pub enum EpochEnd {
+    /// Every batch was trained on: the epoch's training counts (all ranks).
+    Trained {
+        /// Loss and top-k counts of the epoch's batches.
+        counter: TopKCounter,
+        /// Training wall time of the epoch (this rank), seconds.
+        train_seconds: f64,
+        /// Time spent waiting for data (this rank), seconds.
+        wait_seconds: f64,
+        /// Time spent in the gradient all-reduce (this rank), seconds.
+        allreduce_seconds: f64,
+    },
+    /// A stop was requested: the exact position is checkpointed.
+    Stopped,
+}
+
+/// Figures of one step (all ranks).
+struct StepResult {
+    loss: f64,
+    stop: bool,
+    allreduce: Duration,
+}
+
+/// One training run on one rank of a job (a job of one rank is a plain
+/// process): the network, its optimizer, the loaders and the run's state.
+///
+/// [`Trainer::run`] trains every epoch; [`Trainer::train_epoch`],
+/// [`Trainer::step`], [`Trainer::validate`] and [`Trainer::checkpoint`]
+/// are its parts. All ranks call the same methods in the same order; only
+/// rank 0 writes files.
+pub struct Trainer<'c> {
+    cfg: TrainConfig,
+    collective: &'c dyn Collective,
+    share: BatchShare,
+    varmap: VarMap,
+    net: AlexNet,
+    sgd: PaperSgd,
+    reducer: GradientReducer,
+    train_loader: Loader,
+    val_loader: Loader,
+    /// Validation images this rank counts (the loader pads ranks).
+    val_images_mine: usize,
+    state: CheckpointState,
+    metrics_files: MetricsFiles,
+    /// Files copied into each checkpoint.
+    extra: [PathBuf; 2],
+    last_checkpoint: Option<PathBuf>,
+    /// Step and time of the last checkpoint (for `checkpoint_every`).
+    last_saved: (u64, Instant),
+    start: Start,
+    input_device: Device,
+    summary: RunSummary,
+}
+
+impl<'c> Trainer<'c> {
+    /// Opens the data, builds the network and optimizer, and, with
+    /// `cfg.resume`, loads the run's newest checkpoint (none yet: a fresh
+    /// start). Refuses a run directory holding a run unless resuming.
+    pub fn new(cfg: TrainConfig, collective: &'c dyn Collective) -> Result<Self> {
+        if cfg.batch_size == 0 || cfg.epochs == 0 {
+            return Err(TrainerError::Config(
+                "batch size and epochs must be at least 1".into(),
+            ));
         }
-        None
-    };
-
-    // Data.
-    let classes = loader::read_classes(&cfg.data_dir).map_err(data_err)?;
-    let num_classes = classes.len();
-    let classes_src = loader::format::classes_path(&cfg.data_dir);
-    let stats_src = loader::format::stats_path(&cfg.data_dir);
-    let stats = Stats::open(&stats_src).map_err(data_err)?;
-    let train_ds =
-        Dataset::open(&loader::format::split_dir(&cfg.data_dir, "train")).map_err(data_err)?;
-    let val_ds =
-        Dataset::open(&loader::format::split_dir(&cfg.data_dir, "val")).map_err(data_err)?;
-    let crop = cfg.architecture.input_size;
-    let train_loader = Loader::new(
-        train_ds,
-        stats.clone(),
-        LoaderConfig {
-            batch_size: cfg.batch_size,
-            seed: cfg.seed,
-            threads: cfg.threads.max(1),
-            prefetch: cfg.prefetch,
-            crop,
-            ..LoaderConfig::train()
-        },
-    )
-    .map_err(data_err)?;
-    let val_loader = Loader::new(
-        val_ds,
-        stats,
-        LoaderConfig {
-            batch_size: cfg.batch_size,
-            threads: cfg.threads.max(1),
-            prefetch: cfg.prefetch,
-            crop,
-            ..LoaderConfig::eval()
-        },
-    )
-    .map_err(data_err)?;
-
-    // Network and optimizer.
-    let placement = Placement::parse(&cfg.devices)?;
-    model::set_precision(cfg.precision);
-    let model_cfg = cfg.architecture.to_config(num_classes);
-    let mut varmap = VarMap::new();
-    let net = AlexNet::new(&varmap, &model_cfg, &placement, cfg.init, cfg.seed)?;
-    let mut sgd = PaperSgd::new(&varmap, cfg.schedule.lr(), cfg.momentum, cfg.weight_decay)?;
-
-    let mut state = match &resumed {
-        Some(ck) => {
-            ck.load_params(&mut varmap)?;
-            sgd.load_momentum_state(&ck.load_momentum()?).map_err(|e| {
-                TrainerError::Checkpoint {
-                    path: ck.momentum_path(),
-                    reason: e.to_string(),
-                }
-            })?;
-            let mut s = ck.state.clone();
-            s.epochs = cfg.epochs;
-            s
+        let rank = collective.rank();
+        let world = collective.world_size();
+        let share = BatchShare::new(cfg.batch_size, rank, world)?;
+        if rank == 0 {
+            std::fs::create_dir_all(&cfg.run_dir).map_err(io_err(&cfg.run_dir))?;
         }
-        None => CheckpointState {
-            format_version: FORMAT_VERSION,
-            architecture: cfg.architecture.clone(),
-            num_classes,
-            init: cfg.init.to_string(),
-            seed: cfg.seed,
+
+        let latest = checkpoint::latest(&cfg.run_dir)?;
+        let start = match (cfg.resume, latest) {
+            (true, Some(ck)) => {
+                check_resume_matches(&cfg, &ck)?;
+                Start::Resumed(Box::new(ck))
+            }
+            (true, None) => Start::Fresh,
+            (false, Some(_)) => {
+                return Err(TrainerError::Config(format!(
+                    "{} already holds a run's checkpoints: pass --resume to continue it, \
+                     or choose another --run-dir",
+                    cfg.run_dir.display()
+                )))
+            }
+            (false, None) => Start::New,
+        };
+
+        // Data.
+        let classes = loader::read_classes(&cfg.data_dir).map_err(data_err)?;
+        let num_classes = classes.len();
+        let classes_src = loader::format::classes_path(&cfg.data_dir);
+        let stats_src = loader::format::stats_path(&cfg.data_dir);
+        let stats = Stats::open(&stats_src).map_err(data_err)?;
+        let train_ds =
+            Dataset::open(&loader::format::split_dir(&cfg.data_dir, "train")).map_err(data_err)?;
+        let val_ds =
+            Dataset::open(&loader::format::split_dir(&cfg.data_dir, "val")).map_err(data_err)?;
+        let train_images = train_ds.len();
+        let val_images = val_ds.len();
+        let crop = cfg.architecture.input_size;
+        let train_loader = Loader::new(
+            train_ds,
+            stats.clone(),
+            LoaderConfig {
+                batch_size: share.local_batch(),
+                seed: cfg.seed,
+                threads: cfg.threads.max(1),
+                prefetch: cfg.prefetch,
+                crop,
+                rank,
+                world_size: world,
+                ..LoaderConfig::train()
+            },
+        )
+        .map_err(data_err)?;
+        let val_loader = Loader::new(
+            val_ds,
+            stats,
+            LoaderConfig {
+                batch_size: share.local_batch(),
+                threads: cfg.threads.max(1),
+                prefetch: cfg.prefetch,
+                crop,
+                rank,
+                world_size: world,
+                ..LoaderConfig::eval()
+            },
+        )
+        .map_err(data_err)?;
+
+        // Network and optimizer.
+        let devices = local_devices(&cfg.devices, collective.local_rank())?;
+        let placement = Placement::parse(&devices)?;
+        model::set_precision(cfg.precision);
+        let model_cfg = cfg.architecture.to_config(num_classes);
+        let mut varmap = VarMap::new();
+        let net = AlexNet::new(&varmap, &model_cfg, &placement, cfg.init, cfg.seed)?
+            .with_batch_rows(share.rows());
+        let mut sgd = PaperSgd::new(&varmap, cfg.schedule.lr(), cfg.momentum, cfg.weight_decay)?;
+        let mut named: Vec<(String, candle_core::Var)> = varmap
+            .data()
+            .lock()
+            .expect("VarMap lock poisoned")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let reducer = GradientReducer::new(&named, world, DEFAULT_BUCKET_BYTES);
+
+        let state = match &start {
+            Start::Resumed(ck) => {
+                ck.load_params(&mut varmap)?;
+                sgd.load_momentum_state(&ck.load_momentum()?).map_err(|e| {
+                    TrainerError::Checkpoint {
+                        path: ck.momentum_path(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                let mut s = ck.state.clone();
+                s.epochs = cfg.epochs;
+                s
+            }
+            Start::New | Start::Fresh => CheckpointState {
+                format_version: FORMAT_VERSION,
+                architecture: cfg.architecture.clone(),
+                num_classes,
+                init: cfg.init.to_string(),
+                seed: cfg.seed,
+                batch_size: cfg.batch_size,
+                momentum: cfg.momentum,
+                weight_decay: cfg.weight_decay,
+                epochs: cfg.epochs,
+                schedule: cfg.schedule.clone(),
+                epochs_done: 0,
+                step: 0,
+                partial: None,
+                metrics: Vec::new(),
+                data_dir: std::fs::canonicalize(&cfg.data_dir).unwrap_or(cfg.data_dir.clone()),
+            },
+        };
+        if state.num_classes != num_classes {
+            return Err(TrainerError::Checkpoint {
+                path: cfg.run_dir.clone(),
+                reason: format!(
+                    "trained on {} classes, but {} has {num_classes}",
+                    state.num_classes,
+                    classes_src.display()
+                ),
+            });
+        }
+
+        let summary = RunSummary {
+            model: cfg.architecture.name.clone(),
+            parameters: net.num_parameters(),
+            classes: num_classes,
+            init: state.init.clone(),
+            activation: cfg.architecture.activation.to_string(),
+            devices,
+            precision: cfg.precision.to_string(),
+            train_images,
+            val_images,
             batch_size: cfg.batch_size,
-            momentum: cfg.momentum,
-            weight_decay: cfg.weight_decay,
-            epochs: cfg.epochs,
-            schedule: cfg.schedule.clone(),
-            epochs_done: 0,
-            step: 0,
-            partial: None,
-            metrics: Vec::new(),
-            data_dir: std::fs::canonicalize(&cfg.data_dir).unwrap_or(cfg.data_dir.clone()),
-        },
-    };
-    if state.num_classes != num_classes {
-        return Err(TrainerError::Checkpoint {
-            path: cfg.run_dir.clone(),
-            reason: format!(
-                "trained on {} classes, but {} has {num_classes}",
-                state.num_classes,
-                classes_src.display()
-            ),
-        });
+            batches_per_epoch: train_loader.batches_per_epoch(),
+            world_size: world,
+            transport: collective.transport(),
+            allreduce_bytes: if world > 1 {
+                reducer.bytes_per_step()
+            } else {
+                0
+            },
+            allreduce_buckets: if world > 1 { reducer.bucket_count() } else { 0 },
+        };
+        let last_checkpoint = match &start {
+            Start::Resumed(ck) => Some(ck.dir.clone()),
+            _ => None,
+        };
+        Ok(Self {
+            metrics_files: MetricsFiles::new(&cfg.run_dir),
+            extra: [classes_src, stats_src],
+            input_device: placement.tower_a.clone(),
+            val_images_mine: share.eval_images(val_images),
+            last_saved: (state.step, Instant::now()),
+            cfg,
+            collective,
+            share,
+            varmap,
+            net,
+            sgd,
+            reducer,
+            train_loader,
+            val_loader,
+            state,
+            last_checkpoint,
+            start,
+            summary,
+        })
     }
 
-    let metrics_files = MetricsFiles::new(&cfg.run_dir);
-    metrics_files.write(&state.metrics)?;
-    if !state.metrics.is_empty() {
-        draw_curves(&cfg.run_dir.join(PLOT_FILE), &state.metrics)?;
+    /// Set-up facts (also the first event of [`Trainer::run`]).
+    pub fn summary(&self) -> &RunSummary {
+        &self.summary
     }
-    let extra: [&Path; 2] = [&classes_src, &stats_src];
-    let mut last_checkpoint = resumed.as_ref().map(|c| c.dir.clone());
-    let input_device = placement.tower_a.clone();
 
-    if cfg.verbose {
-        let params = net.num_parameters();
-        println!(
-            "training {} ({} parameters, {} classes, init {}, {}) on {} ({}) | {} train / {} val images | batch {} | {} batches per epoch",
-            cfg.architecture.name,
-            params,
-            num_classes,
-            state.init,
-            cfg.architecture.activation,
-            cfg.devices,
-            cfg.precision,
-            train_loader.images_per_epoch(),
-            val_loader.images_per_epoch(),
-            state.batch_size,
-            train_loader.batches_per_epoch()
-        );
-        if let Some(ck) = &resumed {
-            println!(
-                "resuming from {} (epoch {} done, step {}{})",
-                ck.dir.display(),
-                ck.state.epochs_done,
-                ck.state.step,
-                match &ck.state.partial {
-                    Some(p) => format!(
-                        ", {} batches into epoch {}",
-                        p.batches_done,
-                        ck.state.epochs_done + 1
-                    ),
-                    None => String::new(),
-                }
-            );
+    /// The run's state: epochs and steps done, schedule, metrics.
+    pub fn state(&self) -> &CheckpointState {
+        &self.state
+    }
+
+    /// The network being trained.
+    pub fn network(&self) -> &AlexNet {
+        &self.net
+    }
+
+    /// The network's variables.
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    fn writes_files(&self) -> bool {
+        self.collective.rank() == 0
+    }
+
+    /// Trains until `cfg.epochs` epochs are done, or `stop` is set (checked
+    /// between batches and agreed by all ranks: the exact position is
+    /// checkpointed and the run returns with `interrupted`), or the loss
+    /// diverges (an error naming the step; the last good checkpoint stays).
+    pub fn run(&mut self, stop: &AtomicBool, sink: &dyn TrainSink) -> Result<TrainOutcome> {
+        sink.event(&TrainEvent::Started(&self.summary));
+        match &self.start {
+            Start::New => {}
+            Start::Fresh => sink.event(&TrainEvent::FreshStart {
+                run_dir: &self.cfg.run_dir,
+            }),
+            Start::Resumed(ck) => sink.event(&TrainEvent::Resumed {
+                checkpoint: &ck.dir,
+                epochs_done: ck.state.epochs_done,
+                step: ck.state.step,
+                batches_into_epoch: ck.state.partial.as_ref().map_or(0, |p| p.batches_done),
+            }),
+        }
+        if self.writes_files() {
+            self.metrics_files.write(&self.state.metrics)?;
+            if !self.state.metrics.is_empty() {
+                draw_curves(&self.cfg.run_dir.join(PLOT_FILE), &self.state.metrics)?;
+            }
+        }
+        while self.state.epochs_done < self.cfg.epochs {
+            let trained = match self.train_epoch(stop, sink)? {
+                EpochEnd::Stopped => return Ok(self.outcome(true)),
+                t => t,
+            };
+            let stop_now = self.finish_epoch(trained, stop, sink)?;
+            if stop_now && self.state.epochs_done < self.cfg.epochs {
+                return Ok(self.outcome(true));
+            }
+        }
+        Ok(self.outcome(false))
+    }
+
+    fn outcome(&self, interrupted: bool) -> TrainOutcome {
+        TrainOutcome {
+            run_dir: self.cfg.run_dir.clone(),
+            history: self.state.metrics.clone(),
+            checkpoint: self.last_checkpoint.clone(),
+            interrupted,
         }
     }
 
-    while state.epochs_done < cfg.epochs {
-        let epoch = state.epochs_done; // 0-based index of the epoch being trained
-        let lr = state.schedule.lr();
-        sgd.set_lr(lr);
-        let partial = state.partial.take();
+    /// Trains the epoch in progress to its end (or to a stop), from where
+    /// it stands (a resumed epoch skips the batches already done).
+    pub fn train_epoch(&mut self, stop: &AtomicBool, sink: &dyn TrainSink) -> Result<EpochEnd> {
+        let epoch = self.state.epochs_done; // 0-based index of the epoch being trained
+        self.sgd.set_lr(self.state.schedule.lr());
+        let partial = self.state.partial.take();
         let skip = partial.as_ref().map_or(0, |p| p.batches_done);
         let mut counter = partial
             .as_ref()
@@ -313,13 +412,18 @@ pub fn train(cfg: &TrainConfig, stop: &AtomicBool) -> Result<TrainOutcome> {
             Duration::from_secs_f64(partial.as_ref().map_or(0.0, |p| p.train_seconds));
         let mut wait_time =
             Duration::from_secs_f64(partial.as_ref().map_or(0.0, |p| p.wait_seconds));
+        let mut allreduce_time = Duration::ZERO;
+        let batches_per_epoch = self.train_loader.batches_per_epoch();
+        sink.event(&TrainEvent::EpochStarted {
+            epoch: epoch + 1,
+            epochs: self.cfg.epochs,
+            batches: batches_per_epoch,
+            done: skip,
+        });
 
-        let bar = progress_bar(cfg.verbose, train_loader.batches_per_epoch() as u64);
-        bar.set_prefix(format!("epoch {}/{}", epoch + 1, cfg.epochs));
-        bar.set_position(skip as u64);
-
-        let mut batches = train_loader.epoch(epoch as u64).map_err(data_err)?;
+        let mut batches = self.train_loader.epoch(epoch as u64).map_err(data_err)?;
         let mut b = 0usize;
+        let mut agreed_stop = false;
         let mut last = Instant::now();
         loop {
             let fetched = batches.next();
@@ -331,164 +435,279 @@ pub fn train(cfg: &TrainConfig, stop: &AtomicBool) -> Result<TrainOutcome> {
                 last = Instant::now();
                 continue;
             }
-            if stop.load(Ordering::SeqCst) || cfg.stop_at_step.is_some_and(|s| state.step >= s) {
+            // One process sees its flag at once; ranks act on the flag
+            // they agreed on with the previous step.
+            let stop_asked = if self.share.world_size == 1 {
+                stop.load(Ordering::SeqCst)
+            } else {
+                agreed_stop
+            };
+            if stop_asked || self.cfg.stop_at_step.is_some_and(|s| self.state.step >= s) {
                 drop(batch);
-                state.partial = Some(PartialEpoch {
+                drop(batches);
+                self.state.partial = Some(PartialEpoch {
                     batches_done: b,
                     counter,
                     train_seconds: train_time.as_secs_f64(),
                     wait_seconds: wait_time.as_secs_f64(),
                 });
-                bar.abandon();
-                let dir =
-                    checkpoint::save(&cfg.run_dir, &state, &varmap, &sgd.momentum_state(), &extra)?;
-                return Ok(TrainOutcome {
-                    run_dir: cfg.run_dir.clone(),
-                    history: state.metrics.clone(),
-                    checkpoint: Some(dir),
-                    interrupted: true,
-                });
+                self.checkpoint(CheckpointReason::Stop, sink)?;
+                return Ok(EpochEnd::Stopped);
             }
             wait_time += waited;
             let step_start = Instant::now();
-
-            let (images, labels) = batch.to_tensors(&input_device)?;
-            let n = batch.len();
+            let result = self.step(&batch, epoch, b, &mut counter, stop)?;
             drop(batch);
-            let logits = net.forward(
-                &images,
-                ForwardMode::Train {
-                    dropout_seed: dropout_seed(state.seed, epoch, state.step),
-                },
-            )?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
-            // Backward and update are queued before the loss is read back,
-            // so that on a GPU the host does not wait for the forward pass
-            // in the middle of the step (a diverged step's update never
-            // reaches a checkpoint: the run stops here).
-            let grads = loss.backward()?;
-            sgd.step(&grads)?;
-            drop(grads);
-            let loss_value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-            if !loss_value.is_finite() {
-                bar.abandon();
-                return Err(TrainerError::Diverged {
-                    loss: loss_value,
-                    step: state.step,
-                    epoch: epoch + 1,
-                    batch: b,
-                    last_checkpoint,
-                });
-            }
-            let scores = logits
-                .to_device(&Device::Cpu)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            let labels_cpu = labels.to_device(&Device::Cpu)?.to_vec1::<i64>()?;
-            counter.add_scores(&scores, num_classes, &labels_cpu)?;
-            counter.add_loss(loss_value as f64, n);
-            state.step += 1;
+            agreed_stop = result.stop;
+            allreduce_time += result.allreduce;
             train_time += waited + step_start.elapsed();
             b += 1;
 
             let secs = train_time.as_secs_f64().max(1e-9);
-            bar.set_message(format!(
-                "loss {:.4} (last {:.4}) | {:.1} img/s | data wait {:.1}%",
-                counter.mean_loss(),
-                loss_value,
-                counter.images as f64 / secs,
-                100.0 * wait_time.as_secs_f64() / secs
-            ));
-            bar.inc(1);
+            sink.event(&TrainEvent::Step(&StepReport {
+                epoch: epoch + 1,
+                batch: b,
+                step: self.state.step,
+                loss: result.loss,
+                mean_loss: counter.mean_loss(),
+                images_per_sec: counter.images as f64 / secs,
+                data_wait_share: wait_time.as_secs_f64() / secs,
+                allreduce_seconds: result.allreduce.as_secs_f64(),
+            }));
+            if b < batches_per_epoch && self.periodic_checkpoint_due() {
+                self.state.partial = Some(PartialEpoch {
+                    batches_done: b,
+                    counter,
+                    train_seconds: train_time.as_secs_f64(),
+                    wait_seconds: wait_time.as_secs_f64(),
+                });
+                self.checkpoint(CheckpointReason::Periodic, sink)?;
+                self.state.partial = None;
+            }
             last = Instant::now();
         }
         drop(batches);
-        bar.finish_and_clear();
-        if b != train_loader.batches_per_epoch() {
+        if b != batches_per_epoch {
             return Err(TrainerError::Data(format!(
-                "epoch {} ended after {b} of {} batches",
-                epoch + 1,
-                train_loader.batches_per_epoch()
+                "epoch {} ended after {b} of {batches_per_epoch} batches",
+                epoch + 1
             )));
         }
+        Ok(EpochEnd::Trained {
+            counter,
+            train_seconds: train_time.as_secs_f64(),
+            wait_seconds: wait_time.as_secs_f64(),
+            allreduce_seconds: allreduce_time.as_secs_f64(),
+        })
+    }
 
-        let val_start = Instant::now();
-        let val = evaluate(
-            &net,
-            &val_loader,
-            &EvalOptions {
-                progress: cfg.verbose,
-                label: format!("val {}/{}", epoch + 1, cfg.epochs),
+    fn periodic_checkpoint_due(&self) -> bool {
+        match self.cfg.checkpoint_every {
+            CheckpointEvery::Epoch => false,
+            CheckpointEvery::Steps(n) => self.state.step >= self.last_saved.0 + n,
+            // Only rank 0 writes, so only its clock matters.
+            CheckpointEvery::Time(d) => self.last_saved.1.elapsed() >= d,
+        }
+    }
+
+    /// One optimizer step on this rank's share of global batch `b` of the
+    /// 0-based `epoch`: forward, backward, gradients summed over ranks,
+    /// SGD. Adds the global batch's loss and top-k counts to `counter`.
+    fn step(
+        &mut self,
+        batch: &Batch,
+        epoch: usize,
+        b: usize,
+        counter: &mut TopKCounter,
+        stop: &AtomicBool,
+    ) -> Result<StepResult> {
+        let num_classes = self.state.num_classes;
+        let (images, labels) = batch.to_tensors(&self.input_device)?;
+        let n = batch.len();
+        let logits = self.net.forward(
+            &images,
+            ForwardMode::Train {
+                dropout_seed: dropout_seed(self.state.seed, epoch, self.state.step),
             },
         )?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
+        // Backward, the sum over ranks and the update are queued before the
+        // loss is read back, so that on a GPU the host does not wait for
+        // the forward pass in the middle of the step (a diverged step's
+        // update never reaches a checkpoint: the run stops below).
+        let mut grads = loss.backward()?;
+        self.reducer.reduce(&mut grads, self.collective)?;
+        let allreduce = self.reducer.last_duration();
+        self.sgd.step(&grads)?;
+        let local_loss = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        let scores = logits
+            .to_device(&Device::Cpu)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let labels_cpu = labels.to_device(&Device::Cpu)?.to_vec1::<i64>()?;
+        let mut local = TopKCounter::default();
+        local.add_scores(&scores, num_classes, &labels_cpu)?;
+        local.add_loss(local_loss as f64, n);
+        let (global, stop_agreed) = self.sum_counter(&local, stop.load(Ordering::SeqCst))?;
+        let loss_value = global.mean_loss();
+        if !loss_value.is_finite() {
+            return Err(TrainerError::Diverged {
+                loss: loss_value as f32,
+                step: self.state.step,
+                epoch: epoch + 1,
+                batch: b,
+                last_checkpoint: self.last_checkpoint.clone(),
+            });
+        }
+        drop(grads);
+        add_counts(counter, &global);
+        self.state.step += 1;
+        Ok(StepResult {
+            loss: loss_value,
+            stop: stop_agreed,
+            allreduce,
+        })
+    }
+
+    /// Sums a counter and a stop flag over the ranks.
+    fn sum_counter(&self, c: &TopKCounter, stop: bool) -> Result<(TopKCounter, bool)> {
+        if self.share.world_size == 1 {
+            return Ok((*c, stop));
+        }
+        let mut v = [
+            c.images as f64,
+            c.top1_correct as f64,
+            c.top5_correct as f64,
+            c.loss_sum,
+            stop as u8 as f64,
+        ];
+        self.collective.all_reduce_sum_f64(&mut v)?;
+        Ok((
+            TopKCounter {
+                images: v[0] as u64,
+                top1_correct: v[1] as u64,
+                top5_correct: v[2] as u64,
+                loss_sum: v[3],
+            },
+            v[4] > 0.0,
+        ))
+    }
+
+    /// Validation on the centre crop, split over the ranks and summed.
+    /// Returns the counts and whether any rank's stop flag is set.
+    pub fn validate(
+        &self,
+        epoch: usize,
+        stop: &AtomicBool,
+        sink: &dyn TrainSink,
+    ) -> Result<(TopKCounter, bool)> {
+        sink.event(&TrainEvent::ValidationStarted {
+            epoch,
+            batches: self.val_loader.batches_per_epoch(),
+        });
+        let mut on_batch = |done: usize| sink.event(&TrainEvent::ValidationBatch { done });
+        let mine = evaluate(
+            &self.net,
+            &self.val_loader,
+            &EvalOptions {
+                max_images: Some(self.val_images_mine),
+            },
+            &mut on_batch,
+        )?;
+        self.sum_counter(&mine.counter, stop.load(Ordering::SeqCst))
+    }
+
+    /// Validates the epoch just trained, records its metrics, steps the
+    /// schedule and checkpoints. Returns whether a stop was asked.
+    fn finish_epoch(
+        &mut self,
+        trained: EpochEnd,
+        stop: &AtomicBool,
+        sink: &dyn TrainSink,
+    ) -> Result<bool> {
+        let EpochEnd::Trained {
+            counter,
+            train_seconds,
+            wait_seconds,
+            allreduce_seconds,
+        } = trained
+        else {
+            return Ok(true);
+        };
+        let epoch = self.state.epochs_done + 1;
+        let lr = self.state.schedule.lr();
+        let val_start = Instant::now();
+        let (val, stop_now) = self.validate(epoch, stop, sink)?;
         let val_seconds = val_start.elapsed().as_secs_f64();
-        let train_seconds = train_time.as_secs_f64();
         let m = EpochMetrics {
-            epoch: epoch + 1,
-            step: state.step,
+            epoch,
+            step: self.state.step,
             lr,
             train_loss: counter.mean_loss(),
             train_top1_error: counter.top1_error(),
             train_top5_error: counter.top5_error(),
-            val_loss: val.counter.mean_loss(),
-            val_top1_error: val.counter.top1_error(),
-            val_top5_error: val.counter.top5_error(),
+            val_loss: val.mean_loss(),
+            val_top1_error: val.top1_error(),
+            val_top5_error: val.top5_error(),
             train_images: counter.images,
             images_per_sec: counter.images as f64 / train_seconds.max(1e-9),
-            data_wait_share: wait_time.as_secs_f64() / train_seconds.max(1e-9),
+            data_wait_share: wait_seconds / train_seconds.max(1e-9),
             train_seconds,
             val_seconds,
         };
-        let decision = state.schedule.end_epoch(epoch + 1, m.val_top1_error);
-        state.metrics.push(m.clone());
-        state.epochs_done = epoch + 1;
-        metrics_files.write(&state.metrics)?;
-        draw_curves(&cfg.run_dir.join(PLOT_FILE), &state.metrics)?;
-        let dir = checkpoint::save(&cfg.run_dir, &state, &varmap, &sgd.momentum_state(), &extra)?;
-        last_checkpoint = Some(dir);
-        if cfg.verbose {
-            println!(
-                "epoch {}/{}: train loss {:.4}, top-1 {:.2}%, top-5 {:.2}% | val loss {:.4}, top-1 {:.2}%, top-5 {:.2}% | lr {} | {:.1} img/s, data wait {:.1}% | {:.0}s + {:.0}s val",
-                m.epoch,
-                cfg.epochs,
-                m.train_loss,
-                m.train_top1_error,
-                m.train_top5_error,
-                m.val_loss,
-                m.val_top1_error,
-                m.val_top5_error,
-                m.lr,
-                m.images_per_sec,
-                100.0 * m.data_wait_share,
-                m.train_seconds,
-                m.val_seconds
-            );
-            if let LrDecision::Reduced { from, to } = decision {
-                let why = match state.schedule.rule {
-                    crate::schedule::ScheduleRule::Plateau { .. } => {
-                        "validation error stopped improving"
-                    }
-                    crate::schedule::ScheduleRule::Step { .. } => "step schedule",
-                };
-                println!("learning rate {from} -> {to} ({why})");
-            }
+        let decision = self.state.schedule.end_epoch(epoch, m.val_top1_error);
+        self.state.metrics.push(m.clone());
+        self.state.epochs_done = epoch;
+        if self.writes_files() {
+            self.metrics_files.write(&self.state.metrics)?;
+            draw_curves(&self.cfg.run_dir.join(PLOT_FILE), &self.state.metrics)?;
         }
-        if stop.load(Ordering::SeqCst) && state.epochs_done < cfg.epochs {
-            return Ok(TrainOutcome {
-                run_dir: cfg.run_dir.clone(),
-                history: state.metrics.clone(),
-                checkpoint: last_checkpoint,
-                interrupted: true,
-            });
-        }
+        sink.event(&TrainEvent::EpochFinished {
+            metrics: &m,
+            epochs: self.cfg.epochs,
+            allreduce_share: allreduce_seconds / train_seconds.max(1e-9),
+            decision,
+            reason: match (decision, &self.state.schedule.rule) {
+                (LrDecision::Keep, _) => None,
+                (_, ScheduleRule::Plateau { .. }) => Some("validation error stopped improving"),
+                (_, ScheduleRule::Step { .. }) => Some("step schedule"),
+            },
+        });
+        self.checkpoint(CheckpointReason::EpochEnd, sink)?;
+        Ok(stop_now)
     }
 
-    Ok(TrainOutcome {
-        run_dir: cfg.run_dir.clone(),
-        history: state.metrics.clone(),
-        checkpoint: last_checkpoint,
-        interrupted: false,
-    })
+    /// Writes a checkpoint of the current state (rank 0; the others only
+    /// note the step). Returns its directory on rank 0.
+    pub fn checkpoint(
+        &mut self,
+        why: CheckpointReason,
+        sink: &dyn TrainSink,
+    ) -> Result<Option<PathBuf>> {
+        self.last_saved = (self.state.step, Instant::now());
+        if !self.writes_files() {
+            return Ok(None);
+        }
+        let extra: [&Path; 2] = [&self.extra[0], &self.extra[1]];
+        let dir = checkpoint::save(
+            &self.cfg.run_dir,
+            &self.state,
+            &self.varmap,
+            &self.sgd.momentum_state(),
+            &extra,
+        )?;
+        sink.event(&TrainEvent::Checkpointed { dir: &dir, why });
+        self.last_checkpoint = Some(dir.clone());
+        Ok(Some(dir))
+    }
+}
+
+/// Adds `more`'s counts to `into`.
+fn add_counts(into: &mut TopKCounter, more: &TopKCounter) {
+    into.images += more.images;
+    into.top1_correct += more.top1_correct;
+    into.top5_correct += more.top5_correct;
+    into.loss_sum += more.loss_sum;
 }
 
 /// A resumed run must train the same network on the same data the same way.
@@ -528,47 +747,4 @@ fn check_resume_matches(cfg: &TrainConfig, ck: &Checkpoint) -> Result<()> {
             ),
         })
     }
-}
-
-impl TrainConfig {
-    /// Takes the settings a checkpoint fixes (network, init, seed, batch,
-    /// SGD constants, schedule) from `ck` and sets `resume`; the rest
-    /// (epochs, devices, threads, data, verbosity) stays as in `self`.
-    pub fn resume_from(mut self, ck: &Checkpoint) -> Result<Self> {
-        let s = &ck.state;
-        self.architecture = s.architecture.clone();
-        self.init =
-            s.init
-                .parse()
-                .map_err(|e: model::ParseInitError| TrainerError::Checkpoint {
-                    path: ck.dir.clone(),
-                    reason: e.to_string(),
-                })?;
-        self.seed = s.seed;
-        self.batch_size = s.batch_size;
-        self.momentum = s.momentum;
-        self.weight_decay = s.weight_decay;
-        self.schedule = s.schedule.clone();
-        self.resume = true;
-        Ok(self)
-    }
-}
-
-pub(crate) fn progress_bar(visible: bool, len: u64) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(
-        Some(len),
-        if visible {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>12} [{bar:30}] {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
-        )
-        .expect("valid progress template")
-        .progress_chars("=> "),
-    );
-    bar
 }

@@ -163,7 +163,7 @@ fn figures_of_a_tiny_checkpoint() {
     assert_eq!((png.width as u32, png.height as u32), curves::SIZE);
 
     // Per-class counts add up to the headline counts.
-    let eval = evaluate_checkpoint(&common::eval_config(&run, &data)).unwrap();
+    let eval = evaluate_checkpoint(&common::eval_config(&run, &data), &mut |_| {}).unwrap();
     let c = &eval.centre;
     let sum = |f: fn(&trainer::ClassCounts) -> u64| c.per_class.counts.iter().map(f).sum::<u64>();
     assert_eq!(sum(|k| k.images), c.counter.images);

@@ -15,7 +15,6 @@ use loader::{Loader, LoaderConfig};
 use super::canvas::{Canvas, RgbImage};
 use super::{ellipsize, read_image, FigureSource};
 use crate::error::{Result, TrainerError};
-use crate::train::progress_bar;
 
 /// The `k` smallest `(distance, index)` pairs seen so far, ascending (ties
 /// keep the smaller index first).
@@ -293,6 +292,26 @@ fn euclidean(a: &[f32], b: &[f32]) -> f32 {
         })
         .sum::<f64>()
         .sqrt() as f32
+}
+
+fn progress_bar(visible: bool, len: u64) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let bar = ProgressBar::with_draw_target(
+        Some(len),
+        if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>12} [{bar:30}] {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
+        )
+        .expect("valid progress template")
+        .progress_chars("=> "),
+    );
+    bar
 }
 
 #[cfg(test)]

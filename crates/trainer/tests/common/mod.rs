@@ -111,7 +111,6 @@ pub fn tiny_config(data: &Path, run: &Path) -> trainer::TrainConfig {
     cfg.epochs = 3;
     cfg.threads = 2;
     cfg.seed = 5;
-    cfg.verbose = false;
     cfg.schedule = trainer::LrSchedule::plateau(0.03, 1);
     cfg
 }
@@ -158,6 +157,5 @@ pub fn eval_config(run: &Path, data: &Path) -> trainer::CheckpointEvalConfig {
         batch_size: 5,
         threads: 2,
         ten_crop: false,
-        verbose: false,
     }
 }

@@ -1,0 +1,389 @@
+//! Data parallelism: the ranks of a job and what they exchange.
+//!
+//! Every rank holds the whole network and trains on its share of each
+//! global batch ([`BatchShare`]); after the backward pass the gradients are
+//! summed over the ranks ([`GradientReducer`], in flat buckets, one
+//! collective call per bucket) and divided by the world size, so each rank
+//! applies the gradient of the mean loss over the global batch: the step
+//! one process would take on the whole batch. A [`Collective`] carries the
+//! sums: [`SingleProcess`] (nothing to exchange), MPI over the host (feature
+//! `mpi`, [`crate::mpi::MpiCollective`]), or NCCL on the GPUs.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
+
+use crate::error::{Result, TrainerError};
+
+/// The ranks of a job and the sums they exchange. All ranks call the same
+/// methods in the same order (they are collective).
+pub trait Collective {
+    /// This process's rank, `0..world_size`.
+    fn rank(&self) -> usize;
+    /// Processes in the job.
+    fn world_size(&self) -> usize;
+    /// This process's rank among those on its node (for device choice).
+    fn local_rank(&self) -> usize;
+    /// What carries the sums (`single process`, `MPI`, `NCCL`), for reports.
+    fn transport(&self) -> &'static str;
+    /// Sums `values` element-wise over all ranks, in place.
+    fn all_reduce_sum_f64(&self, values: &mut [f64]) -> Result<()>;
+    /// Sums a flat `f32` tensor over all ranks; the result is on the
+    /// tensor's device.
+    fn all_reduce_sum(&self, flat: &Tensor) -> Result<Tensor>;
+    /// Ends the whole job at once (after an error on this rank), so that
+    /// no other rank waits forever in a collective.
+    fn abort(&self, code: i32) -> !;
+}
+
+/// One process alone: every sum is the value itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SingleProcess;
+
+impl Collective for SingleProcess {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn world_size(&self) -> usize {
+        1
+    }
+    fn local_rank(&self) -> usize {
+        0
+    }
+    fn transport(&self) -> &'static str {
+        "single process"
+    }
+    fn all_reduce_sum_f64(&self, _values: &mut [f64]) -> Result<()> {
+        Ok(())
+    }
+    fn all_reduce_sum(&self, flat: &Tensor) -> Result<Tensor> {
+        Ok(flat.clone())
+    }
+    fn abort(&self, code: i32) -> ! {
+        std::process::exit(code)
+    }
+}
+
+/// Whether this process was started by an MPI launcher (`mpirun`/`mpiexec`
+/// of OpenMPI or MPICH, or Slurm's `srun` with PMI/PMIx): the variable that
+/// says so, with its value.
+pub fn mpi_launch_variable() -> Option<(&'static str, String)> {
+    ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().map(|v| (name, v)))
+}
+
+/// Which part of every global batch a rank trains on.
+///
+/// `--batch-size` is the global batch (the paper's 128) at every world
+/// size; each rank takes `global / world_size` images of it, the loader's
+/// positions `rank, rank + world_size, ...` (PyTorch's
+/// `DistributedSampler` order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchShare {
+    /// Images per global batch.
+    pub global_batch: usize,
+    /// This rank.
+    pub rank: usize,
+    /// Ranks in the job.
+    pub world_size: usize,
+}
+
+impl BatchShare {
+    /// Checks that `world_size` divides `global_batch`.
+    pub fn new(global_batch: usize, rank: usize, world_size: usize) -> Result<Self> {
+        if world_size == 0 || rank >= world_size {
+            return Err(TrainerError::Collective(format!(
+                "rank {rank} is not below the world size {world_size}"
+            )));
+        }
+        if global_batch == 0 || !global_batch.is_multiple_of(world_size) {
+            return Err(TrainerError::BatchNotDivisible {
+                batch_size: global_batch,
+                world_size,
+            });
+        }
+        Ok(Self {
+            global_batch,
+            rank,
+            world_size,
+        })
+    }
+
+    /// Images per batch on this rank.
+    pub fn local_batch(&self) -> usize {
+        self.global_batch / self.world_size
+    }
+
+    /// The rows of the global batch this rank's batches hold, for dropout.
+    pub fn rows(&self) -> model::BatchRows {
+        model::BatchRows {
+            first: self.rank,
+            stride: self.world_size,
+        }
+    }
+
+    /// Images of an unpadded `n`-image evaluation epoch that belong to this
+    /// rank when ranks take positions `rank, rank + world_size, ...`: the
+    /// loader pads the last positions by wrapping around, and those padded
+    /// images must not be counted twice.
+    pub fn eval_images(&self, n: usize) -> usize {
+        n.saturating_sub(self.rank).div_ceil(self.world_size)
+    }
+}
+
+/// The tower placement of one rank: the pattern's CUDA ordinals shifted by
+/// `local_rank` times the devices the pattern names, so that
+/// `cuda:0,cuda:1` gives ranks 0, 1, 2 on a node `cuda:0,cuda:1`,
+/// `cuda:2,cuda:3` and `cuda:4,cuda:5`. `cpu` stays `cpu`.
+pub fn local_devices(pattern: &str, local_rank: usize) -> Result<String> {
+    let parts: Vec<&str> = pattern.split(',').map(str::trim).collect();
+    let mut ordinals = Vec::with_capacity(parts.len());
+    for p in &parts {
+        match p.strip_prefix("cuda:") {
+            Some(n) => ordinals.push(Some(n.parse::<usize>().map_err(|_| {
+                TrainerError::Devices {
+                    pattern: pattern.to_string(),
+                    reason: format!("`{p}` is not cuda:N"),
+                }
+            })?)),
+            None => ordinals.push(None),
+        }
+    }
+    let span = ordinals.iter().flatten().map(|n| n + 1).max().unwrap_or(0);
+    Ok(parts
+        .iter()
+        .zip(&ordinals)
+        .map(|(p, o)| match o {
+            Some(n) => format!("cuda:{}", n + local_rank * span),
+            None => (*p).to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
+/// Default bucket size of the gradient all-reduce, bytes (PyTorch DDP's 25 MiB).
+pub const DEFAULT_BUCKET_BYTES: usize = 25 << 20;
+
+/// Sums gradients over the ranks in flat buckets and divides by the world
+/// size. Buckets hold whole parameters of one device, in name order, so
+/// every rank builds the same buckets.
+pub struct GradientReducer {
+    /// Per device: the variables in name order, grouped into buckets.
+    buckets: Vec<Vec<(String, Var)>>,
+    world_size: usize,
+    /// Time spent in the last [`GradientReducer::reduce`].
+    last: Duration,
+}
+
+impl GradientReducer {
+    /// Buckets of at most `bucket_bytes` (a larger parameter gets a bucket
+    /// of its own) over `vars` (name, variable).
+    pub fn new(vars: &[(String, Var)], world_size: usize, bucket_bytes: usize) -> Self {
+        let mut by_device: BTreeMap<String, Vec<(String, Var)>> = BTreeMap::new();
+        for (name, var) in vars {
+            by_device
+                .entry(format!("{:?}", var.device().location()))
+                .or_default()
+                .push((name.clone(), var.clone()));
+        }
+        let mut buckets = Vec::new();
+        for (_, mut list) in by_device {
+            list.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut bucket: Vec<(String, Var)> = Vec::new();
+            let mut bytes = 0;
+            for (name, var) in list {
+                let size = var.elem_count() * var.dtype().size_in_bytes();
+                if !bucket.is_empty() && bytes + size > bucket_bytes {
+                    buckets.push(std::mem::take(&mut bucket));
+                    bytes = 0;
+                }
+                bytes += size;
+                bucket.push((name, var));
+            }
+            if !bucket.is_empty() {
+                buckets.push(bucket);
+            }
+        }
+        Self {
+            buckets,
+            world_size,
+            last: Duration::ZERO,
+        }
+    }
+
+    /// Number of buckets (collective calls per step).
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Bytes summed per step.
+    pub fn bytes_per_step(&self) -> usize {
+        self.buckets
+            .iter()
+            .flatten()
+            .map(|(_, v)| v.elem_count() * v.dtype().size_in_bytes())
+            .sum()
+    }
+
+    /// Wall time of the last [`GradientReducer::reduce`].
+    pub fn last_duration(&self) -> Duration {
+        self.last
+    }
+
+    /// Replaces every gradient in `grads` by its mean over the ranks. A
+    /// parameter without a gradient contributes zeros (so that all ranks
+    /// exchange the same buckets). Nothing to do for one rank.
+    pub fn reduce(&mut self, grads: &mut GradStore, collective: &dyn Collective) -> Result<()> {
+        if self.world_size == 1 {
+            self.last = Duration::ZERO;
+            return Ok(());
+        }
+        let start = Instant::now();
+        let scale = 1.0 / self.world_size as f64;
+        for bucket in &self.buckets {
+            let mut flat = Vec::with_capacity(bucket.len());
+            for (_, var) in bucket {
+                let g = match grads.get(var.as_tensor()) {
+                    Some(g) => g.to_dtype(DType::F32)?.flatten_all()?,
+                    None => Tensor::zeros(var.elem_count(), DType::F32, var.device())?,
+                };
+                flat.push(g);
+            }
+            let summed = collective.all_reduce_sum(&Tensor::cat(&flat, 0)?)?;
+            let mean = (summed * scale)?;
+            let mut offset = 0;
+            for (_, var) in bucket {
+                let n = var.elem_count();
+                let g = mean
+                    .narrow(0, offset, n)?
+                    .reshape(var.shape())?
+                    .to_dtype(var.dtype())?;
+                grads.insert(var.as_tensor(), g);
+                offset += n;
+            }
+        }
+        self.last = start.elapsed();
+        Ok(())
+    }
+}
+
+/// Copies a flat `f32` tensor to the host, for collectives that sum host
+/// memory (MPI).
+pub fn host_values(flat: &Tensor) -> Result<Vec<f32>> {
+    Ok(flat.to_device(&Device::Cpu)?.to_vec1::<f32>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_share_divides_the_global_batch() {
+        let s = BatchShare::new(128, 3, 4).unwrap();
+        assert_eq!(s.local_batch(), 32);
+        assert_eq!(
+            s.rows(),
+            model::BatchRows {
+                first: 3,
+                stride: 4
+            }
+        );
+        assert!(matches!(
+            BatchShare::new(100, 0, 3),
+            Err(TrainerError::BatchNotDivisible {
+                batch_size: 100,
+                world_size: 3
+            })
+        ));
+        assert!(BatchShare::new(8, 2, 2).is_err());
+    }
+
+    #[test]
+    fn eval_images_count_each_image_once() {
+        // 10 images over 4 ranks: positions 0..10, rank r takes r, r+4, r+8.
+        let counts: Vec<usize> = (0..4)
+            .map(|r| BatchShare::new(4, r, 4).unwrap().eval_images(10))
+            .collect();
+        assert_eq!(counts, vec![3, 3, 2, 2]);
+        assert_eq!(BatchShare::new(4, 0, 1).unwrap().eval_images(10), 10);
+        assert_eq!(BatchShare::new(4, 3, 4).unwrap().eval_images(2), 0);
+    }
+
+    #[test]
+    fn local_devices_shift_cuda_ordinals_by_local_rank() {
+        assert_eq!(local_devices("cpu", 3).unwrap(), "cpu");
+        assert_eq!(local_devices("cuda:0", 2).unwrap(), "cuda:2");
+        assert_eq!(local_devices("cuda:0,cuda:1", 0).unwrap(), "cuda:0,cuda:1");
+        assert_eq!(local_devices("cuda:0,cuda:1", 2).unwrap(), "cuda:4,cuda:5");
+        assert!(local_devices("cuda:x", 1).is_err());
+    }
+
+    /// A stand-in collective of two identical ranks: sums double.
+    struct Twice;
+    impl Collective for Twice {
+        fn rank(&self) -> usize {
+            0
+        }
+        fn world_size(&self) -> usize {
+            2
+        }
+        fn local_rank(&self) -> usize {
+            0
+        }
+        fn transport(&self) -> &'static str {
+            "test"
+        }
+        fn all_reduce_sum_f64(&self, values: &mut [f64]) -> Result<()> {
+            values.iter_mut().for_each(|v| *v *= 2.0);
+            Ok(())
+        }
+        fn all_reduce_sum(&self, flat: &Tensor) -> Result<Tensor> {
+            Ok((flat * 2.0)?)
+        }
+        fn abort(&self, code: i32) -> ! {
+            panic!("abort {code}")
+        }
+    }
+
+    #[test]
+    fn reducer_buckets_and_averages() {
+        let dev = Device::Cpu;
+        let vars: Vec<(String, Var)> = [("b", 6usize), ("a", 4), ("c", 3)]
+            .iter()
+            .map(|(n, len)| (n.to_string(), Var::zeros(*len, DType::F32, &dev).unwrap()))
+            .collect();
+        // 8 floats per bucket: a (4) | b (6) | c (3).
+        let mut r = GradientReducer::new(&vars, 2, 8 * 4);
+        assert_eq!(r.bucket_count(), 3);
+        assert_eq!(r.bytes_per_step(), 13 * 4);
+        let mut r_one = GradientReducer::new(&vars, 2, 1 << 20);
+        assert_eq!(r_one.bucket_count(), 1);
+
+        let loss = vars
+            .iter()
+            .enumerate()
+            .filter(|(_, (n, _))| n != "c")
+            .map(|(i, (_, v))| {
+                (v.as_tensor() * (i as f64 + 1.0))
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+            })
+            .reduce(|a, b| (a + b).unwrap())
+            .unwrap();
+        for reducer in [&mut r, &mut r_one] {
+            let mut grads = loss.backward().unwrap();
+            reducer.reduce(&mut grads, &Twice).unwrap();
+            // Twice the gradient, halved: unchanged; c had none and gets zeros.
+            let g = |i: usize| -> Vec<f32> {
+                grads.get(vars[i].1.as_tensor()).unwrap().to_vec1().unwrap()
+            };
+            assert_eq!(g(0), vec![1.0; 6]);
+            assert_eq!(g(1), vec![2.0; 4]);
+            assert_eq!(g(2), vec![0.0; 3]);
+        }
+    }
+}

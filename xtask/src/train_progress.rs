@@ -1,0 +1,227 @@
+//! Renders the trainer's events: progress bars on stderr, a line per epoch
+//! on stdout.
+
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use trainer::{CheckpointReason, EvalProgress, LrDecision, TrainEvent, TrainSink};
+
+/// A progress bar in the project's style (hidden when `visible` is false).
+pub fn progress_bar(visible: bool, len: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(
+        Some(len),
+        if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>12} [{bar:30}] {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
+        )
+        .expect("valid progress template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Prints a run's events: bars (unless `bars` is false) and the lines
+/// scripts read.
+pub struct TrainPrinter {
+    bars: bool,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl TrainPrinter {
+    /// A printer; `bars` false prints the lines only.
+    pub fn new(bars: bool) -> Self {
+        Self {
+            bars,
+            bar: Mutex::new(None),
+        }
+    }
+
+    fn replace_bar(&self, bar: Option<ProgressBar>) {
+        let mut slot = self.bar.lock().expect("progress lock");
+        if let Some(old) = slot.take() {
+            old.finish_and_clear();
+        }
+        *slot = bar;
+    }
+
+    fn with_bar(&self, f: impl FnOnce(&ProgressBar)) {
+        if let Some(bar) = self.bar.lock().expect("progress lock").as_ref() {
+            f(bar);
+        }
+    }
+}
+
+impl TrainSink for TrainPrinter {
+    fn event(&self, event: &TrainEvent<'_>) {
+        match event {
+            TrainEvent::Started(s) => {
+                println!(
+                    "training {} ({} parameters, {} classes, init {}, {}) on {} ({}) | {} train / {} val images | batch {} | {} batches per epoch",
+                    s.model,
+                    s.parameters,
+                    s.classes,
+                    s.init,
+                    s.activation,
+                    s.devices,
+                    s.precision,
+                    s.train_images,
+                    s.val_images,
+                    s.batch_size,
+                    s.batches_per_epoch
+                );
+                if s.world_size > 1 {
+                    println!(
+                        "data parallel: {} ranks over {}, {} images per rank per batch, {:.1} MB of gradients summed per step in {} buckets",
+                        s.world_size,
+                        s.transport,
+                        s.batch_size / s.world_size,
+                        s.allreduce_bytes as f64 / 1e6,
+                        s.allreduce_buckets
+                    );
+                }
+            }
+            TrainEvent::FreshStart { run_dir } => println!(
+                "--resume: {} has no checkpoint yet; starting from the beginning",
+                run_dir.display()
+            ),
+            TrainEvent::Resumed {
+                checkpoint,
+                epochs_done,
+                step,
+                batches_into_epoch,
+            } => println!(
+                "resuming from {} (epoch {} done, step {}{})",
+                checkpoint.display(),
+                epochs_done,
+                step,
+                if *batches_into_epoch > 0 {
+                    format!(
+                        ", {} batches into epoch {}",
+                        batches_into_epoch,
+                        epochs_done + 1
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+            TrainEvent::EpochStarted {
+                epoch,
+                epochs,
+                batches,
+                done,
+            } => {
+                let bar = progress_bar(self.bars, *batches as u64);
+                bar.set_prefix(format!("epoch {epoch}/{epochs}"));
+                bar.set_position(*done as u64);
+                self.replace_bar(Some(bar));
+            }
+            TrainEvent::Step(r) => self.with_bar(|bar| {
+                bar.set_message(format!(
+                    "loss {:.4} (last {:.4}) | {:.1} img/s | data wait {:.1}%",
+                    r.mean_loss,
+                    r.loss,
+                    r.images_per_sec,
+                    100.0 * r.data_wait_share
+                ));
+                bar.set_position(r.batch as u64);
+            }),
+            TrainEvent::ValidationStarted { epoch, batches } => {
+                let bar = progress_bar(self.bars, *batches as u64);
+                bar.set_prefix(format!("val {epoch}"));
+                self.replace_bar(Some(bar));
+            }
+            TrainEvent::ValidationBatch { done } => {
+                self.with_bar(|bar| bar.set_position(*done as u64))
+            }
+            TrainEvent::EpochFinished {
+                metrics: m,
+                epochs,
+                allreduce_share,
+                decision,
+                reason,
+            } => {
+                self.replace_bar(None);
+                let comm = if *allreduce_share > 0.0 {
+                    format!(", all-reduce {:.1}%", 100.0 * allreduce_share)
+                } else {
+                    String::new()
+                };
+                println!(
+                    "epoch {}/{}: train loss {:.4}, top-1 {:.2}%, top-5 {:.2}% | val loss {:.4}, top-1 {:.2}%, top-5 {:.2}% | lr {} | {:.1} img/s, data wait {:.1}%{} | {:.0}s + {:.0}s val",
+                    m.epoch,
+                    epochs,
+                    m.train_loss,
+                    m.train_top1_error,
+                    m.train_top5_error,
+                    m.val_loss,
+                    m.val_top1_error,
+                    m.val_top5_error,
+                    m.lr,
+                    m.images_per_sec,
+                    100.0 * m.data_wait_share,
+                    comm,
+                    m.train_seconds,
+                    m.val_seconds
+                );
+                if let LrDecision::Reduced { from, to } = decision {
+                    println!(
+                        "learning rate {from} -> {to} ({})",
+                        reason.unwrap_or("schedule")
+                    );
+                }
+            }
+            TrainEvent::Checkpointed { dir, why } => {
+                if *why == CheckpointReason::Periodic {
+                    self.with_bar(|bar| bar.println(format!("checkpoint: {}", dir.display())));
+                } else if *why == CheckpointReason::Stop {
+                    self.replace_bar(None);
+                }
+            }
+        }
+    }
+}
+
+/// Draws [`EvalProgress`] as one bar per pass.
+pub struct EvalBars {
+    visible: bool,
+    current: Option<(String, ProgressBar)>,
+}
+
+impl EvalBars {
+    /// Bars on stderr when `visible`.
+    pub fn new(visible: bool) -> Self {
+        Self {
+            visible,
+            current: None,
+        }
+    }
+
+    /// Shows one progress report.
+    pub fn update(&mut self, p: EvalProgress<'_>) {
+        if self.current.as_ref().is_none_or(|(pass, _)| pass != p.pass) {
+            if let Some((_, old)) = self.current.take() {
+                old.finish_and_clear();
+            }
+            let bar = progress_bar(self.visible, p.total as u64);
+            bar.set_prefix(p.pass.to_string());
+            self.current = Some((p.pass.to_string(), bar));
+        }
+        if let Some((_, bar)) = &self.current {
+            bar.set_position(p.done as u64);
+        }
+    }
+}
+
+impl Drop for EvalBars {
+    fn drop(&mut self) {
+        if let Some((_, bar)) = self.current.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
