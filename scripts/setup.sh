@@ -7,13 +7,18 @@
 #   scripts/setup.sh --python   also makes .venv (numpy, h5py, safetensors from
 #                               PyPI) for scripts/torch_eval.py and its test;
 #                               installs python3-venv when python3 lacks venv
+#   scripts/setup.sh --mpi      also installs OpenMPI (libopenmpi-dev,
+#                               openmpi-bin) and libclang-dev, which the `mpi`
+#                               feature (multi-process training) builds against
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=0
+mpi=0
 for arg in "$@"; do
     case "$arg" in
         --python) python=1 ;;
-        *) echo "usage: scripts/setup.sh [--python]" >&2; exit 2 ;;
+        --mpi) mpi=1 ;;
+        *) echo "usage: scripts/setup.sh [--python] [--mpi]" >&2; exit 2 ;;
     esac
 done
 sudo=""
@@ -22,6 +27,11 @@ need=()
 pkg-config --exists hdf5 2>/dev/null || [ -e /usr/include/hdf5/serial/hdf5.h ] || need+=(libhdf5-dev)
 [ -e /usr/include/turbojpeg.h ] || need+=(libturbojpeg0-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+if [ $mpi -eq 1 ]; then
+    command -v mpirun >/dev/null || need+=(openmpi-bin)
+    pkg-config --exists ompi 2>/dev/null || need+=(libopenmpi-dev)
+    ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     $sudo apt-get update -qq

@@ -57,6 +57,12 @@ pub struct TrainArgs {
     /// the others before it ends the job (a rank that hangs rather than dies).
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     pub collective_timeout: u64,
+    /// What sums the gradients of several ranks: `auto` (NCCL on CUDA
+    /// devices in a build with the `nccl` feature, else MPI through host
+    /// memory), `host` (MPI), or `nccl` (also for one process alone: a
+    /// check of the NCCL path).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub gradient_sums: crate::ranks::GradientSums,
     /// `alexnet` (the paper's two-tower net) or `alexnet-small` (quarter width).
     #[arg(long)]
     pub model: Option<String>,
@@ -301,9 +307,12 @@ fn report_outcome(out: &TrainOutcome, stopped_by_user: bool, data: &Path) -> any
 pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     let cfg = train_config(&args)?;
     let stop = install_stop_flag()?;
-    let collective =
-        crate::ranks::job_collective(std::time::Duration::from_secs(args.collective_timeout))?;
-    let collective: &dyn Collective = collective.as_deref().unwrap_or(&SingleProcess);
+    let collective = crate::ranks::job_collective(
+        std::time::Duration::from_secs(args.collective_timeout),
+        args.gradient_sums,
+        &cfg.devices,
+    )?;
+    let collective: &dyn Collective = collective.as_ref();
     let printer = TrainPrinter::new(!args.quiet);
     let sink: &dyn TrainSink = if collective.rank() == 0 {
         &printer

@@ -28,11 +28,18 @@ pub trait Collective {
     fn local_rank(&self) -> usize;
     /// What carries the sums (`single process`, `MPI`, `NCCL`), for reports.
     fn transport(&self) -> &'static str;
+    /// Whether gradients must be summed at all: with more than one rank,
+    /// or alone when the path itself is being checked.
+    fn sums_needed(&self) -> bool {
+        self.world_size() > 1
+    }
     /// Sums `values` element-wise over all ranks, in place.
     fn all_reduce_sum_f64(&self, values: &mut [f64]) -> Result<()>;
     /// Sums a flat `f32` tensor over all ranks; the result is on the
     /// tensor's device.
     fn all_reduce_sum(&self, flat: &Tensor) -> Result<Tensor>;
+    /// Sends rank 0's `bytes` to every rank (e.g. an NCCL unique id).
+    fn broadcast_bytes(&self, bytes: &mut [u8]) -> Result<()>;
     /// Ends the whole job at once (after an error on this rank), so that
     /// no other rank waits forever in a collective.
     fn abort(&self, code: i32) -> !;
@@ -60,6 +67,9 @@ impl Collective for SingleProcess {
     }
     fn all_reduce_sum(&self, flat: &Tensor) -> Result<Tensor> {
         Ok(flat.clone())
+    }
+    fn broadcast_bytes(&self, _bytes: &mut [u8]) -> Result<()> {
+        Ok(())
     }
     fn abort(&self, code: i32) -> ! {
         std::process::exit(code)
@@ -342,6 +352,9 @@ mod tests {
         }
         fn all_reduce_sum(&self, flat: &Tensor) -> Result<Tensor> {
             Ok((flat * 2.0)?)
+        }
+        fn broadcast_bytes(&self, _bytes: &mut [u8]) -> Result<()> {
+            Ok(())
         }
         fn abort(&self, code: i32) -> ! {
             panic!("abort {code}")

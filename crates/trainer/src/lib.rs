@@ -39,6 +39,8 @@ pub mod figures;
 pub mod metrics;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+#[cfg(feature = "nccl")]
+pub mod nccl;
 pub mod per_class;
 pub mod plot;
 pub mod predict;

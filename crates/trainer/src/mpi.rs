@@ -83,11 +83,6 @@ impl MpiCollective {
         })
     }
 
-    /// Sends rank 0's bytes to every rank (e.g. an NCCL unique id).
-    pub fn broadcast_bytes(&self, bytes: &mut [u8]) {
-        self.guarded(|| self.world.process_at_rank(0).broadcast_into(bytes));
-    }
-
     fn guarded<T>(&self, f: impl FnOnce() -> T) -> T {
         let now = self.watchdog.start.elapsed().as_millis() as u64;
         self.watchdog.since_ms.store(now.max(1), Ordering::Release);
@@ -126,6 +121,10 @@ impl Collective for MpiCollective {
                 .all_reduce_into(&send[..], &mut recv[..], SystemOperation::sum())
         });
         Ok(Tensor::from_vec(recv, send.len(), flat.device())?)
+    }
+    fn broadcast_bytes(&self, bytes: &mut [u8]) -> Result<()> {
+        self.guarded(|| self.world.process_at_rank(0).broadcast_into(bytes));
+        Ok(())
     }
     fn abort(&self, code: i32) -> ! {
         self.world.abort(code)

@@ -353,6 +353,9 @@ impl Collective for BusMember<'_> {
         let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
         Ok(Tensor::from_vec(v, flat.elem_count(), flat.device())?)
     }
+    fn broadcast_bytes(&self, _bytes: &mut [u8]) -> trainer::Result<()> {
+        unimplemented!("not used by the trainer")
+    }
     fn abort(&self, code: i32) -> ! {
         panic!("rank {} aborted with {code}", self.rank)
     }
