@@ -9,12 +9,12 @@
 #
 # Usage:  scripts/gpu-build.sh            -> dist/xtask-cuda (stripped)
 # Env:    WARM_ONLY=1 builds only Candle's CUDA crates (a cache for later builds),
-#         FEATURES ("cuda cudnn" by default), CUDA_COMPUTE_CAP (90),
+#         FEATURES ("cuda cudnn nccl" by default), CUDA_COMPUTE_CAP (90),
 #         CUDA_WHEEL_CACHE (~/.cache/cuda13-wheels), CARGO_TARGET_DIR (target-cuda)
 # First build: about 15 minutes on 2 cores (Candle's kernels go through nvcc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FEATURES=${FEATURES:-cuda cudnn}
+FEATURES=${FEATURES:-cuda cudnn nccl}
 CACHE=${CUDA_WHEEL_CACHE:-$HOME/.cache/cuda13-wheels}
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target-cuda}

@@ -43,6 +43,12 @@ else
     # Libraries from the Python wheels (torch's CUDA 13 ones); the driver gives libcuda.so.1.
     SP=$(python3 -c 'import sysconfig;print(sysconfig.get_paths()["purelib"])' 2>/dev/null || true)
     [ -n "$SP" ] && export LD_LIBRARY_PATH=$SP/nvidia/cu13/lib:$SP/nvidia/cudnn/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    # NCCL from its wheel: cudarc loads libnccl.so, the wheel ships libnccl.so.2.
+    NCCL_SO=$(ls "$SP"/nvidia/nccl/lib/libnccl.so* 2>/dev/null | head -1)
+    if [ -n "$NCCL_SO" ]; then
+        NCCL_DIR=$(mktemp -d "${TMPDIR:-/tmp}/nccl.XXXXXX"); ln -sf "$NCCL_SO" "$NCCL_DIR/libnccl.so"
+        export LD_LIBRARY_PATH=$NCCL_DIR:$LD_LIBRARY_PATH
+    fi
     GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
     [ "${GPUS:-0}" -ge 2 ] && DEV_2GPU=cuda:0,cuda:1
 fi
@@ -132,7 +138,32 @@ step synth 120 "$XTASK" synth --out "$DATA/raw" "${SYNTH[@]}" --no-odd-files --s
         --init pytorch --devices "$DEV1" --batch-size "$BATCH" --epochs 2 --quiet
       cp "$WORK/run/metrics.csv" "$RES/train-loader-metrics.csv" 2>/dev/null
       step loader-alone 60 "$XTASK" bench loader --data "$DATA/shards" --threads "$(nproc)" \
-        --batch-size "$BATCH" --batches 32; }
+        --batch-size "$BATCH" --batches 32
+      # NCCL at world size 1 runs the data-parallel path (buckets, ncclAllReduce,
+      # the mean) and must give the parameters of the path without sums.
+      [ "${DEVICE:-cuda}" != cpu ] && for sums in nccl host; do
+          step "sums-$sums" 120 "$XTASK" train --data "$DATA/shards" --run-dir "$WORK/sums-$sums" \
+              --model "$MODEL" --init pytorch --devices "$DEV1" --batch-size "$BATCH" --epochs 1 \
+              --max-steps 10 --gradient-sums "$sums" --quiet
+      done
+      [ "${DEVICE:-cuda}" != cpu ] && step sums-compare 30 python3 - "$WORK/sums-nccl" "$WORK/sums-host" <<'PY'
+import json, struct, sys
+def params(run):
+    ck = json.load(open(f"{run}/latest.json"))["checkpoint"]
+    raw = open(f"{run}/{ck}/params.safetensors", "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    head = json.loads(raw[8:8 + n]); body = raw[8 + n:]
+    out = {}
+    for k, v in head.items():
+        if k == "__metadata__": continue
+        a, b = v["data_offsets"]
+        out[k] = struct.unpack(f"<{(b - a) // 4}f", body[a:b])
+    return out
+x, y = params(sys.argv[1]), params(sys.argv[2])
+worst = max(abs(p - q) for k in x for p, q in zip(x[k], y[k]))
+print(f"{'PASS' if worst <= 1e-6 else 'FAIL'}: NCCL (world size 1) vs no sums after 10 steps: max |diff| {worst:.3g}")
+PY
+    }
 rm -rf "$WORK"
 
 # 5. Per-layer breakdown (each layer's forward and backward timed between

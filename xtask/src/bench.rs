@@ -9,6 +9,7 @@ mod bench_loader;
 mod bench_open;
 mod bench_ops_check;
 mod bench_preprocess;
+mod bench_ranks;
 mod bench_train_step;
 
 #[derive(Args)]
@@ -33,6 +34,8 @@ enum Bench {
     DeviceCheck(bench_device_check::Args),
     /// Each custom operation (output and gradients) and the SGD step on a device against the CPU.
     OpsCheck(bench_ops_check::Args),
+    /// Data-parallel training: N ranks under mpirun against one process (needs the `mpi` feature).
+    Ranks(bench_ranks::Args),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -44,5 +47,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::TrainStep(a) => bench_train_step::run(a),
         Bench::DeviceCheck(a) => bench_device_check::run(a),
         Bench::OpsCheck(a) => bench_ops_check::run(a),
+        Bench::Ranks(a) => bench_ranks::run(a),
     }
 }

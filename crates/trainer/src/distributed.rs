@@ -331,6 +331,34 @@ mod tests {
         assert!(local_devices("cuda:x", 1).is_err());
     }
 
+    /// The paper's network on ImageNet's 1,000 classes: what every step
+    /// of data-parallel training sums over the ranks.
+    #[test]
+    fn alexnet_sums_244_megabytes_per_step() {
+        let varmap = candle_nn::VarMap::new();
+        let cfg = model::AlexNetConfig::alexnet(1000);
+        model::AlexNet::new(
+            &varmap,
+            &cfg,
+            &model::Placement::cpu(),
+            model::Init::Paper,
+            0,
+        )
+        .unwrap();
+        let vars: Vec<(String, Var)> = varmap
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let r = GradientReducer::new(&vars, 8, DEFAULT_BUCKET_BYTES);
+        // 60,965,224 parameters (the paper's "60 million") in f32.
+        assert_eq!(r.bytes_per_step(), 60_965_224 * 4);
+        // fc6 (37.7M) and fc7 (16.8M) hold 89% of them; each takes a bucket.
+        assert_eq!(r.bucket_count(), 8);
+    }
+
     /// A stand-in collective of two identical ranks: sums double.
     struct Twice;
     impl Collective for Twice {

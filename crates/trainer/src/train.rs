@@ -451,7 +451,11 @@ impl<'c> Trainer<'c> {
                     train_seconds: train_time.as_secs_f64(),
                     wait_seconds: wait_time.as_secs_f64(),
                 });
-                self.checkpoint(CheckpointReason::Stop, sink)?;
+                // A checkpoint of this very step (periodic, or the
+                // resumed one) already holds this position.
+                if self.last_saved.0 != self.state.step || self.last_checkpoint.is_none() {
+                    self.checkpoint(CheckpointReason::Stop, sink)?;
+                }
                 return Ok(EpochEnd::Stopped);
             }
             wait_time += waited;
