@@ -53,7 +53,7 @@ impl ResizeFilter {
     fn filter_type(self) -> FilterType {
         match self {
             ResizeFilter::CatmullRom => FilterType::CatmullRom,
-            ResizeFilter::Lanczos3 => FilterType::Lanczos3,
+            ResizeFilter::Lanczos3 => crate::lanczos::lanczos3_filter_type(),
         }
     }
 }

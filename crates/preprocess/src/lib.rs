@@ -7,6 +7,7 @@
 pub mod devkit;
 pub mod error;
 pub mod image;
+pub mod lanczos;
 pub mod manifest;
 pub mod matv5;
 pub mod pipeline;
