@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::{classes_path, tmp_path};
+use super::{classes_path, unique_tmp_path};
 use crate::LoaderError;
 
 /// One line of `classes.tsv`.
@@ -18,14 +18,16 @@ pub struct ClassEntry {
 }
 
 /// Writes `out_dir/classes.tsv` (`index<TAB>wnid<TAB>words`, one line per
-/// class) through a temporary file renamed when complete. Tabs and line
+/// class) through a temporary file renamed when complete (its own
+/// [`unique_tmp_path`]: several processes may write the same table at the
+/// same time). Tabs and line
 /// breaks inside the words become spaces.
 ///
 /// # Panics
 /// If the entries are not numbered 0, 1, 2, ... in order.
 pub fn write_classes(out_dir: &Path, classes: &[ClassEntry]) -> Result<(), LoaderError> {
     let path = classes_path(out_dir);
-    let tmp = tmp_path(&path);
+    let tmp = unique_tmp_path(&path);
     let mut text = String::new();
     for (i, c) in classes.iter().enumerate() {
         assert_eq!(c.index, i, "class entries must be numbered in order");
@@ -122,7 +124,11 @@ mod tests {
         assert_eq!(back[0].words, "tench, Tinca tinca");
         assert_eq!(back[1].words, "goldfish Carassius");
         assert_eq!(back[1].wnid, "n01443537");
-        assert!(!tmp_path(&classes_path(dir.path())).exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["classes.tsv"], "no temporary file left behind");
 
         std::fs::write(classes_path(dir.path()), "0\tn1\ta\n2\tn2\tb\n").unwrap();
         let msg = read_classes(dir.path()).unwrap_err().to_string();

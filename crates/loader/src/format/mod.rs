@@ -11,6 +11,9 @@
 //!   train/shard-00000.h5    shards; file names from shard_file_name
 //!   train/skipped.tsv       member<TAB>reason of every input that was not usable
 //!   val/...
+//!   parts/                  only when converted in parts (`--part I/N`):
+//!     part-00001-of-00003.started   part 1 of 3 has begun     (part_file_name)
+//!     part-00001-of-00003.done      its results, once complete
 //! ```
 //!
 //! A shard holds its images in one of two [`Encoding`]s, told apart by which
@@ -66,6 +69,8 @@ pub const DATASET_ID_FILE: &str = "dataset.json";
 pub const SKIPPED_FILE: &str = "skipped.tsv";
 /// Suffix of a file still being written.
 pub const TMP_SUFFIX: &str = ".tmp";
+/// `OUT/parts`: the records of a dataset converted in parts.
+pub const PARTS_DIR: &str = "parts";
 /// The JPEG quality `Encoding::Jpeg` uses unless told otherwise.
 pub const DEFAULT_JPEG_QUALITY: u8 = 90;
 
@@ -94,6 +99,59 @@ pub fn split_dir(out: &Path, split: &str) -> PathBuf {
     out.join(split)
 }
 
+/// `OUT/parts`.
+pub fn parts_dir(out: &Path) -> PathBuf {
+    out.join(PARTS_DIR)
+}
+
+/// What a file in `OUT/parts` records about one part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PartFile {
+    /// `.started`: the part has begun (written before it converts anything).
+    Started,
+    /// `.done`: the part is complete; the file holds its results.
+    Done,
+}
+
+impl PartFile {
+    fn extension(self) -> &'static str {
+        match self {
+            PartFile::Started => "started",
+            PartFile::Done => "done",
+        }
+    }
+}
+
+/// File name in `OUT/parts` of part `index` (0-based) of `count`:
+/// `part-00001-of-00003.done` (numbers in at least five digits).
+pub fn part_file_name(index: u32, count: u32, kind: PartFile) -> String {
+    format!("part-{index:05}-of-{count:05}.{}", kind.extension())
+}
+
+/// `OUT/parts/` + [`part_file_name`].
+pub fn part_file_path(out: &Path, index: u32, count: u32, kind: PartFile) -> PathBuf {
+    parts_dir(out).join(part_file_name(index, count, kind))
+}
+
+/// Parses a [`part_file_name`] back into `(index, count, kind)`; `None` for
+/// any other name (temporary files included).
+pub fn parse_part_file_name(name: &str) -> Option<(u32, u32, PartFile)> {
+    let (stem, ext) = name.strip_prefix("part-")?.rsplit_once('.')?;
+    let kind = [PartFile::Started, PartFile::Done]
+        .into_iter()
+        .find(|k| k.extension() == ext)?;
+    let (index, count) = stem.split_once("-of-")?;
+    let number = |digits: &str| -> Option<u32> {
+        if digits.len() < 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
+    };
+    let (index, count) = (number(index)?, number(count)?);
+    // One spelling per part, as for shards.
+    (part_file_name(index, count, kind) == name).then_some((index, count, kind))
+}
+
 /// File name of shard `id`: `shard-00042.h5` (at least five digits).
 pub fn shard_file_name(id: u64) -> String {
     format!("shard-{id:05}.h5")
@@ -116,6 +174,43 @@ pub fn tmp_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(TMP_SUFFIX);
     PathBuf::from(s)
+}
+
+/// A temporary name for `path` that no other process uses at the same time
+/// (`path.<pid>-<random>.tmp`), for files that several processes may write
+/// concurrently with the same content (`classes.tsv`, `stats.h5`, JSON
+/// records): each writes its own and renames it into place.
+pub fn unique_tmp_path(path: &Path) -> PathBuf {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the operating system's randomness: two
+    // processes on different hosts with the same pid still differ.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{}-{random:016x}{TMP_SUFFIX}", std::process::id()));
+    PathBuf::from(s)
+}
+
+/// True when `name` is a temporary file of the file named `file`: its
+/// [`tmp_path`] or a [`unique_tmp_path`].
+pub fn is_tmp_of(name: &str, file: &str) -> bool {
+    name.strip_prefix(file)
+        .is_some_and(|rest| rest.starts_with('.') && rest.ends_with(TMP_SUFFIX))
+}
+
+/// Where a JPEG shard's streams wait until the shard is finished:
+/// `shard-00042.h5.jpeg.tmp` next to `shard-00042.h5`.
+pub fn jpeg_spill_path(final_path: &Path) -> PathBuf {
+    tmp_path(&final_path.with_extension("h5.jpeg"))
+}
+
+/// The shard id of a shard's temporary file (`shard-00042.h5.tmp` or its
+/// JPEG spill file `shard-00042.h5.jpeg.tmp`); `None` for any other name.
+pub fn parse_shard_tmp_file_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(TMP_SUFFIX)?;
+    let shard = stem.strip_suffix(".jpeg").unwrap_or(stem);
+    parse_shard_file_name(shard)
 }
 
 /// The complete shards of a split directory, sorted by id.
@@ -217,6 +312,61 @@ mod tests {
             tmp_path(Path::new("/o/train/shard-00001.h5")),
             PathBuf::from("/o/train/shard-00001.h5.tmp")
         );
+    }
+
+    #[test]
+    fn part_file_names_round_trip_and_reject_other_spellings() {
+        assert_eq!(
+            part_file_name(1, 3, PartFile::Done),
+            "part-00001-of-00003.done"
+        );
+        assert_eq!(
+            part_file_name(0, 123_456, PartFile::Started),
+            "part-00000-of-123456.started"
+        );
+        for (i, n) in [(0, 1), (2, 3), (99_999, 100_000)] {
+            for kind in [PartFile::Started, PartFile::Done] {
+                let name = part_file_name(i, n, kind);
+                assert_eq!(parse_part_file_name(&name), Some((i, n, kind)), "{name}");
+            }
+        }
+        for bad in [
+            "part-0001-of-00003.done",
+            "part-00001-of-000003.done",
+            "part-00001-of-00003.done.tmp",
+            "part-00001-of-00003.json",
+            "part-00001-00003.done",
+            "shard-00001.h5",
+        ] {
+            assert_eq!(parse_part_file_name(bad), None, "{bad}");
+        }
+        assert_eq!(
+            part_file_path(Path::new("/o"), 2, 3, PartFile::Started),
+            PathBuf::from("/o/parts/part-00002-of-00003.started")
+        );
+    }
+
+    #[test]
+    fn temporary_names() {
+        assert_eq!(parse_shard_tmp_file_name("shard-00042.h5.tmp"), Some(42));
+        assert_eq!(
+            parse_shard_tmp_file_name("shard-00042.h5.jpeg.tmp"),
+            Some(42)
+        );
+        let spill = jpeg_spill_path(Path::new("/o/train/shard-00042.h5"));
+        assert_eq!(spill, PathBuf::from("/o/train/shard-00042.h5.jpeg.tmp"));
+        for bad in ["shard-00042.h5", "skipped.tsv.tmp", "shard-0042.h5.tmp"] {
+            assert_eq!(parse_shard_tmp_file_name(bad), None, "{bad}");
+        }
+        let a = unique_tmp_path(Path::new("/o/stats.h5"));
+        let b = unique_tmp_path(Path::new("/o/stats.h5"));
+        assert_ne!(a, b);
+        let name = a.file_name().unwrap().to_str().unwrap();
+        assert!(is_tmp_of(name, STATS_FILE), "{name}");
+        assert!(is_tmp_of("dataset.json.tmp", DATASET_ID_FILE));
+        assert!(!is_tmp_of("dataset.json", DATASET_ID_FILE));
+        assert!(!is_tmp_of("dataset.jsonx.tmp", DATASET_ID_FILE));
+        assert!(!is_tmp_of("notes.tmp", DATASET_ID_FILE));
     }
 
     #[test]

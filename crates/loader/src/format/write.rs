@@ -9,7 +9,7 @@ use hdf5::types::VarLenUnicode;
 use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView4};
 
 use super::names::*;
-use super::{tmp_path, Encoding, ShardSums};
+use super::{jpeg_spill_path, tmp_path, unique_tmp_path, Encoding, ShardSums};
 use crate::{LoaderError, Stats};
 
 /// Bytes copied at a time from the JPEG spill file into the shard.
@@ -81,7 +81,7 @@ impl ShardWriter {
                 Store::Raw { images, capacity }
             }
             Encoding::Jpeg { quality } => {
-                let spill_path = tmp_path(&final_path.with_extension("h5.jpeg"));
+                let spill_path = jpeg_spill_path(final_path);
                 let spill = File::options()
                     .read(true)
                     .write(true)
@@ -322,9 +322,10 @@ fn chunk_offsets(path: &Path, images: &hdf5::Dataset, n: usize) -> Result<Vec<u6
 }
 
 /// Writes `stats.h5` (see [`super::names`]) through a temporary file renamed
-/// when complete.
+/// when complete (its own [`unique_tmp_path`], so that processes writing the
+/// same statistics at the same time do not disturb each other).
 pub fn write_stats(path: &Path, stats: &Stats) -> Result<(), LoaderError> {
-    let tmp = tmp_path(path);
+    let tmp = unique_tmp_path(path);
     let write = || -> hdf5::Result<()> {
         let file = hdf5::File::create(&tmp)?;
         let mean = Array3::from_shape_vec((stats.height, stats.width, 3), stats.mean_image.clone())
