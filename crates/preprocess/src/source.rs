@@ -1,10 +1,13 @@
 //! Input enumeration: the train tar (outer tar of per-class inner tars), the
 //! flat val tar, or the extracted trees, streamed in a deterministic order.
-//! Tars are read sequentially and never extracted.
+//! Tars are read front to back and never extracted; the bytes of members
+//! that are not wanted (their shard is complete, or another part's) are
+//! skipped with seeks rather than read.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -74,17 +77,122 @@ pub(crate) struct Member {
 type PushTrain<'a> =
     dyn FnMut(String, Result<i64, String>, Option<Result<Vec<u8>, String>>) -> bool + 'a;
 
-/// Reader wrapper counting bytes read (for progress on tars).
-struct CountingReader<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
+/// Bytes read ahead after a seek; doubled on each sequential refill up to
+/// [`MAX_FILL`].
+const PROBE_FILL: usize = 8 << 10;
+/// Most bytes read ahead at a time.
+const MAX_FILL: usize = 1 << 20;
+
+/// A byte range of a tar file (the whole file, or an inner tar of the train
+/// tar) read with positioned reads, and seekable, so that the tar reader
+/// skips members it does not want without reading them. Reads ahead
+/// [`PROBE_FILL`] bytes after a seek (a member header and a little more) and
+/// twice as much on each refill that follows while reading continues in
+/// sequence, up to [`MAX_FILL`]; requests as large as that go straight to
+/// the file. `progress` holds the furthest offset in the file reached.
+struct RangeReader {
+    file: Arc<File>,
+    /// The range: `start..end` of the file.
+    start: u64,
+    end: u64,
+    /// Absolute position of the next read.
+    pos: u64,
+    buf: Vec<u8>,
+    /// Absolute offset of `buf[0]`; `buf` holds valid bytes up to `buf.len()`.
+    buf_at: u64,
+    fill: usize,
+    progress: Arc<AtomicU64>,
+    /// Bytes read from the file so far.
+    #[cfg_attr(not(test), allow(dead_code))]
+    fetched: u64,
 }
 
-impl<R: Read> Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
+impl RangeReader {
+    fn new(file: Arc<File>, start: u64, len: u64, progress: Arc<AtomicU64>) -> Self {
+        RangeReader {
+            file,
+            start,
+            end: start + len,
+            pos: start,
+            buf: Vec::new(),
+            buf_at: start,
+            fill: PROBE_FILL,
+            progress,
+            fetched: 0,
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.pos += n as u64;
+        self.progress.fetch_max(self.pos, Ordering::Relaxed);
+    }
+}
+
+impl Read for RangeReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if out.is_empty() || self.pos >= self.end {
+            return Ok(0);
+        }
+        let buffered = self.buf_at + self.buf.len() as u64;
+        if self.pos < self.buf_at || self.pos >= buffered {
+            let left = usize::try_from(self.end - self.pos).unwrap_or(usize::MAX);
+            if out.len() >= self.fill {
+                let want = out.len().min(left);
+                let n = self.file.read_at(&mut out[..want], self.pos)?;
+                self.fetched += n as u64;
+                self.advance(n);
+                return Ok(n);
+            }
+            let want = self.fill.min(left);
+            self.buf.resize(want, 0);
+            let n = self.file.read_at(&mut self.buf, self.pos)?;
+            self.fetched += n as u64;
+            self.buf.truncate(n);
+            self.buf_at = self.pos;
+            self.fill = (self.fill * 2).min(MAX_FILL);
+            if n == 0 {
+                return Ok(0);
+            }
+        }
+        let at = (self.pos - self.buf_at) as usize;
+        let n = out.len().min(self.buf.len() - at);
+        out[..n].copy_from_slice(&self.buf[at..at + n]);
+        self.advance(n);
         Ok(n)
+    }
+}
+
+impl Seek for RangeReader {
+    /// Positions are relative to the range's start, as the tar reader counts.
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let len = (self.end - self.start) as i128;
+        let target = match to {
+            SeekFrom::Start(n) => n as i128,
+            SeekFrom::Current(d) => (self.pos - self.start) as i128 + d as i128,
+            SeekFrom::End(d) => len + d as i128,
+        };
+        let target = u64::try_from(target).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
+        })?;
+        if target as i128 > len {
+            // The tar reader seeks past a member's bytes to the next header:
+            // a member that runs past the end means the file is cut short.
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "truncated: a member ends {} bytes past the end of the data",
+                    target as i128 - len
+                ),
+            ));
+        }
+        self.pos = self.start.saturating_add(target);
+        if self.pos < self.buf_at || self.pos > self.buf_at + self.buf.len() as u64 {
+            // A jump: read little until reading is sequential again.
+            self.fill = PROBE_FILL;
+        }
+        self.progress
+            .fetch_max(self.pos.min(self.end), Ordering::Relaxed);
+        Ok(target)
     }
 }
 
@@ -225,12 +333,14 @@ fn read_member<R: Read>(
     Ok((name, data))
 }
 
-fn open_counted(path: &Path, count: Arc<AtomicU64>) -> Result<impl Read, PreprocessError> {
+/// The whole of the tar file `path`, for [`RangeReader`]s.
+fn open_tar(path: &Path) -> Result<(Arc<File>, u64), PreprocessError> {
     let f = File::open(path).map_err(|e| PreprocessError::io(path, e))?;
-    Ok(CountingReader {
-        inner: BufReader::with_capacity(1 << 20, f),
-        count,
-    })
+    let len = f
+        .metadata()
+        .map_err(|e| PreprocessError::io(path, e))?
+        .len();
+    Ok((Arc::new(f), len))
 }
 
 fn stream_flat_tar(
@@ -240,9 +350,10 @@ fn stream_flat_tar(
     push: &mut dyn FnMut(String, MemberBytes) -> bool,
 ) -> Result<(), PreprocessError> {
     let file = path.display().to_string();
-    let mut archive = tar::Archive::new(open_counted(path, bytes_read)?);
+    let (f, len) = open_tar(path)?;
+    let mut archive = tar::Archive::new(RangeReader::new(f, 0, len, bytes_read));
     let entries = archive
-        .entries()
+        .entries_with_seek()
         .map_err(|e| tar_err(&file, "(start)", e))?;
     let mut index = 0u64;
     let mut last = String::from("(start of archive)");
@@ -269,9 +380,10 @@ fn stream_train_tar(
     push: &mut PushTrain<'_>,
 ) -> Result<(), PreprocessError> {
     let file = path.display().to_string();
-    let mut archive = tar::Archive::new(open_counted(path, bytes_read)?);
+    let (f, len) = open_tar(path)?;
+    let mut archive = tar::Archive::new(RangeReader::new(f.clone(), 0, len, bytes_read.clone()));
     let entries = archive
-        .entries()
+        .entries_with_seek()
         .map_err(|e| tar_err(&file, "(start)", e))?;
     let mut index = 0u64;
     let mut last = String::from("(start of archive)");
@@ -293,9 +405,16 @@ fn stream_train_tar(
         };
         let inner_file = format!("{file}/{outer_name}");
         let label = labeler.train_label(&wnid);
-        let mut inner = tar::Archive::new(outer);
+        // The inner tar is read as its own seekable range of the file (cut
+        // at the file's end: a truncated file shows as a truncated member, or
+        // when the outer reader seeks past the inner tar).
+        let inner_start = outer.raw_file_position();
+        let inner_len = outer.size().min(len.saturating_sub(inner_start));
+        let inner_range = RangeReader::new(f.clone(), inner_start, inner_len, bytes_read.clone());
+        drop(outer);
+        let mut inner = tar::Archive::new(inner_range);
         let inner_entries = inner
-            .entries()
+            .entries_with_seek()
             .map_err(|e| tar_err(&inner_file, "(start)", e))?;
         let mut inner_last = String::from("(start of archive)");
         for entry in inner_entries {
@@ -387,4 +506,103 @@ pub fn list_train_classes(input: &SplitInput) -> Result<Vec<String>, PreprocessE
     wnids.sort();
     wnids.dedup();
     Ok(wnids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flat tar of `n` members of `size` bytes each (member `i` filled
+    /// with byte `i`), and its path.
+    fn flat_tar(dir: &Path, n: usize, size: usize) -> PathBuf {
+        let path = dir.join("flat.tar");
+        let mut b = tar::Builder::new(File::create(&path).unwrap());
+        for i in 0..n {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(size as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, format!("m{i:02}.JPEG"), &vec![i as u8; size][..])
+                .unwrap();
+        }
+        b.finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn unwanted_members_are_skipped_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 64 << 10;
+        let path = flat_tar(dir.path(), 20, size);
+        let (f, len) = open_tar(&path).unwrap();
+        let progress = Arc::new(AtomicU64::new(0));
+        let mut archive = tar::Archive::new(RangeReader::new(f, 0, len, progress.clone()));
+        let mut got = Vec::new();
+        for (i, e) in archive.entries_with_seek().unwrap().enumerate() {
+            let mut e = e.unwrap();
+            let (name, data) = read_member(&mut e, i == 7, "flat.tar").unwrap();
+            got.push((name, data.map(Result::unwrap)));
+        }
+        assert_eq!(got.len(), 20);
+        assert_eq!(got[7].0, "m07.JPEG");
+        assert_eq!(got[7].1.as_deref(), Some(&vec![7u8; size][..]));
+        assert!(got
+            .iter()
+            .enumerate()
+            .all(|(i, g)| (i == 7) == g.1.is_some()));
+        let fetched = archive.into_inner().fetched;
+        assert!(
+            fetched < len / 4,
+            "{fetched} of {len} bytes read for one member of 20"
+        );
+        // Progress counts the bytes passed over too.
+        assert!(progress.load(Ordering::Relaxed) >= len - 1024);
+    }
+
+    #[test]
+    fn wanted_members_are_read_in_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        // Members smaller and larger than the read-ahead.
+        for size in [100, 5000, 3 << 20] {
+            let path = flat_tar(dir.path(), 5, size);
+            let mut names = Vec::new();
+            stream_flat_tar(
+                &path,
+                Arc::new(AtomicU64::new(0)),
+                &|_| true,
+                &mut |name, data| {
+                    let data = data.unwrap().unwrap();
+                    let i = names.len();
+                    assert_eq!(data, vec![i as u8; size], "{name}");
+                    names.push(name);
+                    true
+                },
+            )
+            .unwrap();
+            assert_eq!(names.len(), 5, "{size}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_tar_is_an_error_even_when_nothing_is_wanted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = flat_tar(dir.path(), 6, 10_000);
+        let bytes = std::fs::read(&path).unwrap();
+        // Cut inside the data of the fourth member.
+        let cut = dir.path().join("cut.tar");
+        std::fs::write(&cut, &bytes[..3 * 10_752 + 512 + 4000]).unwrap();
+        for want in [false, true] {
+            let mut seen = 0;
+            let err = stream_flat_tar(&cut, Arc::new(AtomicU64::new(0)), &|_| want, &mut |_, _| {
+                seen += 1;
+                true
+            })
+            .unwrap_err();
+            assert!(matches!(err, PreprocessError::Tar { .. }), "{err}");
+            assert!(err.to_string().contains("cut.tar"), "{err}");
+            // Unwanted, the cut member's header is passed on; its bytes are
+            // found missing when they are skipped.
+            assert_eq!(seen, if want { 3 } else { 4 }, "members before the cut");
+        }
+    }
 }
