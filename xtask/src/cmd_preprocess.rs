@@ -1,5 +1,6 @@
 //! `cargo xtask preprocess`: ImageNet's three files (or extracted trees) to
-//! 256x256 HDF5 shards, with progress bars.
+//! 256x256 HDF5 shards, with progress bars; alone or as one part of several
+//! (`--part I/N`, or a Slurm array task's environment), and `--finish`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,13 +12,14 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use loader::format::Encoding;
 use preprocess::{
-    NoProgress, PreprocessConfig, ProgressSink, ResizeFilter, Split, SplitSummary, Summary,
-    DEFAULT_IMAGES_PER_SHARD, DEFAULT_OPEN_SHARDS,
+    FinishSummary, NoProgress, Part, PartSummary, PreprocessConfig, ProgressSink, ResizeFilter,
+    Split, SplitSummary, Summary, DEFAULT_IMAGES_PER_SHARD, DEFAULT_OPEN_SHARDS,
 };
 
 /// Convert ImageNet into sharded 256x256 HDF5 (shorter side to 256, central
 /// crop, RGB). Each split can be converted alone; val needs the devkit.
-/// Interrupted runs resume: run the same command again.
+/// Interrupted runs resume: run the same command again. Several machines
+/// can share the work: see --part.
 #[derive(Args, Debug)]
 pub struct PreprocessArgs {
     /// ILSVRC2012_img_train.tar: outer tar of 1000 per-class tars (streamed,
@@ -43,6 +45,21 @@ pub struct PreprocessArgs {
     /// same dataset (then the run resumes).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Convert only part I of N (0 <= I < N), e.g. on one node of N sharing
+    /// --out: the shards whose id mod N is I, the same files a single run
+    /// writes. Every part takes the same inputs and options. The part that
+    /// completes last writes classes.tsv, stats.h5 and manifest.json of the
+    /// whole dataset (or run --finish). A part run again resumes. Without
+    /// this flag, a Slurm array task's SLURM_ARRAY_TASK_ID and
+    /// SLURM_ARRAY_TASK_COUNT give the part when set (I = ID -
+    /// SLURM_ARRAY_TASK_MIN); --part wins over them.
+    #[arg(long, value_name = "I/N")]
+    pub part: Option<Part>,
+    /// Only write classes.tsv, stats.h5 and manifest.json of a dataset
+    /// converted in parts (--part), once all parts are complete; refused,
+    /// naming them, while some are not. Needs only --out.
+    #[arg(long, conflicts_with_all = ["part", "train_tar", "train_dir", "val_tar", "val_dir", "devkit"])]
+    pub finish: bool,
     /// Most images per shard file.
     #[arg(long, default_value_t = DEFAULT_IMAGES_PER_SHARD)]
     pub images_per_shard: usize,
@@ -101,9 +118,11 @@ impl From<FilterArg> for ResizeFilter {
 }
 
 impl PreprocessArgs {
-    /// The library config these flags describe.
-    pub fn config(&self) -> PreprocessConfig {
+    /// The library config these flags (and a Slurm array task's
+    /// environment, when --part is not given) describe.
+    pub fn config(&self) -> anyhow::Result<PreprocessConfig> {
         let mut cfg = PreprocessConfig::new(&self.out);
+        cfg.part = Part::explicit_or_slurm(self.part)?;
         cfg.train_tar = self.train_tar.clone();
         cfg.train_dir = self.train_dir.clone();
         cfg.val_tar = self.val_tar.clone();
@@ -119,7 +138,7 @@ impl PreprocessArgs {
                 quality: self.quality,
             },
         };
-        cfg
+        Ok(cfg)
     }
 }
 
@@ -174,33 +193,113 @@ impl ProgressSink for BarProgress {
         if let Some((bar, _)) = self.bar.lock().expect("progress lock").take() {
             bar.finish_and_clear();
         }
-        eprintln!(
-            "{}: {} images in {} shards, {} skipped (see {}/skipped.tsv), {} written in {:.1} s",
-            s.split.name(),
-            s.images,
-            s.shards,
-            s.skipped,
-            s.split.name(),
-            s.written_this_run,
-            s.seconds
-        );
+        eprintln!("{}", split_line(s));
     }
 }
 
-/// The last line of a run: written, skipped, images/s.
-pub fn summary_line(s: &Summary) -> String {
+/// One split's result: `train: 10 images in 4 shards, ...`.
+fn split_line(s: &SplitSummary) -> String {
+    let (name, skipped_in) = match s.part {
+        Some(p) => (
+            format!("{} (part {p})", s.split.name()),
+            "listed in parts/".to_string(),
+        ),
+        None => (
+            s.split.name().to_string(),
+            format!("see {}/skipped.tsv", s.split.name()),
+        ),
+    };
     format!(
-        "written {} images, skipped {}, {:.1} images/s ({} images in the output, {:.1} s)",
+        "{name}: {} images in {} shards, {} skipped ({skipped_in}), {} written in {:.1} s",
+        s.images, s.shards, s.skipped, s.written_this_run, s.seconds
+    )
+}
+
+/// The last line of a run: written, skipped, images/s; for a part, whether
+/// it finished the dataset or which parts it waits for.
+pub fn summary_line(s: &Summary) -> String {
+    let (prefix, scope) = match &s.part {
+        Some(p) => (format!("part {}: ", p.part), "in this part's shards"),
+        None => (String::new(), "in the output"),
+    };
+    let line = format!(
+        "{prefix}written {} images, skipped {}, {:.1} images/s ({} images {scope}, {:.1} s)",
         s.written_this_run(),
         s.skipped(),
         s.images_per_second(),
         s.images(),
         s.seconds
+    );
+    match &s.part {
+        None => line,
+        Some(PartSummary {
+            finished: Some(f), ..
+        }) => format!("{line}; {}", finished_line(f)),
+        Some(PartSummary { waiting_for, .. }) => {
+            let parts: Vec<String> = waiting_for.iter().map(|m| m.part.to_string()).collect();
+            format!(
+                "{line}; waiting for part {} (the last part to complete finishes the dataset)",
+                parts.join(", ")
+            )
+        }
+    }
+}
+
+/// What the finish of a dataset converted in parts wrote.
+fn finished_line(f: &FinishSummary) -> String {
+    let images: u64 = f.splits.iter().map(|s| s.images).sum();
+    let skipped: u64 = f.splits.iter().map(|s| s.skipped).sum();
+    format!(
+        "finished the dataset of {} parts: {images} images, {skipped} skipped, classes.tsv, stats.h5 and manifest.json written",
+        f.parts
     )
 }
 
+/// The whole dataset's lines after a finish: each split, the statistics.
+fn report_finish(f: &FinishSummary) {
+    for s in &f.splits {
+        eprintln!(
+            "{}: {} images in {} shards, {} skipped (see {}/skipped.tsv)",
+            s.split.name(),
+            s.images,
+            s.shards,
+            s.skipped,
+            s.split.name()
+        );
+    }
+    if let Some(st) = &f.stats {
+        report_stats(st);
+    }
+}
+
+fn report_stats(st: &loader::Stats) {
+    eprintln!(
+        "train statistics: {} images, RGB mean {:.2} {:.2} {:.2}, eigenvalues {:.5} {:.5} {:.5} (stats.h5)",
+        st.count,
+        st.rgb_mean[0],
+        st.rgb_mean[1],
+        st.rgb_mean[2],
+        st.eigvals[0],
+        st.eigvals[1],
+        st.eigvals[2]
+    );
+}
+
 pub fn run_preprocess(args: PreprocessArgs) -> anyhow::Result<()> {
-    let mut cfg = args.config();
+    if args.finish {
+        let f = preprocess::finish(&args.out)
+            .with_context(|| format!("finishing {}", args.out.display()))?;
+        report_finish(&f);
+        println!("{}", finished_line(&f));
+        return Ok(());
+    }
+    let mut cfg = args.config()?;
+    if let (Some(part), None) = (cfg.part, args.part) {
+        eprintln!(
+            "part {part}, from the Slurm array environment (SLURM_ARRAY_TASK_ID {})",
+            std::env::var(preprocess::parts::SLURM_ARRAY_TASK_ID).unwrap_or_default()
+        );
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let cancel = cancel.clone();
@@ -216,19 +315,15 @@ pub fn run_preprocess(args: PreprocessArgs) -> anyhow::Result<()> {
     cfg.cancel = Some(cancel);
     let bars = BarProgress::default();
     let progress: &dyn ProgressSink = if args.quiet { &NoProgress } else { &bars };
-    let summary = preprocess::run(&cfg, progress)
-        .with_context(|| format!("preprocessing into {}", cfg.out.display()))?;
+    let summary = preprocess::run(&cfg, progress).with_context(|| match cfg.part {
+        Some(p) => format!("preprocessing part {p} into {}", cfg.out.display()),
+        None => format!("preprocessing into {}", cfg.out.display()),
+    })?;
     if let Some(st) = &summary.stats {
-        eprintln!(
-            "train statistics: {} images, RGB mean {:.2} {:.2} {:.2}, eigenvalues {:.5} {:.5} {:.5} (stats.h5)",
-            st.count,
-            st.rgb_mean[0],
-            st.rgb_mean[1],
-            st.rgb_mean[2],
-            st.eigvals[0],
-            st.eigvals[1],
-            st.eigvals[2]
-        );
+        report_stats(st);
+    }
+    if let Some(f) = summary.part.as_ref().and_then(|p| p.finished.as_ref()) {
+        report_finish(f);
     }
     println!("{}", summary_line(&summary));
     Ok(())

@@ -6,17 +6,39 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// The Slurm array variables `preprocess` takes its part from.
+const SLURM_ARRAY_VARS: [&str; 4] = [
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_ARRAY_TASK_COUNT",
+    "SLURM_ARRAY_TASK_MIN",
+    "SLURM_ARRAY_TASK_STEP",
+];
+
 fn xtask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
+    xtask_env(args, &[])
+}
+
+/// Runs xtask with `env` set and no other Slurm array variables (the tests
+/// may themselves run in an array task).
+fn xtask_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.args(args).env("RUST_BACKTRACE", "0");
+    for var in SLURM_ARRAY_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied())
         .output()
         .expect("the xtask binary runs")
 }
 
 /// Runs a command that must succeed; returns its stdout's last line.
 fn ok(args: &[&str]) -> String {
-    let out = xtask(args);
+    ok_env(args, &[])
+}
+
+/// [`ok`] with environment variables.
+fn ok_env(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = xtask_env(args, env);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -30,6 +52,10 @@ fn ok(args: &[&str]) -> String {
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temporary path")
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 #[test]
@@ -246,4 +272,156 @@ fn every_subcommand_on_tiny_data() {
         "cpu",
     ]);
     assert!(last.ends_with(" images/s"), "{last}");
+}
+
+/// `preprocess` as the tasks of a Slurm array run it: the part from
+/// SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT and SLURM_ARRAY_TASK_MIN,
+/// `--part` winning over them, the last part finishing the dataset, equal
+/// to one run; `--finish` refused while a part is missing.
+#[test]
+fn preprocess_parts_from_the_slurm_array_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, one, parts) = (
+        tmp.path().join("in"),
+        tmp.path().join("one"),
+        tmp.path().join("parts"),
+    );
+    ok(&[
+        "synth",
+        "--out",
+        s(&input),
+        "--classes",
+        "3",
+        "--train-per-class",
+        "8",
+        "--val-images",
+        "10",
+        "--min-side",
+        "48",
+        "--max-side",
+        "72",
+        "--seed",
+        "2",
+        "--trees",
+    ]);
+    let devkit = input.join("ILSVRC2012_devkit_t12.tar.gz");
+    let (train, val) = (input.join("train"), input.join("val"));
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "preprocess",
+            "--train-dir",
+            s(&train),
+            "--val-dir",
+            s(&val),
+            "--devkit",
+            s(&devkit),
+            "--out",
+            s(out),
+            "--quiet",
+            "--images-per-shard",
+            "3",
+            "--open-shards",
+            "2",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let run = |extra: &[&str], env: &[(&str, &str)]| -> String {
+        let mut a = args(&parts);
+        a.extend(extra.iter().map(|x| x.to_string()));
+        ok_env(&strs(&a), env)
+    };
+    let whole = ok(&strs(&args(&one)));
+    assert!(whole.starts_with("written "), "{whole}");
+
+    // --array=1-3: task id 3 is part 2 of 3.
+    let last = run(
+        &[],
+        &[
+            ("SLURM_ARRAY_TASK_ID", "3"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+        ],
+    );
+    assert!(
+        last.starts_with("part 2/3: written ")
+            && last.ends_with(
+                "waiting for part 0/3, 1/3 (the last part to complete finishes the dataset)"
+            ),
+        "{last}"
+    );
+    let last = run(
+        &[],
+        &[
+            ("SLURM_ARRAY_TASK_ID", "1"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ],
+    );
+    assert!(last.starts_with("part 1/3: written "), "{last}");
+
+    // A task id without the task count is refused rather than taken as the whole.
+    let out = xtask_env(&strs(&args(&parts)), &[("SLURM_ARRAY_TASK_ID", "0")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("SLURM_ARRAY_TASK_COUNT is not"),
+        "{err}"
+    );
+
+    // --finish while part 0 is missing names it.
+    let out = xtask(&["preprocess", "--finish", "--out", s(&parts)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("part 0/3 (not started"),
+        "{err}"
+    );
+
+    // --part wins over the environment; the last part finishes the dataset.
+    let last = run(
+        &["--part", "0/3"],
+        &[
+            ("SLURM_ARRAY_TASK_ID", "1"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ],
+    );
+    assert!(
+        last.starts_with("part 0/3: written ")
+            && last.contains("; finished the dataset of 3 parts: "),
+        "{last}"
+    );
+    for file in [
+        "manifest.json",
+        "classes.tsv",
+        "dataset.json",
+        "train/skipped.tsv",
+        "val/skipped.tsv",
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(one.join(file)).unwrap(),
+            std::fs::read_to_string(parts.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    assert_eq!(
+        loader::Stats::open(&one.join("stats.h5")).unwrap(),
+        loader::Stats::open(&parts.join("stats.h5")).unwrap()
+    );
+    for split in ["train", "val"] {
+        let (a, b) = (
+            loader::Dataset::open(&one.join(split)).unwrap(),
+            loader::Dataset::open(&parts.join(split)).unwrap(),
+        );
+        assert_eq!(a.labels(), b.labels(), "{split}");
+        let (mut x, mut y) = (vec![0u8; a.image_bytes()], vec![0u8; b.image_bytes()]);
+        for i in 0..a.len() as u64 {
+            assert_eq!(a.name(i).unwrap(), b.name(i).unwrap());
+            a.read_image(i, &mut x).unwrap();
+            b.read_image(i, &mut y).unwrap();
+            assert!(x == y, "{split} image {i}");
+        }
+    }
+    let last = ok(&["preprocess", "--finish", "--out", s(&parts)]);
+    assert!(
+        last.starts_with("finished the dataset of 3 parts: "),
+        "{last}"
+    );
 }

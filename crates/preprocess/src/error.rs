@@ -91,6 +91,80 @@ pub enum PreprocessError {
         /// The encoder's error.
         source: loader::format::JpegError,
     },
+    /// `--part` or the Slurm array environment does not give a part.
+    #[error(transparent)]
+    Part(#[from] crate::parts::PartError),
+    /// A part was asked for with another number of parts than the parts
+    /// already begun in the output directory.
+    #[error("{out} is being converted in {count} parts (parts/{file} exists), not in {}: give --part I/{count}, or use another directory", part.count)]
+    PartCountMismatch {
+        /// The output directory.
+        out: PathBuf,
+        /// The part asked for.
+        part: crate::parts::Part,
+        /// A record of a part of the other count.
+        file: String,
+        /// The number of parts that record belongs to.
+        count: u32,
+    },
+    /// `OUT/parts` holds records of parts of different counts.
+    #[error("{out}/parts holds records of different numbers of parts ({a} and {b}); remove the ones that do not belong")]
+    MixedPartCounts {
+        /// The output directory.
+        out: PathBuf,
+        /// A record.
+        a: String,
+        /// A record of another count.
+        b: String,
+    },
+    /// Finishing an output directory that was not converted in parts.
+    #[error("{out} holds no records of parts (parts/part-*-of-*.done): nothing to finish; --finish completes a dataset converted with --part I/N")]
+    NoParts {
+        /// The output directory.
+        out: PathBuf,
+    },
+    /// Finishing while some parts are not complete.
+    #[error("cannot finish {out}: {} of {count} parts not complete: part {}; run them (a stopped part resumes), the last one to complete finishes the dataset", missing.len(), crate::parts::list_missing(missing))]
+    PartsMissing {
+        /// The output directory.
+        out: PathBuf,
+        /// Number of parts.
+        count: u32,
+        /// The parts whose `.done` record is missing.
+        missing: Vec<crate::parts::MissingPart>,
+    },
+    /// Two parts were run with different inputs.
+    #[error("{out}: part {part} converted other {what} than part 0/{}; run every part with the same inputs and options (part {part} run again with them resumes)", part.count)]
+    PartsDisagree {
+        /// The output directory.
+        out: PathBuf,
+        /// The part that differs from part 0.
+        part: crate::parts::Part,
+        /// `"classes"` or `"splits"`.
+        what: &'static str,
+    },
+    /// A shard a part reports is not on disk.
+    #[error(
+        "{out}: part {part} reports {file}, which is missing; run part {part} again to write it"
+    )]
+    PartShardMissing {
+        /// The output directory.
+        out: PathBuf,
+        /// The part.
+        part: crate::parts::Part,
+        /// The shard, relative to OUT.
+        file: String,
+    },
+    /// A shard on disk that no part reports.
+    #[error("{out}: {file} is reported by none of the {count} parts; it does not belong to this conversion (remove it, or run its part again)")]
+    UnclaimedShard {
+        /// The output directory.
+        out: PathBuf,
+        /// The shard, relative to OUT.
+        file: String,
+        /// Number of parts.
+        count: u32,
+    },
     /// The run was stopped (Ctrl-C or a configured stop point); completed
     /// shards are kept and the same command resumes.
     #[error("interrupted; completed shards are kept, run the same command again to resume")]

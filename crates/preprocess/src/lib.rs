@@ -10,6 +10,7 @@ pub mod image;
 pub mod lanczos;
 pub mod manifest;
 pub mod matv5;
+pub mod parts;
 pub mod pipeline;
 pub mod shard;
 pub mod source;
@@ -19,6 +20,7 @@ pub mod synth;
 pub use error::{DecodeError, PreprocessError};
 pub use image::{decode_to_256, Decoder256, ResizeFilter, IMAGE_BYTES, SIDE};
 pub use manifest::Manifest;
+pub use parts::{finish, FinishSummary, MissingPart, Part, PartError, PartSummary};
 pub use pipeline::{
     run, shard_of, NoProgress, PreprocessConfig, ProgressSink, Split, SplitSummary, Summary,
     DEFAULT_IMAGES_PER_SHARD, DEFAULT_OPEN_SHARDS,

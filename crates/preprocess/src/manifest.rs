@@ -6,6 +6,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use loader::format::DATASET_ID_FILE;
+
 use crate::error::PreprocessError;
 
 /// Version of the output layout written by this crate.
@@ -72,7 +74,7 @@ fn raw_encoding() -> String {
     "raw".into()
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, PreprocessError> {
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, PreprocessError> {
     let text = std::fs::read_to_string(path).map_err(|e| PreprocessError::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| PreprocessError::Json {
         path: path.to_path_buf(),
@@ -80,13 +82,14 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, PreprocessE
     })
 }
 
-/// Writes JSON through a temporary file renamed into place.
+/// Writes JSON through a temporary file of its own renamed into place
+/// (parts running at the same time write the same records).
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), PreprocessError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| PreprocessError::Json {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let tmp = path.with_extension("json.tmp");
+    let tmp = loader::format::unique_tmp_path(path);
     std::fs::write(&tmp, text + "\n").map_err(|e| PreprocessError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| PreprocessError::io(path, e))
 }
@@ -154,8 +157,19 @@ pub(crate) fn check_and_record_identity(
         merged
     } else {
         if out.exists() {
-            let mut entries = std::fs::read_dir(out).map_err(|e| PreprocessError::io(out, e))?;
-            if entries.next().is_some() {
+            // A part starting at the same time may be writing dataset.json.
+            let mut others = Vec::new();
+            for e in std::fs::read_dir(out).map_err(|e| PreprocessError::io(out, e))? {
+                let name = e.map_err(|e| PreprocessError::io(out, e))?.file_name();
+                if !loader::format::is_tmp_of(&name.to_string_lossy(), DATASET_ID_FILE) {
+                    others.push(name);
+                }
+            }
+            if !others.is_empty() {
+                if path.exists() {
+                    // Written meanwhile by a part starting at the same time.
+                    return check_and_record_identity(out, new);
+                }
                 return Err(refuse(
                     "the directory is not empty and holds no dataset.json".into(),
                 ));
@@ -207,12 +221,11 @@ impl Manifest {
     }
 }
 
-/// Records one finished split in `OUT/manifest.json`, keeping the others.
-pub(crate) fn record_split(
+/// Records finished splits in `OUT/manifest.json`, keeping the others.
+pub(crate) fn record_splits(
     out: &Path,
     classes: usize,
-    split: &str,
-    entry: SplitManifest,
+    splits: Vec<(&str, SplitManifest)>,
 ) -> Result<(), PreprocessError> {
     let path = loader::format::manifest_path(out);
     let mut m = if path.exists() {
@@ -222,6 +235,8 @@ pub(crate) fn record_split(
     };
     m.format_version = FORMAT_VERSION;
     m.classes = classes;
-    m.splits.insert(split.to_string(), entry);
+    for (split, entry) in splits {
+        m.splits.insert(split.to_string(), entry);
+    }
     write_json(&path, &m)
 }

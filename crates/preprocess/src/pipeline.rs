@@ -10,6 +10,11 @@
 //! results in flight), so the output is the same for the same inputs and
 //! options, whatever the number of workers and however often the run was
 //! interrupted and resumed.
+//!
+//! A run may be one part of several (see [`crate::parts`]): it then writes
+//! only the shards whose id belongs to its part, passing the other inputs
+//! over unread, and leaves the dataset's tables to the part that completes
+//! last.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -25,9 +30,10 @@ use crate::devkit::{read_devkit, ClassInfo, Devkit};
 use crate::error::PreprocessError;
 use crate::image::{Decoder256, ResizeFilter, IMAGE_BYTES};
 use crate::manifest::{
-    check_and_record_identity, head_tail_hash, record_split, DatasetIdentity, InputId, ShardEntry,
+    check_and_record_identity, head_tail_hash, record_splits, DatasetIdentity, InputId, ShardEntry,
     SplitManifest, FORMAT_VERSION,
 };
+use crate::parts::{begin_part, complete_part, Part, PartRecord, PartSplit, PartSummary};
 use crate::shard::PipelineShard;
 use crate::source::{
     count_dir_members, list_train_classes, stream_members, Labeler, Member, SplitInput,
@@ -72,18 +78,20 @@ pub struct PreprocessConfig {
     /// Stop abruptly, as a `kill -9` would (temporary shards are left behind),
     /// after this many shards were completed in this run. For testing resume.
     pub halt_after_shards: Option<u64>,
+    /// Convert only this part's share (see [`crate::parts`]); `None`: everything.
+    pub part: Option<Part>,
 }
 
-impl PreprocessConfig {
-    /// A config writing to `out` with default options and no inputs yet.
-    pub fn new(out: impl Into<PathBuf>) -> Self {
+impl Default for PreprocessConfig {
+    /// Default options, no inputs, and an empty output path.
+    fn default() -> Self {
         PreprocessConfig {
             train_tar: None,
             train_dir: None,
             val_tar: None,
             val_dir: None,
             devkit: None,
-            out: out.into(),
+            out: PathBuf::new(),
             images_per_shard: DEFAULT_IMAGES_PER_SHARD,
             open_shards: DEFAULT_OPEN_SHARDS,
             workers: 0,
@@ -91,6 +99,17 @@ impl PreprocessConfig {
             encoding: Encoding::Raw,
             cancel: None,
             halt_after_shards: None,
+            part: None,
+        }
+    }
+}
+
+impl PreprocessConfig {
+    /// A config writing to `out` with default options and no inputs yet.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        PreprocessConfig {
+            out: out.into(),
+            ..PreprocessConfig::default()
         }
     }
 }
@@ -135,14 +154,15 @@ impl ProgressSink for NoProgress {
     fn finish_split(&self, _: &SplitSummary) {}
 }
 
-/// Result of one split.
+/// Result of one split (for a part: of the part's share of it).
 #[derive(Clone, Debug)]
 pub struct SplitSummary {
     /// Which split.
     pub split: Split,
     /// Images in the split's shards (all runs).
     pub images: u64,
-    /// Inputs skipped (all runs), listed in `OUT/<split>/skipped.tsv`.
+    /// Inputs skipped (all runs), listed in `OUT/<split>/skipped.tsv` (for
+    /// a part: in its record in `OUT/parts`, until the dataset is finished).
     pub skipped: u64,
     /// Number of shards.
     pub shards: usize,
@@ -150,6 +170,8 @@ pub struct SplitSummary {
     pub written_this_run: u64,
     /// Wall time of this split in this run, seconds.
     pub seconds: f64,
+    /// The part whose share this is; `None` for the whole split.
+    pub part: Option<Part>,
 }
 
 /// Result of [`run`].
@@ -157,12 +179,16 @@ pub struct SplitSummary {
 pub struct Summary {
     /// One entry per split converted, train first.
     pub splits: Vec<SplitSummary>,
-    /// Training-set statistics (when a train split was converted and held images).
+    /// Training-set statistics (when a train split was converted and held
+    /// images; for a part, see [`PartSummary::finished`]).
     pub stats: Option<loader::Stats>,
     /// Number of classes.
     pub classes: usize,
     /// Wall time, seconds.
     pub seconds: f64,
+    /// For a part: whether it finished the dataset, or which parts it left
+    /// to do so.
+    pub part: Option<PartSummary>,
 }
 
 impl Summary {
@@ -248,6 +274,10 @@ fn input_id(input: &SplitInput, train: bool) -> Result<InputId, PreprocessError>
 /// Converts the given splits into `cfg.out`: shards, `classes.tsv`,
 /// `stats.h5` (train), `manifest.json`, `dataset.json`, `skipped.tsv`.
 /// Resumes a previous interrupted run of the same command.
+///
+/// With `cfg.part`, converts only that part's shards and records the part
+/// in `OUT/parts`; the part that finds all parts complete writes the
+/// dataset's tables ([`crate::parts::finish`]).
 pub fn run(
     cfg: &PreprocessConfig,
     progress: &dyn ProgressSink,
@@ -306,6 +336,9 @@ pub fn run(
         splits: splits_id,
     };
     check_and_record_identity(&cfg.out, &identity)?;
+    if let Some(part) = cfg.part {
+        begin_part(&cfg.out, part)?;
+    }
 
     // Classes.
     let devkit: Option<Devkit> = match &cfg.devkit {
@@ -334,7 +367,13 @@ pub fn run(
             "no classes found in the inputs".into(),
         ));
     }
-    write_classes(&cfg.out, &classes, devkit.is_some())?;
+    match cfg.part {
+        // The dataset's class table is written when it is finished.
+        Some(_) => {
+            check_classes(&cfg.out, &classes)?;
+        }
+        None => write_classes(&cfg.out, &classes, devkit.is_some())?,
+    }
     let wnid_index: HashMap<String, usize> =
         classes.iter().map(|c| (c.wnid.clone(), c.index)).collect();
 
@@ -343,49 +382,85 @@ pub fn run(
         stats: None,
         classes: classes.len(),
         seconds: 0.0,
+        part: None,
     };
+    let mut record = cfg
+        .part
+        .map(|part| PartRecord::new(part, &classes, devkit.is_some()));
+    let mut splits = Vec::new();
     if let Some(t) = &train {
-        let labeler = Labeler::Train(&wnid_index);
-        let (s, sums) = process_split(cfg, Split::Train, t, &labeler, classes.len(), progress)?;
-        if let Some(st) = sums.as_ref().and_then(finish_stats) {
-            format::write_stats(&format::stats_path(&cfg.out), &st)?;
-            summary.stats = Some(st);
-        }
-        summary.splits.push(s);
+        splits.push((Split::Train, t, Labeler::Train(&wnid_index)));
     }
     if let Some(v) = &val {
         let dk = devkit.as_ref().expect("checked above");
-        let labeler = Labeler::Val(dk);
-        let (s, _) = process_split(cfg, Split::Val, v, &labeler, classes.len(), progress)?;
+        splits.push((Split::Val, v, Labeler::Val(dk)));
+    }
+    for (split, input, labeler) in splits {
+        let (s, gathered) = process_split(cfg, split, input, &labeler, progress)?;
+        match &mut record {
+            Some(record) => {
+                record.splits.insert(
+                    split.name().to_string(),
+                    PartSplit {
+                        manifest: gathered.manifest,
+                        skipped_inputs: gathered.skipped,
+                    },
+                );
+            }
+            None => {
+                write_skipped(&cfg.out, split, &gathered.skipped)?;
+                if let Some(st) = gathered.sums.as_ref().and_then(finish_stats) {
+                    format::write_stats(&format::stats_path(&cfg.out), &st)?;
+                    summary.stats = Some(st);
+                }
+                // Each split is recorded as soon as it is complete.
+                record_splits(
+                    &cfg.out,
+                    classes.len(),
+                    vec![(split.name(), gathered.manifest.clone())],
+                )?;
+            }
+        }
+        progress.finish_split(&s);
         summary.splits.push(s);
+    }
+    if let (Some(part), Some(record)) = (cfg.part, &record) {
+        summary.part = Some(complete_part(&cfg.out, part, record)?);
     }
     summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)
 }
 
-/// Writes `classes.tsv`, or checks that the one present lists the same WNIDs.
-fn write_classes(
+/// Refuses a `classes.tsv` in `out` that lists other WNIDs than `classes`;
+/// true when there is one.
+fn check_classes(out: &Path, classes: &[ClassInfo]) -> Result<bool, PreprocessError> {
+    if !format::classes_path(out).exists() {
+        return Ok(false);
+    }
+    let old = format::read_classes(out)?;
+    let same = old.len() == classes.len() && old.iter().zip(classes).all(|(a, b)| a.wnid == b.wnid);
+    if !same {
+        return Err(PreprocessError::DifferentDataset {
+            out: out.to_path_buf(),
+            reason: format!(
+                "its classes.tsv lists {} classes that differ from the {} classes of these inputs",
+                old.len(),
+                classes.len()
+            ),
+        });
+    }
+    Ok(true)
+}
+
+/// Writes `classes.tsv`, or checks that the one present lists the same WNIDs
+/// (and keeps it when `classes` carry no words).
+pub(crate) fn write_classes(
     out: &Path,
     classes: &[ClassInfo],
     with_words: bool,
 ) -> Result<(), PreprocessError> {
-    if format::classes_path(out).exists() {
-        let old = format::read_classes(out)?;
-        let same =
-            old.len() == classes.len() && old.iter().zip(classes).all(|(a, b)| a.wnid == b.wnid);
-        if !same {
-            return Err(PreprocessError::DifferentDataset {
-                out: out.to_path_buf(),
-                reason: format!(
-                    "its classes.tsv lists {} classes that differ from the {} classes of these inputs",
-                    old.len(),
-                    classes.len()
-                ),
-            });
-        }
-        if !with_words {
-            return Ok(());
-        }
+    if check_classes(out, classes)? && !with_words {
+        return Ok(());
     }
     let entries: Vec<ClassEntry> = classes
         .iter()
@@ -410,8 +485,9 @@ enum Outcome {
         color: ImageColorSums,
     },
     Skipped(String),
-    /// Its shard is already complete: nothing to write.
-    AlreadyDone,
+    /// Its shard is not written by this run (already complete, or another
+    /// part's): nothing to write.
+    NotWritten,
 }
 
 struct Done {
@@ -420,50 +496,68 @@ struct Done {
     outcome: Outcome,
 }
 
+/// Which inputs this run writes: those of shards not yet complete, and for a
+/// part only those of its own shards.
+struct ShardFilter {
+    done: HashSet<u64>,
+    part: Option<Part>,
+    images_per_shard: usize,
+    open_shards: usize,
+}
+
+impl ShardFilter {
+    fn writes_shard(&self, shard: u64) -> bool {
+        !self.done.contains(&shard) && self.part.is_none_or(|p| p.owns_shard(shard))
+    }
+
+    fn writes(&self, index: u64) -> bool {
+        self.writes_shard(shard_of(index, self.images_per_shard, self.open_shards))
+    }
+}
+
 fn worker(
     rx: Receiver<Member>,
     tx: Sender<Done>,
     recycled: Receiver<Vec<u8>>,
-    done_shards: &HashSet<u64>,
+    filter: &ShardFilter,
     cfg: &PreprocessConfig,
     with_stats: bool,
 ) {
     let mut dec = Decoder256::with_filter(cfg.filter);
     for m in rx.iter() {
-        let outcome =
-            if done_shards.contains(&shard_of(m.index, cfg.images_per_shard, cfg.open_shards)) {
-                Outcome::AlreadyDone
-            } else {
-                match (m.label, m.data) {
-                    (Err(r), _) => Outcome::Skipped(r),
-                    (_, Some(Err(r))) => Outcome::Skipped(r),
-                    (_, None) => Outcome::Skipped("not read".into()),
-                    (Ok(label), Some(Ok(bytes))) => {
-                        let mut image = recycled
-                            .try_recv()
-                            .unwrap_or_else(|_| vec![0u8; IMAGE_BYTES]);
-                        match dec.decode_into(&bytes, &mut image) {
-                            Ok(()) => {
-                                let color = if with_stats {
-                                    ImageColorSums::of(&image)
-                                } else {
-                                    ImageColorSums::default()
-                                };
-                                match encode(cfg.encoding, &image) {
-                                    Ok(encoded) => Outcome::Image {
-                                        label,
-                                        image,
-                                        encoded,
-                                        color,
-                                    },
-                                    Err(e) => Outcome::Skipped(e.to_string()),
-                                }
+        let outcome = if !filter.writes(m.index) {
+            Outcome::NotWritten
+        } else {
+            match (m.label, m.data) {
+                (Err(r), _) => Outcome::Skipped(r),
+                (_, Some(Err(r))) => Outcome::Skipped(r),
+                (_, None) => Outcome::Skipped("not read".into()),
+                (Ok(label), Some(Ok(bytes))) => {
+                    let mut image = recycled
+                        .try_recv()
+                        .unwrap_or_else(|_| vec![0u8; IMAGE_BYTES]);
+                    match dec.decode_into(&bytes, &mut image) {
+                        Ok(()) => {
+                            let color = if with_stats {
+                                ImageColorSums::of(&image)
+                            } else {
+                                ImageColorSums::default()
+                            };
+                            match encode(cfg.encoding, &image) {
+                                Ok(encoded) => Outcome::Image {
+                                    label,
+                                    image,
+                                    encoded,
+                                    color,
+                                },
+                                Err(e) => Outcome::Skipped(e.to_string()),
                             }
-                            Err(e) => Outcome::Skipped(e.to_string()),
                         }
+                        Err(e) => Outcome::Skipped(e.to_string()),
                     }
                 }
-            };
+            }
+        };
         if tx
             .send(Done {
                 index: m.index,
@@ -490,14 +584,20 @@ fn encode(encoding: Encoding, image: &[u8]) -> Result<Option<Vec<u8>>, format::J
     }
 }
 
-/// Completed shard ids in `dir`, after removing stale temporary files.
-fn scan_split_dir(dir: &Path) -> Result<HashSet<u64>, PreprocessError> {
+/// Completed shard ids in `dir`, after removing stale temporary files: all
+/// of them, or for a part those of its own shards (the other parts may be
+/// writing theirs).
+fn scan_split_dir(dir: &Path, part: Option<Part>) -> Result<HashSet<u64>, PreprocessError> {
     std::fs::create_dir_all(dir).map_err(|e| PreprocessError::io(dir, e))?;
     let mut done = HashSet::new();
     for e in std::fs::read_dir(dir).map_err(|e| PreprocessError::io(dir, e))? {
         let e = e.map_err(|e| PreprocessError::io(dir, e))?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(format::TMP_SUFFIX) {
+        let stale = match part {
+            None => name.ends_with(format::TMP_SUFFIX),
+            Some(p) => format::parse_shard_tmp_file_name(&name).is_some_and(|id| p.owns_shard(id)),
+        };
+        if stale {
             std::fs::remove_file(e.path()).map_err(|err| PreprocessError::io(e.path(), err))?;
         } else if let Some(id) = format::parse_shard_file_name(&name) {
             done.insert(id);
@@ -512,17 +612,23 @@ enum Stop {
     Halted,
 }
 
+/// Writes the split's shards (for a part: its own), then gathers what the
+/// shards of the split (of the part) hold.
 fn process_split(
     cfg: &PreprocessConfig,
     split: Split,
     input: &SplitInput,
     labeler: &Labeler<'_>,
-    classes: usize,
     progress: &dyn ProgressSink,
-) -> Result<(SplitSummary, Option<ShardSums>), PreprocessError> {
+) -> Result<(SplitSummary, Gathered), PreprocessError> {
     let t0 = Instant::now();
     let dir = format::split_dir(&cfg.out, split.name());
-    let done_shards = scan_split_dir(&dir)?;
+    let filter = ShardFilter {
+        done: scan_split_dir(&dir, cfg.part)?,
+        part: cfg.part,
+        images_per_shard: cfg.images_per_shard,
+        open_shards: cfg.open_shards,
+    };
     let with_stats = split == Split::Train;
     let (total_bytes, total_images) = match input {
         SplitInput::Tar(p) => (std::fs::metadata(p).ok().map(|m| m.len()), None),
@@ -560,11 +666,9 @@ fn process_split(
     let (written, reader_result) = std::thread::scope(|scope| {
         let reader = {
             let bytes_read = bytes_read.clone();
-            let done_shards = &done_shards;
+            let filter = &filter;
             scope.spawn(move || {
-                let want = |i: u64| {
-                    !done_shards.contains(&shard_of(i, cfg.images_per_shard, cfg.open_shards))
-                };
+                let want = |i: u64| filter.writes(i);
                 let mut emit = |m: Member| credit_rx.recv().is_ok() && work_tx.send(m).is_ok();
                 stream_members(input, labeler, bytes_read, &want, &mut emit)
             })
@@ -572,9 +676,9 @@ fn process_split(
         for _ in 0..workers {
             let rx = work_rx.clone();
             let tx = done_tx.clone();
-            let done_shards = &done_shards;
+            let filter = &filter;
             let recycled = recycle_rx.clone();
-            scope.spawn(move || worker(rx, tx, recycled, done_shards, cfg, with_stats));
+            scope.spawn(move || worker(rx, tx, recycled, filter, cfg, with_stats));
         }
         drop(work_rx);
         drop(done_tx);
@@ -616,10 +720,47 @@ fn process_split(
     }
 
     // Gather the split from all its shards (this run's and earlier runs').
-    let mut manifest = SplitManifest::default();
-    let mut sums = with_stats.then(|| ShardSums::zero(IMAGE_BYTES));
-    let mut skipped_tsv = String::new();
+    let gathered = gather_split(&cfg.out, split, cfg.part)?;
+    let summary = SplitSummary {
+        split,
+        images: gathered.manifest.images,
+        skipped: gathered.manifest.skipped,
+        shards: gathered.manifest.shards.len(),
+        written_this_run: written_count,
+        seconds: t0.elapsed().as_secs_f64(),
+        part: cfg.part,
+    };
+    Ok((summary, gathered))
+}
+
+/// What the complete shards of a split hold.
+pub(crate) struct Gathered {
+    /// Shards in id order, with their counts.
+    pub manifest: SplitManifest,
+    /// Sum of the shards' statistics sums (train: `Some`, even for no images).
+    pub sums: Option<ShardSums>,
+    /// Skipped inputs `(member, reason)` in shard order.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Reads the records of the split's complete shards (of `part`'s own only,
+/// when given).
+pub(crate) fn gather_split(
+    out: &Path,
+    split: Split,
+    part: Option<Part>,
+) -> Result<Gathered, PreprocessError> {
+    let dir = format::split_dir(out, split.name());
+    let mut gathered = Gathered {
+        manifest: SplitManifest::default(),
+        sums: (split == Split::Train).then(|| ShardSums::zero(IMAGE_BYTES)),
+        skipped: Vec::new(),
+    };
+    let manifest = &mut gathered.manifest;
     for (id, path) in format::list_shards(&dir)? {
+        if part.is_some_and(|p| !p.owns_shard(id)) {
+            continue;
+        }
         let record = format::read_shard_record(&path)?;
         manifest.shards.push(ShardEntry {
             file: format!("{}/{}", split.name(), format::shard_file_name(id)),
@@ -628,28 +769,29 @@ fn process_split(
         });
         manifest.images += record.images;
         manifest.skipped += record.skipped.len() as u64;
-        for (name, reason) in &record.skipped {
-            let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
-            skipped_tsv.push_str(&format!("{}\t{}\n", clean(name), clean(reason)));
-        }
-        if let (Some(acc), Some(st)) = (&mut sums, &record.sums) {
+        gathered.skipped.extend(record.skipped);
+        if let (Some(acc), Some(st)) = (&mut gathered.sums, &record.sums) {
             acc.add(st);
         }
     }
-    let skipped_path = dir.join(format::SKIPPED_FILE);
-    std::fs::write(&skipped_path, skipped_tsv)
-        .map_err(|e| PreprocessError::io(&skipped_path, e))?;
-    let summary = SplitSummary {
-        split,
-        images: manifest.images,
-        skipped: manifest.skipped,
-        shards: manifest.shards.len(),
-        written_this_run: written_count,
-        seconds: t0.elapsed().as_secs_f64(),
-    };
-    record_split(&cfg.out, classes, split.name(), manifest)?;
-    progress.finish_split(&summary);
-    Ok((summary, sums))
+    Ok(gathered)
+}
+
+/// Writes `OUT/<split>/skipped.tsv` (`member<TAB>reason` lines).
+pub(crate) fn write_skipped(
+    out: &Path,
+    split: Split,
+    skipped: &[(String, String)],
+) -> Result<(), PreprocessError> {
+    let mut text = String::new();
+    for (name, reason) in skipped {
+        let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
+        text.push_str(&format!("{}\t{}\n", clean(name), clean(reason)));
+    }
+    let path = format::split_dir(out, split.name()).join(format::SKIPPED_FILE);
+    let tmp = format::unique_tmp_path(&path);
+    std::fs::write(&tmp, text).map_err(|e| PreprocessError::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| PreprocessError::io(&path, e))
 }
 
 fn remove_open(open: BTreeMap<u64, PipelineShard>) {
@@ -713,7 +855,7 @@ impl Writer<'_> {
                 }
                 let id = g * k + next % k;
                 match d.outcome {
-                    Outcome::AlreadyDone => {}
+                    Outcome::NotWritten => {}
                     Outcome::Skipped(reason) => {
                         open_shard(&mut open, dir, id, cfg, with_stats)?
                             .push_skipped(&d.name, &reason);

@@ -34,39 +34,6 @@ fn config(out: &Path, data: &SynthDataset) -> PreprocessConfig {
     cfg
 }
 
-fn assert_same_output(a: &Path, b: &Path) {
-    for sp in ["train", "val"] {
-        assert_eq!(files_in(&a.join(sp)), files_in(&b.join(sp)), "{sp} files");
-        assert_eq!(read_split(a, sp), read_split(b, sp), "{sp} shards");
-        assert_eq!(
-            std::fs::read_to_string(a.join(sp).join("skipped.tsv")).unwrap(),
-            std::fs::read_to_string(b.join(sp).join("skipped.tsv")).unwrap()
-        );
-    }
-    for name in ["mean_image", "rgb_mean", "rgb_cov", "eigvals", "eigvecs"] {
-        let read = |p: &Path| {
-            let f = hdf5::File::open(p.join("stats.h5")).unwrap();
-            f.dataset(name)
-                .unwrap()
-                .read_raw::<f64>()
-                .unwrap_or_else(|_| {
-                    f.dataset(name)
-                        .unwrap()
-                        .read_raw::<f32>()
-                        .unwrap()
-                        .into_iter()
-                        .map(f64::from)
-                        .collect()
-                })
-        };
-        assert_eq!(read(a), read(b), "stats {name}");
-    }
-    assert_eq!(
-        std::fs::read_to_string(a.join("manifest.json")).unwrap(),
-        std::fs::read_to_string(b.join("manifest.json")).unwrap()
-    );
-}
-
 #[test]
 fn resumed_run_equals_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();

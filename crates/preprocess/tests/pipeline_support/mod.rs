@@ -93,3 +93,49 @@ pub fn files_in(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Asserts that two output directories hold the same dataset: the same
+/// files in each split, the same shard contents (pixels or JPEG streams,
+/// labels, names, skipped inputs), `skipped.tsv`, statistics values,
+/// `classes.tsv`, `manifest.json` and `dataset.json`. Timestamps inside the
+/// HDF5 files play no part. `OUT/parts` (present after a conversion in
+/// parts) is the only top-level entry allowed to differ.
+pub fn assert_same_output(a: &Path, b: &Path) {
+    let top =
+        |p: &Path| -> Vec<String> { files_in(p).into_iter().filter(|f| f != "parts").collect() };
+    assert_eq!(top(a), top(b), "top-level files");
+    for sp in ["train", "val"] {
+        assert_eq!(files_in(&a.join(sp)), files_in(&b.join(sp)), "{sp} files");
+        assert_eq!(read_split(a, sp), read_split(b, sp), "{sp} shards");
+        assert_eq!(
+            std::fs::read_to_string(a.join(sp).join("skipped.tsv")).unwrap(),
+            std::fs::read_to_string(b.join(sp).join("skipped.tsv")).unwrap()
+        );
+    }
+    for name in [
+        "mean_image",
+        "rgb_mean",
+        "rgb_cov",
+        "eigvals",
+        "eigvecs",
+        "count",
+    ] {
+        let read = |p: &Path| {
+            let f = hdf5::File::open(p.join("stats.h5")).unwrap();
+            let ds = f.dataset(name).unwrap();
+            ds.read_raw::<f64>().unwrap_or_else(|_| {
+                ds.read_raw::<f32>()
+                    .map(|v| v.into_iter().map(f64::from).collect())
+                    .unwrap_or_else(|_| vec![ds.read_scalar::<u64>().unwrap() as f64])
+            })
+        };
+        assert_eq!(read(a), read(b), "stats {name}");
+    }
+    for file in ["manifest.json", "classes.tsv", "dataset.json"] {
+        assert_eq!(
+            std::fs::read_to_string(a.join(file)).unwrap(),
+            std::fs::read_to_string(b.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+}
