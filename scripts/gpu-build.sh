@@ -22,14 +22,14 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target-cuda}
 # 1. Toolkit wheels (crt and nvvm listed so nvcc's unpinned deps stay at 13.0).
 [ -x "$CACHE/venv/bin/pip" ] || python3 -m venv "$CACHE/venv"
 "$CACHE/venv/bin/pip" install -q "cuda-toolkit[nvcc,crt,nvvm,cudart,cccl,cublas,curand,nvrtc]==13.0.2" \
-    nvidia-cudnn-cu13==9.19.0.56
+    nvidia-cudnn-cu13==9.19.0.56 nvidia-nccl-cu13
 NV=$("$CACHE/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/nvidia
 CU=$NV/cu13
 
 # 2. A CUDA_ROOT that looks like a toolkit: unversioned .so links for the linker.
 ROOT=$CACHE/root; mkdir -p "$ROOT/lib/stubs"
 for d in bin include nvvm; do ln -sfn "$CU/$d" "$ROOT/$d"; done
-for f in "$CU"/lib/lib*.so.* "$NV"/cudnn/lib/libcudnn*.so.*; do
+for f in "$CU"/lib/lib*.so.* "$NV"/cudnn/lib/libcudnn*.so.* "$NV"/nccl/lib/libnccl*.so.*; do
     [ -e "$f" ] || continue; b=$(basename "$f"); case $b in *builtins*|*.alt.*) continue;; esac
     ln -sfn "$f" "$ROOT/lib/${b%%.so.*}.so"
 done

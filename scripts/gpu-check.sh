@@ -43,12 +43,8 @@ else
     # Libraries from the Python wheels (torch's CUDA 13 ones); the driver gives libcuda.so.1.
     SP=$(python3 -c 'import sysconfig;print(sysconfig.get_paths()["purelib"])' 2>/dev/null || true)
     [ -n "$SP" ] && export LD_LIBRARY_PATH=$SP/nvidia/cu13/lib:$SP/nvidia/cudnn/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-    # NCCL from its wheel: cudarc loads libnccl.so, the wheel ships libnccl.so.2.
-    NCCL_SO=$(ls "$SP"/nvidia/nccl/lib/libnccl.so* 2>/dev/null | head -1)
-    if [ -n "$NCCL_SO" ]; then
-        NCCL_DIR=$(mktemp -d "${TMPDIR:-/tmp}/nccl.XXXXXX"); ln -sf "$NCCL_SO" "$NCCL_DIR/libnccl.so"
-        export LD_LIBRARY_PATH=$NCCL_DIR:$LD_LIBRARY_PATH
-    fi
+    # NCCL (libnccl.so.2) from its wheel, for a binary built with the nccl feature.
+    [ -n "$SP" ] && export LD_LIBRARY_PATH=$SP/nvidia/nccl/lib:$LD_LIBRARY_PATH
     GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
     [ "${GPUS:-0}" -ge 2 ] && DEV_2GPU=cuda:0,cuda:1
 fi
@@ -80,7 +76,7 @@ last_rate() { grep -oE '^[0-9.]+ images/s' "$RES/$1.log" 2>/dev/null | tail -1 |
 say "gpu-check $(date -u +%FT%TZ) on $(hostname), binary $XTASK, budget ${BUDGET}s"
 if [ "${DEVICE:-cuda}" != cpu ]; then
     nvidia-smi --query-gpu=index,name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | tee -a "$SUMMARY"
-    ldd "$XTASK" | grep -E 'not found|cuda|cublas|curand|nvrtc|cudnn' >"$RES/ldd.txt" 2>&1
+    ldd "$XTASK" | grep -E 'not found|cuda|cublas|curand|nvrtc|cudnn|nccl' >"$RES/ldd.txt" 2>&1
     grep -q 'not found' "$RES/ldd.txt" && { say "missing libraries:"; cat "$RES/ldd.txt" | tee -a "$SUMMARY"; }
 fi
 nproc | sed 's/^/cpu cores: /' | tee -a "$SUMMARY"

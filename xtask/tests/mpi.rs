@@ -182,24 +182,28 @@ fn params(run: &Path) -> Vec<(String, Vec<f32>)> {
     p
 }
 
-fn max_abs_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
+/// The largest relative difference of one parameter tensor,
+/// `|a - b|_2 / |a|_2`, over the network.
+fn max_rel_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f64 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)
-        .flat_map(|((na, x), (nb, y))| {
+        .map(|((na, x), (nb, y))| {
             assert_eq!(na, nb);
-            x.iter().zip(y).map(|(p, q)| (p - q).abs())
+            let d: f64 = x.iter().zip(y).map(|(p, q)| ((p - q) as f64).powi(2)).sum();
+            let n: f64 = x.iter().map(|p| (*p as f64).powi(2)).sum();
+            (d / n.max(f64::MIN_POSITIVE)).sqrt()
         })
-        .fold(0.0, f32::max)
+        .fold(0.0, f64::max)
 }
 
 fn last_line(stdout: &str) -> &str {
     stdout.lines().last().unwrap_or_default()
 }
 
-/// Parameters within 1e-5 of one process's after 12 steps (only the order
-/// of the float sums differs), identical metrics counts and validation
-/// errors, losses within 1e-5; then a stop at step 7 and `--resume` under
+/// Parameters within 1e-4 (relative L2 per tensor) of one process's after
+/// 12 steps (only the order of the float sums differs), identical metrics
+/// counts and validation errors, losses within 1e-4 relative; then a stop at step 7 and `--resume` under
 /// two ranks ends bit-identical to the uninterrupted two-rank run, and the
 /// same checkpoint resumed by one process ends within the tolerance.
 #[test]
@@ -222,8 +226,10 @@ fn two_ranks_train_as_one_process_and_resume_at_any_world_size() {
     );
     // Only rank 0 prints: one final line.
     assert_eq!(double.matches("final: epoch 2").count(), 1, "{double}");
-    let tolerance = 1e-5;
-    let diff = max_abs_diff(&params(&one), &params(&two));
+    // Each parameter tensor within 1e-4 relative (L2) of one process's.
+    let tolerance = 1e-4;
+    let diff = max_rel_diff(&params(&one), &params(&two));
+    eprintln!("2 ranks vs 1 process: largest relative parameter difference {diff:.2e}");
     assert!(
         diff < tolerance,
         "2 ranks vs 1 process: parameters differ by {diff}"
@@ -239,8 +245,9 @@ fn two_ranks_train_as_one_process_and_resume_at_any_world_size() {
             (a.val_top1_error, a.val_top5_error, a.train_top1_error),
             (b.val_top1_error, b.val_top5_error, b.train_top1_error)
         );
-        assert!((a.train_loss - b.train_loss).abs() < 1e-5, "{a:?} vs {b:?}");
-        assert!((a.val_loss - b.val_loss).abs() < 1e-5, "{a:?} vs {b:?}");
+        let close = |x: f64, y: f64| (x - y).abs() <= 1e-4 * x.abs().max(y.abs());
+        assert!(close(a.train_loss, b.train_loss), "{a:?} vs {b:?}");
+        assert!(close(a.val_loss, b.val_loss), "{a:?} vs {b:?}");
     }
     assert_eq!(last_line(&single), last_line(&double));
 
@@ -257,13 +264,14 @@ fn two_ranks_train_as_one_process_and_resume_at_any_world_size() {
     args.push("--resume");
     let resumed = mpi_ok(mpirun, 2, &args);
     assert!(resumed.contains("resuming from"), "{resumed}");
-    assert_eq!(max_abs_diff(&params(&two), &params(&stopped)), 0.0);
+    assert_eq!(max_rel_diff(&params(&two), &params(&stopped)), 0.0);
 
     // The same checkpoint resumed by one process.
     let mut args = train_args(&data, &moved);
     args.push("--resume");
     xtask_ok(&args);
-    let diff = max_abs_diff(&params(&two), &params(&moved));
+    let diff = max_rel_diff(&params(&two), &params(&moved));
+    eprintln!("resumed at 1 rank: largest relative parameter difference {diff:.2e}");
     assert!(
         diff < tolerance,
         "resumed at 1 rank: parameters differ by {diff}"
