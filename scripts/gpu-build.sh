@@ -62,6 +62,6 @@ ls -l dist/xtask-cuda
 cat <<'MSG'
 On the GPU machine (driver >= 580, Python with the torch cu13x wheels):
   SP=$(python3 -c 'import sysconfig;print(sysconfig.get_paths()["purelib"])')
-  export LD_LIBRARY_PATH=$SP/nvidia/cu13/lib:$SP/nvidia/cudnn/lib
+  export LD_LIBRARY_PATH=$SP/nvidia/cu13/lib:$SP/nvidia/cudnn/lib:$SP/nvidia/nccl/lib
   dist/xtask-cuda --help          # or scripts/gpu-check.sh, which does all of it
 MSG
