@@ -7,7 +7,8 @@
 # On a machine with a real CUDA toolkit none of this is needed:
 #     cargo build --release -p xtask --features cuda        # or "cuda cudnn"
 #
-# Usage:  scripts/gpu-build.sh            -> dist/xtask-cuda (stripped)
+# Usage:  scripts/gpu-build.sh            -> dist/xtask-cuda (stripped), its .xz, and
+#                                            dist/libs.tar.xz (HDF5, libjpeg-turbo and their libraries)
 # Env:    WARM_ONLY=1 builds only Candle's CUDA crates (a cache for later builds),
 #         FEATURES ("cuda cudnn nccl" by default), CUDA_COMPUTE_CAP (90),
 #         CUDA_WHEEL_CACHE (~/.cache/cuda13-wheels), CARGO_TARGET_DIR (target-cuda)
@@ -58,7 +59,16 @@ fi
 cargo build --release -p xtask --features "$FEATURES"
 mkdir -p dist
 strip -o dist/xtask-cuda "$CARGO_TARGET_DIR/release/xtask"
-ls -l dist/xtask-cuda
+xz -kf -T0 dist/xtask-cuda
+# The system libraries it links besides glibc and the CUDA ones (HDF5,
+# libjpeg-turbo and theirs), for a GPU machine that lacks them:
+# dist/libs.tar.xz, which gpu-check.sh puts last on the library path.
+LIBS=$(mktemp -d)
+ldd dist/xtask-cuda | awk '$3 ~ /^\// {print $3}' |
+    grep -vE '/(libc|libm|libdl|librt|libpthread|libresolv|ld-linux[^/]*|libstdc\+\+|libgcc_s)\.so' |
+    while read -r lib; do cp -L "$lib" "$LIBS/"; done
+tar -C "$LIBS" -cJf dist/libs.tar.xz . && rm -rf "$LIBS"
+ls -l dist/xtask-cuda dist/xtask-cuda.xz dist/libs.tar.xz
 cat <<'MSG'
 On the GPU machine (driver >= 580, Python with the torch cu13x wheels):
   SP=$(python3 -c 'import sysconfig;print(sysconfig.get_paths()["purelib"])')

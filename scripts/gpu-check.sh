@@ -54,6 +54,12 @@ if [ ! -x "$XTASK" ] && [ -f "$XTASK.xz" ]; then
         XTASK=${TMPDIR:-/tmp}/xtask-cuda
 fi
 [ -x "$XTASK" ] || { echo "no binary at $XTASK (build it with scripts/gpu-build.sh)"; exit 2; }
+# HDF5, libjpeg-turbo and their libraries as built against, for a machine
+# without them: last on the path, so the machine's own win where present.
+if [ -f dist/libs.tar.xz ]; then
+    BUNDLED=$(mktemp -d "${TMPDIR:-/tmp}/xtask-libs.XXXXXX") && tar -C "$BUNDLED" -xJf dist/libs.tar.xz &&
+        export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$BUNDLED
+fi
 
 # step NAME SECONDS CMD...: runs CMD with its output in $RES/NAME.log, killed
 # after SECONDS or when the overall budget runs out; records rc and time.
