@@ -193,6 +193,7 @@ fn run_neighbours(a: NeighboursArgs) -> anyhow::Result<()> {
     let val_len = src.split("val")?.len();
     let picked = figures::pick_images(val_len, a.data.count, a.data.seed);
     let defaults = neighbours::NeighboursOptions::default();
+    let mut bar: Option<indicatif::ProgressBar> = None;
     let fig = neighbours::draw_neighbours(
         &src,
         &picked,
@@ -202,9 +203,19 @@ fn run_neighbours(a: NeighboursArgs) -> anyhow::Result<()> {
             thumb: a.data.thumb.unwrap_or(defaults.thumb),
             batch_size: a.batch_size,
             threads: a.threads.unwrap_or_else(crate::cmd_train::default_threads),
-            progress: !a.quiet,
+        },
+        &mut |done, total| {
+            let bar = bar.get_or_insert_with(|| {
+                let b = crate::train_progress::progress_bar(!a.quiet, total as u64);
+                b.set_prefix("fc7 features");
+                b
+            });
+            bar.set_position(done as u64);
         },
     )?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     let mut same = 0;
     let mut shown = 0;
     for row in &fig.rows {

@@ -119,7 +119,7 @@ fn figures_of_a_tiny_checkpoint() {
         batch_size: 7,
         ..NeighboursOptions::default()
     };
-    let fig = draw_neighbours(&src, &[PLANTED_VAL as u64, 1], &out, &opts).unwrap();
+    let fig = draw_neighbours(&src, &[PLANTED_VAL as u64, 1], &out, &opts, &mut |_, _| {}).unwrap();
     let png = read_png(&out).unwrap();
     assert_eq!(
         (png.width, png.height),

@@ -66,8 +66,6 @@ pub struct NeighboursOptions {
     pub batch_size: usize,
     /// Loader threads of the feature pass.
     pub threads: usize,
-    /// A progress bar on stderr during the feature pass.
-    pub progress: bool,
 }
 
 impl Default for NeighboursOptions {
@@ -78,7 +76,6 @@ impl Default for NeighboursOptions {
             thumb: 96,
             batch_size: 128,
             threads: 2,
-            progress: false,
         }
     }
 }
@@ -164,19 +161,22 @@ fn data_err(e: loader::LoaderError) -> TrainerError {
 /// Finds, for validation images `queries`, the `opts.k` nearest training
 /// images in fc7 activations, and draws them to `out` (PNG): one row per
 /// query, the query on the left; under each neighbour its distance and
-/// class, in red when its class differs from the query's.
+/// class, in red when its class differs from the query's. `progress` is
+/// told the batches done and in all of the feature pass over the training
+/// images.
 pub fn draw_neighbours(
     src: &FigureSource,
     queries: &[u64],
     out: &Path,
     opts: &NeighboursOptions,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<NeighboursFigure> {
     let val = src.split("val")?;
     let query_images: Vec<RgbImage> = queries
         .iter()
         .map(|&i| read_image(&val, i))
         .collect::<Result<_>>()?;
-    let rows = nearest_training_images(src, &query_images, opts)?;
+    let rows = nearest_training_images(src, &query_images, opts, progress)?;
     let train = src.split("train")?;
     let rows: Vec<NeighbourRow> = queries
         .iter()
@@ -231,11 +231,13 @@ pub fn draw_neighbours(
 }
 
 /// For each query image, the `opts.k` training images nearest in fc7
-/// activations: `(distance, training index)`, nearest first.
+/// activations: `(distance, training index)`, nearest first. `progress`
+/// is told the batches done and in all after each batch.
 pub fn nearest_training_images(
     src: &FigureSource,
     queries: &[RgbImage],
     opts: &NeighboursOptions,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<Vec<(f32, u64)>>> {
     if queries.is_empty() {
         return Ok(Vec::new());
@@ -258,8 +260,8 @@ pub fn nearest_training_images(
         },
     )
     .map_err(data_err)?;
-    let bar = progress_bar(opts.progress, loader.batches_per_epoch() as u64);
-    bar.set_prefix("fc7 features");
+    let total = loader.batches_per_epoch();
+    let mut done = 0;
     let device = src.net.output_device().clone();
     for batch in loader.epoch(0).map_err(data_err)? {
         let batch = batch.map_err(data_err)?;
@@ -276,9 +278,9 @@ pub fn nearest_training_images(
                 best.offer(euclidean(qf, f), index);
             }
         }
-        bar.inc(1);
+        done += 1;
+        progress(done, total);
     }
-    bar.finish_and_clear();
     Ok(nearest.into_iter().map(NearestK::into_sorted).collect())
 }
 
@@ -292,26 +294,6 @@ fn euclidean(a: &[f32], b: &[f32]) -> f32 {
         })
         .sum::<f64>()
         .sqrt() as f32
-}
-
-fn progress_bar(visible: bool, len: u64) -> indicatif::ProgressBar {
-    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-    let bar = ProgressBar::with_draw_target(
-        Some(len),
-        if visible {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>12} [{bar:30}] {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
-        )
-        .expect("valid progress template")
-        .progress_chars("=> "),
-    );
-    bar
 }
 
 #[cfg(test)]
