@@ -1,14 +1,20 @@
-//! Robustness: an interrupted run resumed equals an uninterrupted one; a
-//! different dataset in OUT is refused; a truncated tar is an error naming
-//! the file and the member, after keeping the completed shards.
+//! Robustness: an interrupted run (killed, or stopped with the stop flag
+//! that Ctrl-C raises) resumed equals an uninterrupted one; a different
+//! dataset in OUT is refused; a truncated tar is an error naming the file
+//! and the member, after keeping the completed shards.
 
 mod pipeline_support;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use pipeline_support::*;
 use preprocess::synth::{generate, SynthConfig, SynthDataset};
-use preprocess::{run, NoProgress, PreprocessConfig, PreprocessError};
+use preprocess::{
+    run, NoProgress, PreprocessConfig, PreprocessError, ProgressSink, Split, SplitSummary,
+};
 
 fn dataset(dir: &Path, classes: usize) -> SynthDataset {
     let cfg = SynthConfig {
@@ -79,6 +85,132 @@ fn resumed_run_equals_uninterrupted_run() {
     let again = tmp.path().join("again");
     run(&config(&again, &data), &NoProgress).unwrap();
     assert_same_output(&full, &again);
+}
+
+/// Pins down when the stop flag is seen: at the first progress report of
+/// the train split after more than `after` inputs (the writer reports about
+/// every 100 ms, and once more at the end of the split), it tells the test
+/// thread how many inputs were done and holds the writer until that thread
+/// has raised the flag, so the writer finds it raised when it checks, right
+/// after the report.
+struct HoldAtReport {
+    after: u64,
+    flag: Arc<AtomicBool>,
+    train: AtomicBool,
+    reported: AtomicU64,
+}
+
+impl ProgressSink for HoldAtReport {
+    fn start_split(&self, split: Split, _: Option<u64>, _: Option<u64>) {
+        self.train.store(split == Split::Train, Ordering::SeqCst);
+    }
+
+    fn advance(&self, inputs_done: u64, _: u64) {
+        if !self.train.load(Ordering::SeqCst)
+            || inputs_done <= self.after
+            || self.reported.load(Ordering::SeqCst) != 0
+        {
+            return;
+        }
+        self.reported.store(inputs_done, Ordering::SeqCst);
+        let t0 = Instant::now();
+        while !self.flag.load(Ordering::SeqCst) {
+            assert!(t0.elapsed() < Duration::from_secs(60), "flag never raised");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn finish_split(&self, summary: &SplitSummary) {
+        assert_ne!(summary.split, Split::Train, "the train split completed");
+    }
+}
+
+#[test]
+fn stop_flag_from_another_thread_leaves_a_resumable_partial_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Big enough that the train split spans several progress reports.
+    let data = generate(
+        &tmp.path().join("in"),
+        &SynthConfig {
+            classes: 3,
+            train_per_class: 20,
+            val_images: 10,
+            min_side: 160,
+            max_side: 320,
+            seed: 4,
+            plant_odd_files: true,
+            ..SynthConfig::default()
+        },
+    )
+    .unwrap();
+    let full = tmp.path().join("full");
+    let mut cfg = config(&full, &data);
+    cfg.workers = 1;
+    run(&cfg, &NoProgress).unwrap();
+    let full_shards = shard_paths(&full, "train").len();
+
+    let out = tmp.path().join("stopped");
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut cfg = config(&out, &data);
+    cfg.workers = 1;
+    cfg.cancel = Some(flag.clone());
+    // Inputs per group of open shards (3 images x 2 shards).
+    let group = (cfg.images_per_shard * cfg.open_shards) as u64;
+    let sink = HoldAtReport {
+        after: group,
+        flag: flag.clone(),
+        train: AtomicBool::new(false),
+        reported: AtomicU64::new(0),
+    };
+    let run_over = AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        // The stop flag is raised by another thread, as the Ctrl-C handler does.
+        let raiser = scope.spawn(|| {
+            while sink.reported.load(Ordering::SeqCst) == 0 {
+                if run_over.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            flag.store(true, Ordering::SeqCst);
+        });
+        let result = run(&cfg, &sink);
+        run_over.store(true, Ordering::SeqCst);
+        raiser.join().unwrap();
+        result
+    });
+    let done = sink.reported.load(Ordering::SeqCst);
+    assert!(done > group, "no report after {group} inputs");
+    let err = result.unwrap_err();
+    assert!(matches!(err, PreprocessError::Interrupted), "{err}");
+
+    // Ended at the report that saw the flag: the groups of shards finished
+    // before it are complete, the group it was writing is removed, nothing
+    // is left half-written and the validation split was not started.
+    let left = files_in(&out.join("train"));
+    assert!(!left.iter().any(|f| f.ends_with(".tmp")), "{left:?}");
+    let complete = ((done - 1) / group) as usize * cfg.open_shards;
+    assert!(complete > 0);
+    assert_eq!(
+        shard_paths(&out, "train").len(),
+        complete,
+        "{left:?} after {done} inputs"
+    );
+    assert!(complete < full_shards);
+    assert!(!out.join("val").exists() || shard_paths(&out, "val").is_empty());
+    let kept = read_split(&out, "train");
+    let kept_images: usize = kept.iter().map(|s| s.labels.len()).sum();
+    assert_eq!(kept, read_split(&full, "train")[..complete]);
+
+    // The same command again, no flag: finishes what is missing only, and
+    // the output is that of the uninterrupted run.
+    cfg.cancel = None;
+    let s = run(&cfg, &NoProgress).unwrap();
+    assert_eq!(
+        s.splits[0].written_this_run as usize + kept_images,
+        data.info.decodable_train_count()
+    );
+    assert_same_output(&full, &out);
 }
 
 #[test]
