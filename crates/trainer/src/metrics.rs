@@ -173,6 +173,8 @@ mod tests {
     fn writes_and_reads_back_jsonl_and_csv() {
         let dir = tempfile::tempdir().unwrap();
         let files = MetricsFiles::new(dir.path());
+        assert_eq!(files.jsonl_path(), dir.path().join("metrics.jsonl"));
+        assert_eq!(files.csv_path(), dir.path().join("metrics.csv"));
         let history = vec![sample(1), sample(2)];
         files.write(&history).unwrap();
         assert_eq!(files.read().unwrap(), history);
@@ -184,5 +186,26 @@ mod tests {
         // rewriting with a shorter history drops the extra epoch
         files.write(&history[..1]).unwrap();
         assert_eq!(files.read().unwrap().len(), 1);
+        // blank lines in the JSON-lines file are ignored
+        std::fs::write(
+            files.jsonl_path(),
+            format!("\n{}\n  \n", serde_json::to_string(&sample(4)).unwrap()),
+        )
+        .unwrap();
+        assert_eq!(files.read().unwrap(), vec![sample(4)]);
+    }
+
+    #[test]
+    fn learning_figures_are_every_field_but_the_timings() {
+        let mut m = sample(4);
+        assert_eq!(
+            m.learning_figures(),
+            (4, 40, 0.01, [0.5, 80.0, 40.0, 2.5, 71.0, 35.0], 1280)
+        );
+        m.images_per_sec = 1.0;
+        m.data_wait_share = 0.5;
+        m.train_seconds = 99.0;
+        m.val_seconds = 9.0;
+        assert_eq!(m.learning_figures(), sample(4).learning_figures());
     }
 }

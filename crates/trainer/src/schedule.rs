@@ -208,6 +208,36 @@ mod tests {
     }
 
     #[test]
+    fn step_schedule_does_not_reduce_before_the_first_epoch() {
+        // 0 is a multiple of every step; the call for "no epoch done yet"
+        // must still keep the rate.
+        let mut s = LrSchedule::step(0.01, 3);
+        assert_eq!(s.end_epoch(0, 50.0), LrDecision::Keep);
+        assert_eq!(s.reductions, 0);
+        assert_eq!(s.lr(), 0.01);
+        assert_eq!(s.end_epoch(1, 50.0), LrDecision::Keep);
+        assert_eq!(s.end_epoch(2, 50.0), LrDecision::Keep);
+        assert!(matches!(s.end_epoch(3, 50.0), LrDecision::Reduced { .. }));
+    }
+
+    #[test]
+    fn zero_patience_and_zero_step_count_as_one() {
+        let mut s = LrSchedule::plateau(1.0, 0);
+        assert_eq!(
+            s.rule,
+            ScheduleRule::Plateau {
+                patience: 1,
+                min_delta: 0.0
+            }
+        );
+        s.end_epoch(1, 50.0);
+        assert!(matches!(s.end_epoch(2, 50.0), LrDecision::Reduced { .. }));
+        let mut s = LrSchedule::step(1.0, 0);
+        assert_eq!(s.rule, ScheduleRule::Step { step_epochs: 1 });
+        assert!(matches!(s.end_epoch(1, 50.0), LrDecision::Reduced { .. }));
+    }
+
+    #[test]
     fn state_round_trips_through_json() {
         let mut s = LrSchedule::plateau(0.01, 3);
         s.end_epoch(1, 70.0);

@@ -68,5 +68,21 @@ mod tests {
     fn rejects_rows_not_divisible_by_views() {
         let t = Tensor::zeros((7, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
         assert!(average_view_probabilities(&t, 10).is_err());
+        assert!(average_view_probabilities(&t, 0).is_err());
+    }
+
+    #[test]
+    fn one_view_is_the_softmax_of_each_row() {
+        let t = Tensor::new(&[[0.0f32, 2.0f32.ln()], [3.0f32.ln(), 0.0]], &Device::Cpu).unwrap();
+        let got: Vec<Vec<f32>> = average_view_probabilities(&t, 1)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        let want = [[1.0 / 3.0, 2.0 / 3.0], [0.75, 0.25]];
+        for (g, w) in got.iter().zip(&want) {
+            for (a, b) in g.iter().zip(w) {
+                assert!((a - b).abs() < 1e-6, "{got:?}");
+            }
+        }
     }
 }
