@@ -126,3 +126,78 @@ pub(crate) fn train_draw(
         alpha,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::RngCore;
+
+    #[test]
+    fn every_byte_of_every_key_word_gives_another_stream() {
+        let mut firsts = std::collections::BTreeSet::new();
+        assert!(firsts.insert(keyed_rng(0, 0, 0, 0).next_u64()));
+        for word in 0..4 {
+            for byte in 0..8 {
+                let mut key = [0u64; 4];
+                key[word] = 1 << (8 * byte);
+                let first = keyed_rng(key[0], key[1], key[2], key[3]).next_u64();
+                assert!(firsts.insert(first), "word {word}, byte {byte}");
+            }
+        }
+    }
+
+    #[test]
+    fn ranks_are_padded_with_the_start_of_the_global_order() {
+        // 5 images on 4 ranks: 2 each; positions 5, 6, 7 of the padded
+        // order repeat positions 0, 1, 2.
+        let ranks: Vec<Vec<u64>> = (0..4)
+            .map(|r| epoch_order(5, 0, 0, false, r, 4, 8, false))
+            .collect();
+        assert_eq!(ranks, [vec![0, 4], vec![1, 0], vec![2, 1], vec![3, 2]]);
+        // Shuffled: the same, on the epoch's permutation.
+        let perm = epoch_order(5, 9, 1, true, 0, 1, 8, false);
+        let mut sorted = perm.clone();
+        sorted.sort();
+        assert_eq!(sorted, [0, 1, 2, 3, 4]);
+        assert_ne!(perm, [0, 1, 2, 3, 4]);
+        assert_eq!(
+            epoch_order(5, 9, 1, true, 3, 4, 8, false),
+            [perm[3], perm[2]]
+        );
+    }
+
+    #[test]
+    fn drop_last_keeps_whole_batches_of_each_ranks_share() {
+        let shape = |images, batches| EpochShape { images, batches };
+        assert_eq!(epoch_shape(24, 2, 4, true), shape(12, 3));
+        assert_eq!(epoch_shape(21, 2, 4, true), shape(8, 2));
+        assert_eq!(epoch_shape(21, 2, 4, false), shape(11, 3));
+        assert_eq!(epoch_shape(3, 4, 2, true), shape(0, 0));
+        // 10 images, 2 ranks: 5 each, 2 whole batches of 2.
+        assert_eq!(epoch_order(10, 0, 0, false, 1, 2, 2, true), [1, 3, 5, 7]);
+    }
+
+    #[test]
+    fn flags_off_mean_no_flip_and_no_lighting_draws() {
+        let mut flips = 0;
+        for i in 0..64 {
+            let off = train_draw(3, 0, i, 8, 8, false, 0.0);
+            assert!(!off.flip);
+            assert_eq!(off.alpha, [0.0; 3]);
+            let on = train_draw(3, 0, i, 8, 8, true, 0.1);
+            assert_eq!(
+                (on.y, on.x),
+                (off.y, off.x),
+                "the crop does not depend on the flags"
+            );
+            assert!(on.y <= 8 && on.x <= 8);
+            assert!(
+                on.alpha.iter().all(|&a| a != 0.0 && a.abs() < 1.0),
+                "{:?}",
+                on.alpha
+            );
+            flips += on.flip as usize;
+        }
+        assert!(flips > 16 && flips < 48, "{flips} of 64 flipped");
+    }
+}
