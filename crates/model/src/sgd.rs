@@ -232,3 +232,23 @@ impl InplaceOp2 for AddInPlace {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fused_kernels_refuse_mismatched_sizes() {
+        let t = |n: usize| Tensor::zeros(n, candle_core::DType::F32, &Device::Cpu).unwrap();
+        let op = MomentumUpdate {
+            momentum: 0.9,
+            decay_lr: 0.0,
+            lr: 0.1,
+        };
+        assert!(t(3).inplace_op3(&t(3), &t(2), &op).is_err());
+        assert!(t(3).inplace_op3(&t(2), &t(3), &op).is_err());
+        assert!(t(3).inplace_op3(&t(3), &t(3), &op).is_ok());
+        assert!(t(3).inplace_op2(&t(2), &AddInPlace).is_err());
+        assert!(t(3).inplace_op2(&t(3), &AddInPlace).is_ok());
+    }
+}

@@ -94,3 +94,55 @@ fn momentum_state_round_trip_and_errors() {
         .to_string()
         .contains("lacks p"));
 }
+
+/// Parameters the fused CPU kernels do not take (here f64) go through the
+/// generic tensor operations, with the same formula; a parameter without a
+/// gradient is left as it is.
+#[test]
+fn f64_parameters_follow_the_same_formula_and_ungraded_ones_stay() {
+    let varmap = VarMap::new();
+    let w0 = [1.0f64, -2.0, 0.5];
+    let w = Var::from_tensor(&Tensor::new(&w0, &Device::Cpu).unwrap()).unwrap();
+    let idle = Var::from_tensor(&Tensor::new(&[3.0f32, 4.0], &Device::Cpu).unwrap()).unwrap();
+    varmap.data().lock().unwrap().insert("w".into(), w.clone());
+    varmap
+        .data()
+        .lock()
+        .unwrap()
+        .insert("idle".into(), idle.clone());
+    let (lr, m, wd) = (0.1f64, 0.9f64, 0.01f64);
+    let mut sgd = PaperSgd::new(&varmap, lr, m, wd).unwrap();
+    let c = [0.5f64, 1.0, -1.0];
+    let ct = Tensor::new(&c, &Device::Cpu).unwrap();
+    let mut wv = w0;
+    let mut v = [0f64; 3];
+    for _ in 0..3 {
+        let loss = (w.as_tensor() * &ct).unwrap().sum_all().unwrap();
+        sgd.step(&loss.backward().unwrap()).unwrap();
+        for i in 0..3 {
+            v[i] = m * v[i] - wd * lr * wv[i] - lr * c[i];
+            wv[i] += v[i];
+        }
+    }
+    let got = w.as_tensor().to_vec1::<f64>().unwrap();
+    for i in 0..3 {
+        assert!(
+            (got[i] - wv[i]).abs() < 1e-12,
+            "w[{i}] = {} want {}",
+            got[i],
+            wv[i]
+        );
+    }
+    let state = sgd.momentum_state();
+    let mv = state["w"].to_vec1::<f64>().unwrap();
+    for i in 0..3 {
+        assert!(
+            (mv[i] - v[i]).abs() < 1e-12,
+            "v[{i}] = {} want {}",
+            mv[i],
+            v[i]
+        );
+    }
+    assert_eq!(idle.as_tensor().to_vec1::<f32>().unwrap(), [3.0, 4.0]);
+    assert_eq!(state["idle"].to_vec1::<f32>().unwrap(), [0.0, 0.0]);
+}
