@@ -233,3 +233,32 @@ fn duplicate_ids_and_missing_fields_are_rejected() {
         "{err}"
     );
 }
+
+#[test]
+fn ids_must_be_positive_integers_that_fit_in_u32() {
+    for bad in [0.0, -3.0, 1.5, 4294967296.0, 5e9] {
+        let meta = tiny_meta(&[(bad, "n01"), (2.0, "n02")]);
+        let err = Devkit::from_parts("meta.mat", &meta, "gt.txt", "2\n").unwrap_err();
+        assert!(
+            err.to_string().contains("expected a positive integer"),
+            "{bad}: {err}"
+        );
+    }
+    // The largest u32 is a valid id.
+    let meta = tiny_meta(&[(4294967295.0, "n01"), (2.0, "n02")]);
+    let dk = Devkit::from_parts("meta.mat", &meta, "gt.txt", "4294967295\n2\n").unwrap();
+    assert_eq!(dk.val_ground_truth, [4294967295, 2]);
+    assert_eq!(dk.val_label(1), Some(0));
+    assert_eq!(dk.val_label(2), Some(1));
+}
+
+#[test]
+fn val_numbers_are_plain_digits_after_the_prefix() {
+    assert_eq!(parse_val_number("ILSVRC2012_val_+0000001.JPEG"), None);
+    assert_eq!(parse_val_number("ILSVRC2012_val_ 0000001.JPEG"), None);
+    assert_eq!(parse_val_number("ILSVRC2012_val_00000007"), Some(7));
+    assert_eq!(
+        parse_val_number("val\\ILSVRC2012_val_00000002.JPEG"),
+        Some(2)
+    );
+}
