@@ -216,6 +216,12 @@ mod tests {
         for j in 0..3 {
             let norm: f64 = (0..3).map(|i| vecs[i][j] * vecs[i][j]).sum();
             assert!((norm - 1.0).abs() < 1e-12);
+            // Sign convention: the largest-magnitude component is positive.
+            let big = (0..3)
+                .map(|i| vecs[i][j])
+                .max_by(|x, y| x.abs().total_cmp(&y.abs()))
+                .unwrap();
+            assert!(big > 0.0, "{m:?} col {j}: {vecs:?}");
             // M v = lambda v
             for i in 0..3 {
                 let mv: f64 = (0..3).map(|k| m[i][k] * vecs[k][j]).sum();
@@ -248,6 +254,22 @@ mod tests {
         check_decomposition([[0.0; 3]; 3]);
         let (vals, _) = check_decomposition([[1.0; 3]; 3]);
         assert!((vals[0] - 3.0).abs() < 1e-12 && vals[1].abs() < 1e-12);
+    }
+
+    #[test]
+    fn pseudo_random_symmetric_matrices() {
+        // A fixed linear congruential sequence in [-1, 1).
+        let mut state = 0x2012_u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+        };
+        for _ in 0..20 {
+            let (a, b, c, d, e, f) = (next(), next(), next(), next(), next(), next());
+            check_decomposition([[a, b, c], [b, d, e], [c, e, f]]);
+        }
     }
 
     #[test]
