@@ -10,9 +10,9 @@
 //! `scripts/torch_eval.py` with dropout applied as PyTorch defines it, and
 //! the backward pass of the fully connected layers. Both sides use the same
 //! masks: the test draws the ones the network documents (ChaCha8 seeded with
-//! the dropout seed, stream `2 * layer + tower`, layer 0 = fc6, 1 = fc7; an
-//! element is dropped when its uniform `f32` draw is below p) and hands them
-//! to the script. Had the network used other masks, the logits would not
+//! the dropout seed, stream `2 * layer + tower`, layer 0 = fc6, 1 = fc7;
+//! element `(row, k)` is the stream's `f32` draw at word `row * width + k`,
+//! dropped when below p) and hands them to the script. Had the network used other masks, the logits would not
 //! match.
 //!
 //! Needs python3 with numpy, h5py and safetensors (`.venv` at the workspace
