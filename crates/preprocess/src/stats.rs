@@ -257,6 +257,32 @@ mod tests {
     }
 
     #[test]
+    fn nearly_equal_diagonal_with_a_large_off_diagonal_entry() {
+        // theta = 5e-10: the rotation angle must come out near 45 degrees.
+        let (vals, _) =
+            check_decomposition([[1.0, 1.0, 0.0], [1.0, 1.0 + 1e-9, 0.0], [0.0, 0.0, 0.5]]);
+        assert!(
+            (vals[0] - 2.0).abs() < 1e-8 && (vals[1] - 0.5).abs() < 1e-12,
+            "{vals:?}"
+        );
+    }
+
+    #[test]
+    fn scaling_the_matrix_scales_the_eigenvalues_only() {
+        let m = [[2.0, -1.0, 0.5], [-1.0, 3.0, 0.25], [0.5, 0.25, 1.0]];
+        let (vals, vecs) = symmetric_eigen3(m);
+        for k in [1e-12, 1e12] {
+            let (vk, wk) = symmetric_eigen3(m.map(|row| row.map(|x| x * k)));
+            for j in 0..3 {
+                assert!((vk[j] / k - vals[j]).abs() < 1e-9 * vals[0], "{k}: {vk:?}");
+                for i in 0..3 {
+                    assert!((wk[i][j] - vecs[i][j]).abs() < 1e-9, "{k}: {wk:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn pseudo_random_symmetric_matrices() {
         // A fixed linear congruential sequence in [-1, 1).
         let mut state = 0x2012_u64;
