@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn nearly_equal_diagonal_with_a_large_off_diagonal_entry() {
-        // theta = 5e-10: the rotation angle must come out near 45 degrees.
+        // theta = 5e-10: a rotation of nearly 45 degrees zeroes the (0, 1) entry.
         let (vals, _) =
             check_decomposition([[1.0, 1.0, 0.0], [1.0, 1.0 + 1e-9, 0.0], [0.0, 0.0, 0.5]]);
         assert!(
