@@ -183,7 +183,6 @@ pub const DEFAULT_BUCKET_BYTES: usize = 25 << 20;
 pub struct GradientReducer {
     /// Per device: the variables in name order, grouped into buckets.
     buckets: Vec<Vec<(String, Var)>>,
-    world_size: usize,
     /// Time spent in the last [`GradientReducer::reduce`].
     last: Duration,
 }
@@ -191,7 +190,7 @@ pub struct GradientReducer {
 impl GradientReducer {
     /// Buckets of at most `bucket_bytes` (a larger parameter gets a bucket
     /// of its own) over `vars` (name, variable).
-    pub fn new(vars: &[(String, Var)], world_size: usize, bucket_bytes: usize) -> Self {
+    pub fn new(vars: &[(String, Var)], bucket_bytes: usize) -> Self {
         let mut by_device: BTreeMap<String, Vec<(String, Var)>> = BTreeMap::new();
         for (name, var) in vars {
             by_device
@@ -219,7 +218,6 @@ impl GradientReducer {
         }
         Self {
             buckets,
-            world_size,
             last: Duration::ZERO,
         }
     }
@@ -245,14 +243,15 @@ impl GradientReducer {
 
     /// Replaces every gradient in `grads` by its mean over the ranks. A
     /// parameter without a gradient contributes zeros (so that all ranks
-    /// exchange the same buckets). Nothing to do for one rank.
+    /// exchange the same buckets). Nothing to do when the collective needs
+    /// no sums (one rank alone).
     pub fn reduce(&mut self, grads: &mut GradStore, collective: &dyn Collective) -> Result<()> {
-        if self.world_size == 1 {
+        if !collective.sums_needed() {
             self.last = Duration::ZERO;
             return Ok(());
         }
         let start = Instant::now();
-        let scale = 1.0 / self.world_size as f64;
+        let scale = 1.0 / collective.world_size() as f64;
         for bucket in &self.buckets {
             let mut flat = Vec::with_capacity(bucket.len());
             for (_, var) in bucket {
@@ -352,7 +351,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let r = GradientReducer::new(&vars, 8, DEFAULT_BUCKET_BYTES);
+        let r = GradientReducer::new(&vars, DEFAULT_BUCKET_BYTES);
         // 60,965,224 parameters (the paper's "60 million") in f32.
         assert_eq!(r.bytes_per_step(), 60_965_224 * 4);
         // fc6 (37.7M) and fc7 (16.8M) hold 89% of them; each takes a bucket.
@@ -389,6 +388,58 @@ mod tests {
         }
     }
 
+    /// One rank alone whose sums path is being checked (NCCL at world
+    /// size 1): its "sum" triples, so a skipped reduction shows.
+    struct AloneButChecked;
+    impl Collective for AloneButChecked {
+        fn rank(&self) -> usize {
+            0
+        }
+        fn world_size(&self) -> usize {
+            1
+        }
+        fn local_rank(&self) -> usize {
+            0
+        }
+        fn transport(&self) -> &'static str {
+            "test"
+        }
+        fn sums_needed(&self) -> bool {
+            true
+        }
+        fn all_reduce_sum_f64(&self, _values: &mut [f64]) -> Result<()> {
+            Ok(())
+        }
+        fn all_reduce_sum(&self, flat: &Tensor) -> Result<Tensor> {
+            Ok((flat * 3.0)?)
+        }
+        fn broadcast_bytes(&self, _bytes: &mut [u8]) -> Result<()> {
+            Ok(())
+        }
+        fn abort(&self, code: i32) -> ! {
+            panic!("abort {code}")
+        }
+    }
+
+    #[test]
+    fn reducer_runs_when_the_collective_asks_even_alone() {
+        let v = Var::zeros(4, DType::F32, &Device::Cpu).unwrap();
+        let vars = vec![("w".to_string(), v.clone())];
+        let mut r = GradientReducer::new(&vars, DEFAULT_BUCKET_BYTES);
+        let loss = (v.as_tensor() * 2.0).unwrap().sum_all().unwrap();
+        let mut grads = loss.backward().unwrap();
+        r.reduce(&mut grads, &SingleProcess).unwrap();
+        let g: Vec<f32> = grads.get(v.as_tensor()).unwrap().to_vec1().unwrap();
+        assert_eq!(g, vec![2.0; 4], "one process alone: untouched");
+        r.reduce(&mut grads, &AloneButChecked).unwrap();
+        let g: Vec<f32> = grads.get(v.as_tensor()).unwrap().to_vec1().unwrap();
+        assert_eq!(
+            g,
+            vec![6.0; 4],
+            "the checked path went through the collective"
+        );
+    }
+
     #[test]
     fn reducer_buckets_and_averages() {
         let dev = Device::Cpu;
@@ -397,10 +448,10 @@ mod tests {
             .map(|(n, len)| (n.to_string(), Var::zeros(*len, DType::F32, &dev).unwrap()))
             .collect();
         // 8 floats per bucket: a (4) | b (6) | c (3).
-        let mut r = GradientReducer::new(&vars, 2, 8 * 4);
+        let mut r = GradientReducer::new(&vars, 8 * 4);
         assert_eq!(r.bucket_count(), 3);
         assert_eq!(r.bytes_per_step(), 13 * 4);
-        let mut r_one = GradientReducer::new(&vars, 2, 1 << 20);
+        let mut r_one = GradientReducer::new(&vars, 1 << 20);
         assert_eq!(r_one.bucket_count(), 1);
 
         let loss = vars

@@ -64,6 +64,14 @@ impl TopKCounter {
         self.loss_sum += mean_loss * batch_images as f64;
     }
 
+    /// Adds another counter's counts (e.g. of another batch or rank).
+    pub fn add(&mut self, other: &TopKCounter) {
+        self.images += other.images;
+        self.top1_correct += other.top1_correct;
+        self.top5_correct += other.top5_correct;
+        self.loss_sum += other.loss_sum;
+    }
+
     /// Top-1 error in percent (100 when nothing was counted).
     pub fn top1_error(&self) -> f64 {
         error_pct(self.top1_correct, self.images)
@@ -95,6 +103,31 @@ fn error_pct(correct: u64, total: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn add_sums_every_count() {
+        let mut a = TopKCounter {
+            images: 3,
+            top1_correct: 1,
+            top5_correct: 2,
+            loss_sum: 1.5,
+        };
+        a.add(&TopKCounter {
+            images: 4,
+            top1_correct: 2,
+            top5_correct: 4,
+            loss_sum: 0.25,
+        });
+        assert_eq!(
+            a,
+            TopKCounter {
+                images: 7,
+                top1_correct: 3,
+                top5_correct: 6,
+                loss_sum: 1.75,
+            }
+        );
+    }
 
     #[test]
     fn counts_top1_and_top5_on_hand_made_logits() {

@@ -237,7 +237,7 @@ impl<'c> Trainer<'c> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        let reducer = GradientReducer::new(&named, world, DEFAULT_BUCKET_BYTES);
+        let reducer = GradientReducer::new(&named, DEFAULT_BUCKET_BYTES);
 
         let state = match &start {
             Start::Resumed(ck) => {
@@ -564,7 +564,7 @@ impl<'c> Trainer<'c> {
             });
         }
         drop(grads);
-        add_counts(counter, &global);
+        counter.add(&global);
         self.state.step += 1;
         Ok(StepResult {
             loss: loss_value,
@@ -704,14 +704,6 @@ impl<'c> Trainer<'c> {
         self.last_checkpoint = Some(dir.clone());
         Ok(Some(dir))
     }
-}
-
-/// Adds `more`'s counts to `into`.
-fn add_counts(into: &mut TopKCounter, more: &TopKCounter) {
-    into.images += more.images;
-    into.top1_correct += more.top1_correct;
-    into.top5_correct += more.top5_correct;
-    into.loss_sum += more.loss_sum;
 }
 
 /// A resumed run must train the same network on the same data the same way.
