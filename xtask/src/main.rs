@@ -30,7 +30,28 @@ fn keep_freed_memory() {
     // SAFETY: called once at the start of `main`, before any other thread
     // exists (mimalloc's option setter is not thread safe).
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    keep_freed_c_memory();
 }
+
+/// The same for the C libraries' allocations (HDF5, libjpeg-turbo), which
+/// go through glibc's `malloc`, not through mimalloc. HDF5 callocs a 1 MiB
+/// type-conversion buffer for every string dataset it writes (three per
+/// shard) and frees it; with glibc's defaults the freed block is handed back
+/// to the kernel and faulted in, zeroed, again on the next write. Fixed
+/// thresholds keep blocks up to 32 MiB in the heap and let it hold up to
+/// 64 MiB of free memory before trimming.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_c_memory() {
+    // SAFETY: mallopt only adjusts glibc's tuning parameters; called before
+    // any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_c_memory() {}
 
 /// AlexNet on ImageNet: preprocess the three ImageNet files into HDF5 shards,
 /// stream them through the augmentation loader, train the 2012 network.

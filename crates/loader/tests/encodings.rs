@@ -222,7 +222,14 @@ fn the_writer_keeps_nothing_behind_when_abandoned_and_renames_when_finished() {
         w.push(&pattern_image(i, 8), i as i64, "x").unwrap();
     }
     w.push_skipped("bad.JPEG", "not a JPEG");
-    assert_eq!(w.finish(None).unwrap(), path);
+    let sums = format::ShardSums {
+        pixel_sum: (0..8 * 8 * 3).collect(),
+        rgb_sum: [1, 2, 3],
+        rgb_outer_sum: [4, 5, 6, 5, 7, 8, 6, 8, 9],
+        count: 3,
+    };
+    let returned = w.finish(Some(sums.clone())).unwrap();
+    assert_eq!(returned.path, path);
     let names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -234,7 +241,8 @@ fn the_writer_keeps_nothing_behind_when_abandoned_and_renames_when_finished() {
         record.skipped,
         [("bad.JPEG".to_string(), "not a JPEG".to_string())]
     );
-    assert_eq!(record.sums, None);
+    assert_eq!(record.sums, Some(sums));
+    assert_eq!(record, returned, "finish returns what the file records");
 }
 
 #[test]

@@ -568,7 +568,7 @@ pub fn finish(out: &Path) -> Result<FinishSummary, PreprocessError> {
                 claimed.insert(shard.file.clone(), part);
             }
         }
-        let gathered = gather_split(out, split, None)?;
+        let gathered = gather_split(out, split, None, Default::default())?;
         let on_disk: BTreeSet<&str> = gathered
             .manifest
             .shards

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use loader::format::{self, ClassEntry, Encoding, ShardSums};
+use loader::format::{self, ClassEntry, Encoding, ShardRecord, ShardSums};
 
 use crate::devkit::{read_devkit, ClassInfo, Devkit};
 use crate::error::PreprocessError;
@@ -663,6 +663,9 @@ fn process_split(
             .is_some_and(|c| c.load(Ordering::Relaxed))
     };
 
+    // What the shards finished by this run record, so that gathering the
+    // split reads back only shards written before.
+    let mut finished: BTreeMap<u64, ShardRecord> = BTreeMap::new();
     let (written, reader_result) = std::thread::scope(|scope| {
         let reader = {
             let bytes_read = bytes_read.clone();
@@ -690,7 +693,7 @@ fn process_split(
             with_stats,
             cancelled: &cancelled,
         };
-        let written = writer.write_in_order(done_rx, credit_tx, recycle_tx);
+        let written = writer.write_in_order(done_rx, credit_tx, recycle_tx, &mut finished);
         let reader_result = reader
             .join()
             .map_err(|_| PreprocessError::Internal("the reader thread panicked".into()))
@@ -715,12 +718,12 @@ fn process_split(
         remove_open(open);
         return Err(e);
     }
-    for (_, w) in std::mem::take(&mut open) {
-        w.finish()?;
+    for (id, w) in std::mem::take(&mut open) {
+        finished.insert(id, w.finish()?);
     }
 
     // Gather the split from all its shards (this run's and earlier runs').
-    let gathered = gather_split(&cfg.out, split, cfg.part)?;
+    let gathered = gather_split(&cfg.out, split, cfg.part, finished)?;
     let summary = SplitSummary {
         split,
         images: gathered.manifest.images,
@@ -743,12 +746,14 @@ pub(crate) struct Gathered {
     pub skipped: Vec<(String, String)>,
 }
 
-/// Reads the records of the split's complete shards (of `part`'s own only,
-/// when given).
+/// The records of the split's complete shards (of `part`'s own only, when
+/// given): those in `known` as given (the shards this run finished), the
+/// others read from their files.
 pub(crate) fn gather_split(
     out: &Path,
     split: Split,
     part: Option<Part>,
+    mut known: BTreeMap<u64, ShardRecord>,
 ) -> Result<Gathered, PreprocessError> {
     let dir = format::split_dir(out, split.name());
     let mut gathered = Gathered {
@@ -761,7 +766,10 @@ pub(crate) fn gather_split(
         if part.is_some_and(|p| !p.owns_shard(id)) {
             continue;
         }
-        let record = format::read_shard_record(&path)?;
+        let record = match known.remove(&id) {
+            Some(record) => record,
+            None => format::read_shard_record(&path)?,
+        };
         manifest.shards.push(ShardEntry {
             file: format!("{}/{}", split.name(), format::shard_file_name(id)),
             images: record.images,
@@ -821,6 +829,7 @@ impl Writer<'_> {
         done_rx: Receiver<Done>,
         credit_tx: Sender<()>,
         recycle_tx: Sender<Vec<u8>>,
+        finished: &mut BTreeMap<u64, ShardRecord>,
     ) -> Result<Written, PreprocessError> {
         let Writer {
             cfg,
@@ -844,8 +853,8 @@ impl Writer<'_> {
             while let Some(d) = pending.remove(&next) {
                 let g = next / group_len;
                 if g != group {
-                    for (_, w) in std::mem::take(&mut open) {
-                        w.finish()?;
+                    for (id, w) in std::mem::take(&mut open) {
+                        finished.insert(id, w.finish()?);
                         finished_shards += 1;
                         if cfg.halt_after_shards.is_some_and(|h| finished_shards >= h) {
                             return Ok((Stop::Halted, open, written));

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use loader::format::{self, Encoding, ShardWriter};
+use loader::format::{self, Encoding, ShardRecord, ShardWriter};
 
 use crate::error::PreprocessError;
 use crate::image::SIDE;
@@ -54,11 +54,11 @@ impl PipelineShard {
         self.writer.push_skipped(name, reason);
     }
 
-    /// Writes the rest of the shard and renames it to its final name.
-    pub(crate) fn finish(self) -> Result<(), PreprocessError> {
+    /// Writes the rest of the shard and renames it to its final name;
+    /// returns what it records.
+    pub(crate) fn finish(self) -> Result<ShardRecord, PreprocessError> {
         let sums = self.stats.as_ref().map(ShardStatAcc::sums);
-        self.writer.finish(sums.as_ref())?;
-        Ok(())
+        Ok(self.writer.finish(sums)?)
     }
 
     /// Deletes the incomplete shard.

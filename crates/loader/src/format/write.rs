@@ -9,7 +9,7 @@ use hdf5::types::VarLenUnicode;
 use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView4};
 
 use super::names::*;
-use super::{jpeg_spill_path, tmp_path, unique_tmp_path, Encoding, ShardSums};
+use super::{jpeg_spill_path, tmp_path, unique_tmp_path, Encoding, ShardRecord, ShardSums};
 use crate::{LoaderError, Stats};
 
 /// Bytes copied at a time from the JPEG spill file into the shard.
@@ -31,8 +31,7 @@ pub struct ShardWriter {
     store: Option<Store>,
     labels: Vec<i64>,
     names: Vec<VarLenUnicode>,
-    skipped_names: Vec<VarLenUnicode>,
-    skipped_reasons: Vec<VarLenUnicode>,
+    skipped: Vec<(String, String)>,
 }
 
 enum Store {
@@ -105,8 +104,7 @@ impl ShardWriter {
             store: Some(store),
             labels: Vec::new(),
             names: Vec::new(),
-            skipped_names: Vec::new(),
-            skipped_reasons: Vec::new(),
+            skipped: Vec::new(),
         })
     }
 
@@ -165,13 +163,14 @@ impl ShardWriter {
 
     /// Records an input of this shard that could not be used.
     pub fn push_skipped(&mut self, name: &str, reason: &str) {
-        self.skipped_names.push(vlu(name));
-        self.skipped_reasons.push(vlu(reason));
+        self.skipped.push((name.to_owned(), reason.to_owned()));
     }
 
     /// Writes the index, labels, names, skipped records and (train shards)
     /// the statistics sums, closes the file and renames it to its final name.
-    pub fn finish(mut self, sums: Option<&ShardSums>) -> Result<PathBuf, LoaderError> {
+    /// Returns what the finished shard records, as
+    /// [`read_shard_record`](super::read_shard_record) would read it back.
+    pub fn finish(mut self, sums: Option<ShardSums>) -> Result<ShardRecord, LoaderError> {
         let tmp = self.tmp.clone();
         let herr = |what: &str| {
             let tmp = tmp.clone();
@@ -188,7 +187,7 @@ impl ShardWriter {
                     .resize((n, side, side, 3))
                     .map_err(herr("resizing images"))?;
                 f.flush().map_err(herr("flushing images"))?;
-                let offsets = chunk_offsets(&tmp, &images, n)?;
+                let offsets = chunk_offsets(&tmp, &images, n, side)?;
                 f.new_dataset_builder()
                     .with_data(&Array1::from(offsets))
                     .create(IMAGE_OFFSETS)
@@ -236,17 +235,21 @@ impl ShardWriter {
             .with_data(&Array1::from(std::mem::take(&mut self.labels)))
             .create(LABELS)
             .map_err(herr("writing labels"))?;
+        let skipped = std::mem::take(&mut self.skipped);
         for (name, values) in [
             (NAMES, std::mem::take(&mut self.names)),
-            (SKIPPED_NAMES, std::mem::take(&mut self.skipped_names)),
-            (SKIPPED_REASONS, std::mem::take(&mut self.skipped_reasons)),
+            (SKIPPED_NAMES, skipped.iter().map(|(m, _)| vlu(m)).collect()),
+            (
+                SKIPPED_REASONS,
+                skipped.iter().map(|(_, r)| vlu(r)).collect(),
+            ),
         ] {
             f.new_dataset_builder()
                 .with_data(&Array1::from(values))
                 .create(name)
                 .map_err(herr(name))?;
         }
-        if let Some(sums) = sums {
+        if let Some(sums) = &sums {
             write_sums(f, side, sums).map_err(herr("writing statistics sums"))?;
         }
         let ShardWriter {
@@ -255,7 +258,12 @@ impl ShardWriter {
         file.close().map_err(herr("closing"))?;
         std::fs::rename(&tmp, &final_path)
             .map_err(|e| LoaderError::io(&final_path, "renaming the finished shard", e))?;
-        Ok(final_path)
+        Ok(ShardRecord {
+            path: final_path,
+            images: n as u64,
+            skipped,
+            sums,
+        })
     }
 
     /// Deletes the unfinished shard (and its spill file).
@@ -302,23 +310,41 @@ fn write_sums(f: &hdf5::File, side: usize, sums: &ShardSums) -> hdf5::Result<()>
 }
 
 /// The file offset of each raw image's chunk, in row order, looked up once
-/// when the shard is finished (the reader then needs no chunk walk).
-fn chunk_offsets(path: &Path, images: &hdf5::Dataset, n: usize) -> Result<Vec<u64>, LoaderError> {
-    let mut offsets = vec![u64::MAX; n];
-    for k in 0..n {
-        let info = images.chunk_info(k).ok_or_else(|| {
-            LoaderError::format(path, format!("cannot read the location of image chunk {k}"))
-        })?;
-        let row = info.offset[0] as usize;
-        if row >= n || offsets[row] != u64::MAX {
-            return Err(LoaderError::format(
-                path,
-                format!("image chunk {k} has a bad position {:?}", info.offset),
-            ));
-        }
-        offsets[row] = info.addr;
-    }
-    Ok(offsets)
+/// when the shard is finished (the reader then needs no chunk walk). Each
+/// chunk is found by its coordinates in the chunk index (logarithmic),
+/// not by its position in the index (linear, so quadratic for the shard).
+fn chunk_offsets(
+    path: &Path,
+    images: &hdf5::Dataset,
+    n: usize,
+    side: usize,
+) -> Result<Vec<u64>, LoaderError> {
+    use hdf5_sys::h5d::H5Dget_chunk_info_by_coord;
+    let image_bytes = (side * side * 3) as u64;
+    let id = images.id();
+    hdf5::sync::sync(|| {
+        (0..n)
+            .map(|row| {
+                let coord: [u64; 4] = [row as u64, 0, 0, 0];
+                let (mut mask, mut addr, mut size) = (0u32, 0u64, 0u64);
+                // SAFETY: `id` is a live dataset of rank 4, `coord` has 4
+                // elements, and the out-pointers are valid for one write each;
+                // the call is made under the hdf5 crate's global lock.
+                let status = unsafe {
+                    H5Dget_chunk_info_by_coord(id, coord.as_ptr(), &mut mask, &mut addr, &mut size)
+                };
+                if status < 0 || size != image_bytes || mask != 0 {
+                    return Err(LoaderError::format(
+                        path,
+                        format!(
+                            "image chunk {row} is missing or malformed ({size} bytes, filter mask {mask})"
+                        ),
+                    ));
+                }
+                Ok(addr)
+            })
+            .collect()
+    })
 }
 
 /// Writes `stats.h5` (see [`super::names`]) through a temporary file renamed
