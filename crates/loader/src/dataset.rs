@@ -1,9 +1,10 @@
 //! A split directory (`OUT/train` or `OUT/val`) of HDF5 shards, read without
 //! the HDF5 library's global lock.
 //!
-//! At open time every shard is opened once through HDF5 to read its labels and
-//! the file offset of each image (the shard's own index, see
-//! [`crate::format`]). After that, pixels (raw) or JPEG streams are read with
+//! At open time every shard's index is read: its labels and the file offset
+//! of each image, with one positioned read from the shard's user block (see
+//! [`crate::format`]; shards without one are opened through HDF5), by a pool
+//! of threads so that a cold disk serves many reads at once. After that, pixels (raw) or JPEG streams are read with
 //! positioned reads (`pread`) on a plain file handle, from any number of
 //! threads at once; JPEG streams are decoded by the reading thread. Shards
 //! stored any other way (compressed, several images per chunk) are read
@@ -11,6 +12,7 @@
 //! standard error.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::format::{self, ImageSource};
@@ -43,6 +45,37 @@ struct Shard {
     source: ImageSource,
 }
 
+/// Threads that open shards: reading indexes is bound by the latency of small
+/// reads, not by the CPU, so more threads than cores keep a disk busy.
+const OPEN_THREADS: usize = 16;
+
+/// Opens every shard in `paths`, in parallel; results in the same order.
+fn open_all(paths: &[PathBuf]) -> Vec<Result<format::OpenedShard, LoaderError>> {
+    let next = AtomicUsize::new(0);
+    let mut opened: Vec<(usize, Result<format::OpenedShard, LoaderError>)> =
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..OPEN_THREADS.min(paths.len()))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut mine = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(path) = paths.get(i) else { break };
+                            mine.push((i, format::open_shard(path)));
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("a shard-opening thread panicked"))
+                .collect()
+        });
+    opened.sort_unstable_by_key(|(i, _)| *i);
+    opened.into_iter().map(|(_, r)| r).collect()
+}
+
 impl Dataset {
     /// Opens every shard of `split_dir` (named as
     /// [`format::shard_file_name`] says, in id order), checks that each holds
@@ -65,8 +98,8 @@ impl Dataset {
         let mut starts = vec![0u64];
         let mut labels = Vec::new();
         let mut dims: Option<(usize, usize, PathBuf)> = None;
-        for path in paths {
-            let opened = format::open_shard(&path)?;
+        for (path, opened) in paths.iter().cloned().zip(open_all(&paths)) {
+            let opened = opened?;
             if opened.len > 0 {
                 match &dims {
                     None => dims = Some((opened.height, opened.width, path.clone())),

@@ -149,6 +149,14 @@ fn an_index_that_disagrees_with_the_chunks_is_refused() {
         offsets.reverse();
         ds.write_raw(&offsets).unwrap();
     }
+    // The user-block index is read first and still describes the images.
+    let ds = Dataset::open(&format::split_dir(out.path(), "train")).unwrap();
+    let mut img = vec![0u8; ds.image_bytes()];
+    // Shard 2's second image, which the reversed offsets would swap.
+    ds.read_image(6 + 1, &mut img).unwrap();
+    assert_eq!(img, pattern_image(6 + 1, SIDE));
+    // Without it, the HDF5 datasets are read and checked.
+    format::clear_index(&paths[2]).unwrap();
     let msg = message(Dataset::open(&format::split_dir(out.path(), "train")));
     assert!(
         msg.contains("shard-00002.h5") && msg.contains("image_offsets"),
@@ -257,4 +265,91 @@ fn stats_and_classes_round_trip_through_the_format() {
     write_classes(dir.path(), 3).unwrap();
     let classes = loader::read_classes(dir.path()).unwrap();
     assert_eq!(classes[2].wnid, "n01000002");
+}
+
+/// Labels, where each image lies and the images themselves, through the
+/// open-time index and through HDF5 (the same files with the index cleared).
+#[test]
+fn the_user_block_index_and_hdf5_describe_the_same_shards() {
+    for storage in [ImageStorage::ChunkPerImage, ImageStorage::Jpeg(90)] {
+        let indexed = tempfile::tempdir().unwrap();
+        write_split(indexed.path(), "train", &spec(storage)).unwrap();
+        let plain = tempfile::tempdir().unwrap();
+        for path in write_split(plain.path(), "train", &spec(storage)).unwrap() {
+            format::clear_index(&path).unwrap();
+            let f = hdf5::File::open(&path).unwrap();
+            assert!(f.userblock() >= 512, "the block stays reserved");
+        }
+        let a = Dataset::open(&format::split_dir(indexed.path(), "train")).unwrap();
+        let b = Dataset::open(&format::split_dir(plain.path(), "train")).unwrap();
+        assert_eq!(a.len(), b.len());
+        assert_eq!(a.labels(), b.labels());
+        assert_eq!(a.stored_image_bytes(), b.stored_image_bytes());
+        let (mut x, mut y) = (vec![0u8; a.image_bytes()], vec![0u8; b.image_bytes()]);
+        for i in 0..a.len() {
+            a.read_image(i as u64, &mut x).unwrap();
+            b.read_image(i as u64, &mut y).unwrap();
+            assert_eq!(x, y, "{storage:?} image {i}");
+            assert_eq!(
+                x,
+                stored_image(i as u64, SIDE, storage),
+                "{storage:?} image {i}"
+            );
+        }
+        // h5py and other HDF5 readers see the datasets as usual.
+        let f = hdf5::File::open(format::split_dir(indexed.path(), "train").join("shard-00002.h5"))
+            .unwrap();
+        let labels: Vec<i64> = f.dataset(format::LABELS).unwrap().read_raw().unwrap();
+        assert_eq!(labels, &a.labels()[6..11]);
+    }
+}
+
+#[test]
+fn a_damaged_index_is_refused_naming_the_file() {
+    let out = tempfile::tempdir().unwrap();
+    let paths = write_split(out.path(), "train", &spec(ImageStorage::Jpeg(90))).unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&paths[2])
+            .unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, 60).unwrap();
+        f.write_all_at(&[b[0] ^ 0x10], 60).unwrap();
+    }
+    let msg = message(Dataset::open(&format::split_dir(out.path(), "train")));
+    assert!(
+        msg.contains("shard-00002.h5") && msg.contains("shard index") && msg.contains("checksum"),
+        "{msg}"
+    );
+}
+
+/// A raw shard that grew past the capacity it was created with has no room
+/// for its index: it is opened through HDF5, at the right offsets.
+#[test]
+fn a_shard_past_its_capacity_is_opened_through_hdf5() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = format::split_dir(out.path(), "train");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format::shard_file_name(0));
+    let mut w = ShardWriter::create(&path, SIDE, Encoding::Raw, 1).unwrap();
+    for i in 0..40 {
+        w.push(&pattern_image(i, SIDE), i as i64 % 4, &pattern_name(i))
+            .unwrap();
+    }
+    w.finish(None).unwrap();
+    assert_eq!(
+        std::fs::read(&path).unwrap()[..8],
+        [0u8; 8],
+        "no index: the user block is left empty"
+    );
+    let ds = Dataset::open(&dir).unwrap();
+    assert_eq!(ds.len(), 40);
+    let mut img = vec![0u8; ds.image_bytes()];
+    for i in [0, 17, 39] {
+        ds.read_image(i, &mut img).unwrap();
+        assert_eq!(img, pattern_image(i, SIDE));
+    }
 }

@@ -39,6 +39,7 @@
 //! and renamed when complete: a file named by [`shard_file_name`] is whole.
 
 mod classes;
+mod index;
 mod jpeg;
 mod names;
 mod read;
@@ -48,9 +49,10 @@ mod write;
 use std::path::{Path, PathBuf};
 
 pub use classes::{read_classes, write_classes, ClassEntry};
+pub use index::clear_index;
 pub use jpeg::{decode_jpeg_into, encode_jpeg, JpegError};
 pub use names::*;
-pub(crate) use read::{open_shard, read_name, ImageSource};
+pub(crate) use read::{open_shard, read_name, ImageSource, OpenedShard};
 pub use read::{read_shard_record, ShardRecord};
 pub use sums::ShardSums;
 pub use write::{write_stats, ShardWriter};

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use hdf5::dataset::Layout;
 use hdf5::types::{IntSize, TypeDescriptor, VarLenAscii, VarLenUnicode};
 
+use super::index::{IndexedImages, ShardIndex};
 use super::names::*;
 use super::{decode_jpeg_into, ShardSums};
 use crate::LoaderError;
@@ -121,12 +122,70 @@ impl ImageSource {
     }
 }
 
-/// Opens one shard: checks its datasets and finds each image's bytes.
+/// Opens one shard and finds each image's bytes: from the index in its user
+/// block when it has one (one positioned read, no HDF5 call), otherwise
+/// through HDF5 ([`open_shard_hdf5`]).
 ///
-/// Errors name the file: missing datasets, wrong types or shapes, shards
-/// whose image chunks are not all written, and files shorter than the image
-/// data they describe (truncated copies).
+/// Errors name the file: a damaged index, missing datasets, wrong types or
+/// shapes, shards whose image chunks are not all written, and files shorter
+/// than the image data they describe (truncated copies).
 pub(crate) fn open_shard(path: &Path) -> Result<OpenedShard, LoaderError> {
+    let file = File::open(path).map_err(|e| LoaderError::io(path, "opening shard", e))?;
+    match ShardIndex::read(path, &file)? {
+        Some(index) => open_indexed(path, file, index),
+        None => open_shard_hdf5(path),
+    }
+}
+
+/// A shard as its index describes it, checked against the file's length.
+fn open_indexed(path: &Path, file: File, index: ShardIndex) -> Result<OpenedShard, LoaderError> {
+    let file_len = file
+        .metadata()
+        .map_err(|e| LoaderError::io(path, "reading file size", e))?
+        .len();
+    let (height, width) = (index.height as usize, index.width as usize);
+    let len = index.labels.len();
+    let labels = index.labels.into_iter().map(i64::from).collect();
+    let source = match index.images {
+        IndexedImages::Raw { offsets } => {
+            let image_bytes = (height * width * 3) as u64;
+            if let Some(end) = offsets.iter().map(|&o| o + image_bytes).max() {
+                if end > file_len {
+                    return Err(truncated(path, end, file_len));
+                }
+            }
+            ImageSource::Raw { file, offsets }
+        }
+        IndexedImages::Jpeg { base, offsets } => {
+            if offsets.first() != Some(&0) || offsets.windows(2).any(|w| w[0] > w[1]) {
+                return Err(LoaderError::format(
+                    path,
+                    "shard index: JPEG offsets are not an increasing list from 0",
+                ));
+            }
+            let end = base + offsets.last().copied().unwrap_or(0);
+            if end > file_len {
+                return Err(truncated(path, end, file_len));
+            }
+            ImageSource::Jpeg {
+                file,
+                base,
+                offsets,
+            }
+        }
+    };
+    Ok(OpenedShard {
+        len,
+        labels,
+        height,
+        width,
+        source,
+    })
+}
+
+/// Opens one shard through HDF5: checks its datasets and finds each image's
+/// bytes (shards without an index, see [`super::index`]).
+pub(crate) fn open_shard_hdf5(path: &Path) -> Result<OpenedShard, LoaderError> {
     let file = hdf5::File::open(path).map_err(|e| LoaderError::hdf5(path, "opening shard", e))?;
     let file_len = std::fs::metadata(path)
         .map_err(|e| LoaderError::io(path, "reading file size", e))?
@@ -263,7 +322,7 @@ fn open_raw(
             } else {
                 let offsets = match indexed_offsets(path, file, &images, n, image_bytes)? {
                     Some(offsets) => offsets,
-                    None => walk_chunk_offsets(path, &images, n, image_bytes)?,
+                    None => walk_chunk_offsets(path, &images, n, image_bytes, file.userblock())?,
                 };
                 if let Some(end) = offsets.iter().map(|&o| o + image_bytes).max() {
                     if end > file_len {
@@ -355,16 +414,13 @@ fn indexed_offsets(
             )
         })?;
         let row = info.offset[0] as usize;
-        if row >= n
-            || offsets[row] != info.addr
-            || info.size != image_bytes
-            || info.filter_mask != 0
-        {
+        let addr = file.userblock() + info.addr;
+        if row >= n || offsets[row] != addr || info.size != image_bytes || info.filter_mask != 0 {
             return Err(LoaderError::format(
                 path,
                 format!(
                     "`image_offsets` disagrees with the chunk index (chunk of row {row} at byte {}, index says {:?})",
-                    info.addr,
+                    addr,
                     offsets.get(row)
                 ),
             ));
@@ -376,12 +432,14 @@ fn indexed_offsets(
 /// The byte offset of each image's chunk, found by walking the chunk index
 /// (quadratic in images per shard with HDF5 1.10: for shards written
 /// without `image_offsets`), checked: every image has exactly one unfiltered
-/// chunk of the full image size.
+/// chunk of the full image size. Chunk addresses count from the end of the
+/// file's `user_block`; the offsets returned count from its start.
 fn walk_chunk_offsets(
     path: &Path,
     images: &hdf5::Dataset,
     n: usize,
     image_bytes: u64,
+    user_block: u64,
 ) -> Result<Vec<u64>, LoaderError> {
     if n == 0 {
         return Ok(Vec::new());
@@ -414,7 +472,7 @@ fn walk_chunk_offsets(
                 ),
             ));
         }
-        offsets[row] = info.addr;
+        offsets[row] = user_block + info.addr;
     }
     Ok(offsets)
 }

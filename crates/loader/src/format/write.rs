@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use hdf5::types::VarLenUnicode;
 use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView4};
 
+use super::index::{user_block_size, IndexedImages, ShardIndex};
 use super::names::*;
 use super::{jpeg_spill_path, tmp_path, unique_tmp_path, Encoding, ShardRecord, ShardSums};
 use crate::{LoaderError, Stats};
@@ -16,7 +17,9 @@ use crate::{LoaderError, Stats};
 const COPY_BLOCK: usize = 4 << 20;
 
 /// A shard being written: created as `shard-XXXXX.h5.tmp`, filled image by
-/// image, and renamed to its final name by [`finish`](Self::finish).
+/// image, and renamed to its final name by [`finish`](Self::finish), which
+/// also writes the open-time index into the file's user block (see
+/// [`super::index`]; reserved at creation for `capacity` images).
 ///
 /// Raw images go straight into the chunked `images` dataset. JPEG streams
 /// go to a plain spill file next to it (`....h5.jpeg.tmp`) and are copied
@@ -27,6 +30,8 @@ pub struct ShardWriter {
     final_path: PathBuf,
     file: hdf5::File,
     side: usize,
+    /// Bytes reserved at the start of the file for the index.
+    user_block: u64,
     /// Always `Some` until `finish` or `abandon` takes it.
     store: Option<Store>,
     labels: Vec<i64>,
@@ -67,7 +72,11 @@ impl ShardWriter {
     ) -> Result<Self, LoaderError> {
         let tmp = tmp_path(final_path);
         let herr = |e: hdf5::Error| LoaderError::hdf5(&tmp, "creating shard", e);
-        let file = hdf5::File::create(&tmp).map_err(herr)?;
+        let user_block = user_block_size(capacity);
+        let file = hdf5::File::with_options()
+            .with_fcpl(|p| p.userblock(user_block))
+            .create(&tmp)
+            .map_err(herr)?;
         let store = match encoding {
             Encoding::Raw => {
                 let capacity = capacity.max(1);
@@ -101,6 +110,7 @@ impl ShardWriter {
             final_path: final_path.to_path_buf(),
             file,
             side,
+            user_block,
             store: Some(store),
             labels: Vec::new(),
             names: Vec::new(),
@@ -181,17 +191,18 @@ impl ShardWriter {
         let side = self.side;
         let store = self.store.take().expect("store present until finish");
         let f = &self.file;
-        match store {
+        let images = match store {
             Store::Raw { images, .. } => {
                 images
                     .resize((n, side, side, 3))
                     .map_err(herr("resizing images"))?;
                 f.flush().map_err(herr("flushing images"))?;
-                let offsets = chunk_offsets(&tmp, &images, n, side)?;
+                let offsets = chunk_offsets(&tmp, &images, n, side, self.user_block)?;
                 f.new_dataset_builder()
-                    .with_data(&Array1::from(offsets))
+                    .with_data(&Array1::from(offsets.clone()))
                     .create(IMAGE_OFFSETS)
                     .map_err(herr("writing image_offsets"))?;
+                IndexedImages::Raw { offsets }
             }
             Store::Jpeg {
                 spill,
@@ -224,13 +235,37 @@ impl ShardWriter {
                     .create(JPEG_IMAGE_SHAPE)
                     .map_err(herr("writing the image_shape attribute"))?;
                 f.new_dataset_builder()
-                    .with_data(&Array1::from(offsets))
+                    .with_data(&Array1::from(offsets.clone()))
                     .create(JPEG_OFFSETS)
                     .map_err(herr("writing jpeg_offsets"))?;
                 drop(spill);
                 let _ = std::fs::remove_file(&spill_path);
+                let base = match (total, jpeg.offset()) {
+                    (0, _) => 0,
+                    (_, Some(base)) => base,
+                    (_, None) => {
+                        return Err(LoaderError::format(
+                            &tmp,
+                            "the `jpeg` dataset has no file offset after writing",
+                        ))
+                    }
+                };
+                IndexedImages::Jpeg { base, offsets }
             }
-        }
+        };
+        // The index, when every label fits it and it fits the user block.
+        let index = self
+            .labels
+            .iter()
+            .map(|&l| u32::try_from(l).ok())
+            .collect::<Option<Vec<u32>>>()
+            .map(|labels| ShardIndex {
+                height: side as u32,
+                width: side as u32,
+                labels,
+                images,
+            })
+            .filter(|index| index.encoded_len() as u64 <= self.user_block);
         f.new_dataset_builder()
             .with_data(&Array1::from(std::mem::take(&mut self.labels)))
             .create(LABELS)
@@ -256,6 +291,15 @@ impl ShardWriter {
             file, final_path, ..
         } = self;
         file.close().map_err(herr("closing"))?;
+        if let Some(index) = index {
+            let plain = File::options()
+                .write(true)
+                .open(&tmp)
+                .map_err(|e| LoaderError::io(&tmp, "opening to write the shard index", e))?;
+            plain
+                .write_all_at(&index.encode(), 0)
+                .map_err(|e| LoaderError::io(&tmp, "writing the shard index", e))?;
+        }
         std::fs::rename(&tmp, &final_path)
             .map_err(|e| LoaderError::io(&final_path, "renaming the finished shard", e))?;
         Ok(ShardRecord {
@@ -313,11 +357,14 @@ fn write_sums(f: &hdf5::File, side: usize, sums: &ShardSums) -> hdf5::Result<()>
 /// when the shard is finished (the reader then needs no chunk walk). Each
 /// chunk is found by its coordinates in the chunk index (logarithmic),
 /// not by its position in the index (linear, so quadratic for the shard).
+/// HDF5 gives chunk addresses relative to the end of the user block; the
+/// offsets returned are from the start of the file.
 fn chunk_offsets(
     path: &Path,
     images: &hdf5::Dataset,
     n: usize,
     side: usize,
+    user_block: u64,
 ) -> Result<Vec<u64>, LoaderError> {
     use hdf5_sys::h5d::H5Dget_chunk_info_by_coord;
     let image_bytes = (side * side * 3) as u64;
@@ -341,7 +388,7 @@ fn chunk_offsets(
                         ),
                     ));
                 }
-                Ok(addr)
+                Ok(user_block + addr)
             })
             .collect()
     })
