@@ -1,6 +1,6 @@
 //! The on-disk format of a preprocessed dataset: the one place that knows
-//! it. `cargo xtask preprocess` writes through this module, [`Dataset`] and
-//! [`Stats`] read through it, and test fixtures build data with it.
+//! it. `cargo xtask preprocess` writes through this module, [`Dataset`](crate::Dataset) and
+//! [`Stats`](crate::Stats) read through it, and test fixtures build data with it.
 //!
 //! ```text
 //! OUT/
@@ -35,6 +35,14 @@
 //!
 //! Either way every image is one positioned read (`pread`) at an offset
 //! known once the shard is open, with no HDF5 call and so no HDF5 lock.
+//!
+//! The file's HDF5 user block (the bytes before HDF5's own superblock,
+//! which HDF5 reserves for the application) holds the shard's open-time
+//! index: encoding, image shape, labels and where each image lies, with a
+//! CRC (layout in `index.rs`). Opening a shard is then one positioned read,
+//! again without HDF5; a shard without an index is opened through the
+//! datasets above. All byte offsets, in the index and in `image_offsets`,
+//! count from the start of the file.
 //! Shards are written as `shard-XXXXX.h5.tmp` (plus `.jpeg.tmp` spill files)
 //! and renamed when complete: a file named by [`shard_file_name`] is whole.
 

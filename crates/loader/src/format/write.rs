@@ -19,7 +19,7 @@ const COPY_BLOCK: usize = 4 << 20;
 /// A shard being written: created as `shard-XXXXX.h5.tmp`, filled image by
 /// image, and renamed to its final name by [`finish`](Self::finish), which
 /// also writes the open-time index into the file's user block (see
-/// [`super::index`]; reserved at creation for `capacity` images).
+/// the format module; reserved at creation for `capacity` images).
 ///
 /// Raw images go straight into the chunked `images` dataset. JPEG streams
 /// go to a plain spill file next to it (`....h5.jpeg.tmp`) and are copied
@@ -394,7 +394,7 @@ fn chunk_offsets(
     })
 }
 
-/// Writes `stats.h5` (see [`super::names`]) through a temporary file renamed
+/// Writes `stats.h5` (datasets named in [`crate::format`]) through a temporary file renamed
 /// when complete (its own [`unique_tmp_path`], so that processes writing the
 /// same statistics at the same time do not disturb each other).
 pub fn write_stats(path: &Path, stats: &Stats) -> Result<(), LoaderError> {
