@@ -6,7 +6,7 @@
 //!   bytes are located once and then read with positioned reads.
 //! - [`Stats`]: `OUT/stats.h5` (mean image, RGB PCA); [`read_classes`]:
 //!   `OUT/classes.tsv`.
-//! - [`format`]: the on-disk layout itself (file names, datasets, raw or
+//! - [`format`](mod@format): the on-disk layout itself (file names, datasets, raw or
 //!   JPEG [`Encoding`], the shard writer), owned here and used by the
 //!   preprocessor and by test fixtures.
 //! - [`LoaderConfig`]: every option, paper defaults ([`LoaderConfig::train`],

@@ -394,7 +394,7 @@ fn chunk_offsets(
     })
 }
 
-/// Writes `stats.h5` (datasets named in [`crate::format`]) through a temporary file renamed
+/// Writes `stats.h5` (datasets named in [`crate::format`](mod@crate::format)) through a temporary file renamed
 /// when complete (its own [`unique_tmp_path`], so that processes writing the
 /// same statistics at the same time do not disturb each other).
 pub fn write_stats(path: &Path, stats: &Stats) -> Result<(), LoaderError> {
