@@ -10,15 +10,20 @@
 #   scripts/setup.sh --mpi      also installs OpenMPI (libopenmpi-dev,
 #                               openmpi-bin) and libclang-dev, which the `mpi`
 #                               feature (multi-process training) builds against
+#   scripts/setup.sh --old-cpu  also installs qemu-user, for
+#                               scripts/old-cpu-check.sh (tests on an emulated
+#                               CPU without AVX)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=0
 mpi=0
+old_cpu=0
 for arg in "$@"; do
     case "$arg" in
         --python) python=1 ;;
         --mpi) mpi=1 ;;
-        *) echo "usage: scripts/setup.sh [--python] [--mpi]" >&2; exit 2 ;;
+        --old-cpu) old_cpu=1 ;;
+        *) echo "usage: scripts/setup.sh [--python] [--mpi] [--old-cpu]" >&2; exit 2 ;;
     esac
 done
 sudo=""
@@ -31,6 +36,9 @@ if [ $mpi -eq 1 ]; then
     command -v mpirun >/dev/null || need+=(openmpi-bin)
     pkg-config --exists ompi 2>/dev/null || need+=(libopenmpi-dev)
     ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+fi
+if [ $old_cpu -eq 1 ]; then
+    command -v qemu-x86_64 >/dev/null || need+=(qemu-user)
 fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"

@@ -49,10 +49,13 @@ struct Shard {
 /// reads, not by the CPU, so more threads than cores keep a disk busy.
 const OPEN_THREADS: usize = 16;
 
-/// Opens every shard in `paths`, in parallel; results in the same order.
+/// Opens every shard in `paths`; results in the same order. Indexes are
+/// read in parallel; shards without one are then opened through HDF5 on this
+/// thread (HDF5 calls hold one global lock, which many threads only fight
+/// over).
 fn open_all(paths: &[PathBuf]) -> Vec<Result<format::OpenedShard, LoaderError>> {
     let next = AtomicUsize::new(0);
-    let mut opened: Vec<(usize, Result<format::OpenedShard, LoaderError>)> =
+    let mut indexed: Vec<(usize, Result<Option<format::OpenedShard>, LoaderError>)> =
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..OPEN_THREADS.min(paths.len()))
                 .map(|_| {
@@ -61,7 +64,7 @@ fn open_all(paths: &[PathBuf]) -> Vec<Result<format::OpenedShard, LoaderError>> 
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             let Some(path) = paths.get(i) else { break };
-                            mine.push((i, format::open_shard(path)));
+                            mine.push((i, format::open_shard_indexed(path)));
                         }
                         mine
                     })
@@ -72,8 +75,15 @@ fn open_all(paths: &[PathBuf]) -> Vec<Result<format::OpenedShard, LoaderError>> 
                 .flat_map(|w| w.join().expect("a shard-opening thread panicked"))
                 .collect()
         });
-    opened.sort_unstable_by_key(|(i, _)| *i);
-    opened.into_iter().map(|(_, r)| r).collect()
+    indexed.sort_unstable_by_key(|(i, _)| *i);
+    indexed
+        .into_iter()
+        .map(|(i, r)| match r {
+            Ok(Some(opened)) => Ok(opened),
+            Ok(None) => format::open_shard_hdf5(&paths[i]),
+            Err(e) => Err(e),
+        })
+        .collect()
 }
 
 impl Dataset {

@@ -60,7 +60,7 @@ pub use classes::{read_classes, write_classes, ClassEntry};
 pub use index::clear_index;
 pub use jpeg::{decode_jpeg_into, encode_jpeg, JpegError};
 pub use names::*;
-pub(crate) use read::{open_shard, read_name, ImageSource, OpenedShard};
+pub(crate) use read::{open_shard_hdf5, open_shard_indexed, read_name, ImageSource, OpenedShard};
 pub use read::{read_shard_record, ShardRecord};
 pub use sums::ShardSums;
 pub use write::{write_stats, ShardWriter};

@@ -122,18 +122,17 @@ impl ImageSource {
     }
 }
 
-/// Opens one shard and finds each image's bytes: from the index in its user
-/// block when it has one (one positioned read, no HDF5 call), otherwise
-/// through HDF5 ([`open_shard_hdf5`]).
+/// Opens one shard from the index in its user block (one positioned read);
+/// `Ok(None)` when it has none, and [`open_shard_hdf5`] opens it instead.
+/// Makes no HDF5 call, so any number of threads can run it at once.
 ///
-/// Errors name the file: a damaged index, missing datasets, wrong types or
-/// shapes, shards whose image chunks are not all written, and files shorter
-/// than the image data they describe (truncated copies).
-pub(crate) fn open_shard(path: &Path) -> Result<OpenedShard, LoaderError> {
+/// Errors name the file: a damaged index, and files shorter than the image
+/// data the index describes (truncated copies).
+pub(crate) fn open_shard_indexed(path: &Path) -> Result<Option<OpenedShard>, LoaderError> {
     let file = File::open(path).map_err(|e| LoaderError::io(path, "opening shard", e))?;
     match ShardIndex::read(path, &file)? {
-        Some(index) => open_indexed(path, file, index),
-        None => open_shard_hdf5(path),
+        Some(index) => open_indexed(path, file, index).map(Some),
+        None => Ok(None),
     }
 }
 
