@@ -75,6 +75,9 @@ impl TrainSink for TrainPrinter {
                     s.batch_size,
                     s.batches_per_epoch
                 );
+                for warning in &s.data_warnings {
+                    eprintln!("warning: {warning}");
+                }
                 if s.world_size > 1 {
                     println!(
                         "data parallel: {} ranks over {}, {} images per rank per batch, {:.1} MB of gradients summed per step in {} buckets",

@@ -4,12 +4,13 @@
 //! At open time every shard's index is read: its labels and the file offset
 //! of each image, with one positioned read from the shard's user block (see
 //! [`crate::format`]; shards without one are opened through HDF5), by a pool
-//! of threads so that a cold disk serves many reads at once. After that, pixels (raw) or JPEG streams are read with
-//! positioned reads (`pread`) on a plain file handle, from any number of
-//! threads at once; JPEG streams are decoded by the reading thread. Shards
-//! stored any other way (compressed, several images per chunk) are read
-//! through the HDF5 library instead, and [`Dataset::open`] says so once on
-//! standard error.
+//! of threads so that a cold disk serves many reads at once. After that,
+//! pixels (raw) or JPEG streams are read with positioned reads (`pread`) on a
+//! plain file handle, from any number of threads at once; JPEG streams are
+//! decoded by the reading thread. Shards stored any other way (compressed,
+//! several images per chunk) are read through the HDF5 library instead:
+//! [`Dataset::fallback_shards`] lists them, and
+//! [`Dataset::slow_read_warning`] says so in a sentence for a program to show.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -158,20 +159,26 @@ impl Dataset {
                 width,
             }),
         };
-        let fallback = dataset.fallback_shards();
-        if let Some((first, reason)) = fallback.first() {
-            eprintln!(
-                "loader: {} of {} shard(s) in {} are not stored as one uncompressed chunk per image \
-                 (e.g. {}: {}); they are read through the HDF5 library, whose global lock lets only \
-                 one thread read at a time",
-                fallback.len(),
-                dataset.num_shards(),
-                split_dir.display(),
-                first.display(),
-                reason
-            );
-        }
         Ok(dataset)
+    }
+
+    /// A warning for the user when some shards are read through the HDF5
+    /// library (see [`fallback_shards`](Self::fallback_shards)), whose
+    /// global lock lets one thread read at a time; `None` when every shard
+    /// is read without it.
+    pub fn slow_read_warning(&self) -> Option<String> {
+        let fallback = self.fallback_shards();
+        let (first, reason) = fallback.first()?;
+        Some(format!(
+            "{} of {} shard(s) in {} are not stored as one uncompressed chunk per image \
+             (e.g. {}: {}); they are read through the HDF5 library, whose global lock lets only \
+             one thread read at a time",
+            fallback.len(),
+            self.num_shards(),
+            self.inner.dir.display(),
+            first.display(),
+            reason
+        ))
     }
 
     /// Number of images in all shards together.

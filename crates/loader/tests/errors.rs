@@ -229,6 +229,7 @@ fn dropping_an_epoch_midway_stops_and_joins_its_workers() {
 fn other_storage_layouts_give_the_same_batches() {
     let reference = Fixture::new(&[7, 5], Storage::ChunkPerImage);
     assert!(reference.dataset().fallback_shards().is_empty());
+    assert_eq!(reference.dataset().slow_read_warning(), None);
     let want = collect(reference.loader(cfg()).epoch(4).unwrap());
     for storage in [Storage::Contiguous, Storage::Shuffled, Storage::ChunksOf(3)] {
         let fx = Fixture::new(&[7, 5], storage);
@@ -238,6 +239,13 @@ fn other_storage_layouts_give_the_same_batches() {
             if storage == Storage::Contiguous { 0 } else { 2 },
             "{storage:?}"
         );
+        if fallback > 0 {
+            let warning = fx.dataset().slow_read_warning().unwrap();
+            assert!(
+                warning.starts_with("2 of 2 shard(s)") && warning.contains("shard-00000.h5"),
+                "{warning}"
+            );
+        }
         let got = collect(fx.loader(cfg()).epoch(4).unwrap());
         for (x, y) in got.iter().zip(&want) {
             assert_eq!(x.images(), y.images(), "{storage:?}");

@@ -121,6 +121,9 @@ pub struct RunSummary {
     pub allreduce_bytes: usize,
     /// Collective calls per step.
     pub allreduce_buckets: usize,
+    /// Warnings about the data for the user (shards the loader can only
+    /// read through the HDF5 library, one thread at a time).
+    pub data_warnings: Vec<String>,
 }
 
 /// One optimizer step, with the running figures of its epoch (over all ranks).

@@ -187,6 +187,10 @@ impl<'c> Trainer<'c> {
             Dataset::open(&loader::format::split_dir(&cfg.data_dir, "train")).map_err(data_err)?;
         let val_ds =
             Dataset::open(&loader::format::split_dir(&cfg.data_dir, "val")).map_err(data_err)?;
+        let data_warnings: Vec<String> = [&train_ds, &val_ds]
+            .into_iter()
+            .filter_map(Dataset::slow_read_warning)
+            .collect();
         let train_images = train_ds.len();
         let val_images = val_ds.len();
         let crop = cfg.architecture.input_size;
@@ -301,6 +305,7 @@ impl<'c> Trainer<'c> {
                 0
             },
             allreduce_buckets: if world > 1 { reducer.bucket_count() } else { 0 },
+            data_warnings,
         };
         let last_checkpoint = match &start {
             Start::Resumed(ck) => Some(ck.dir.clone()),

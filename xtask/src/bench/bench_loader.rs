@@ -99,6 +99,9 @@ fn bench(args: &Args, out: &Path) -> anyhow::Result<()> {
         dataset.num_shards(),
         opened.elapsed().as_secs_f64() * 1e3
     );
+    if let Some(warning) = dataset.slow_read_warning() {
+        eprintln!("warning: {warning}");
+    }
     let stats = Stats::open(&loader::format::stats_path(out))?;
     let mode = match args.mode {
         BenchMode::Train => Mode::Train,
