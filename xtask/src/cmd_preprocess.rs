@@ -12,8 +12,8 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use loader::format::Encoding;
 use preprocess::{
-    FinishSummary, NoProgress, Part, PartSummary, PreprocessConfig, ProgressSink, ResizeFilter,
-    Split, SplitSummary, Summary, DEFAULT_IMAGES_PER_SHARD, DEFAULT_OPEN_SHARDS,
+    FinishSummary, JpegScaling, NoProgress, Part, PartSummary, PreprocessConfig, ProgressSink,
+    ResizeFilter, Split, SplitSummary, Summary, DEFAULT_IMAGES_PER_SHARD, DEFAULT_OPEN_SHARDS,
 };
 
 /// Convert ImageNet into sharded 256x256 HDF5 (shorter side to 256, central
@@ -75,6 +75,13 @@ pub struct PreprocessArgs {
     /// Resampling filter of the shorter-side-to-256 resize (both antialias).
     #[arg(long, value_enum, default_value_t = FilterArg::Lanczos3)]
     pub filter: FilterArg,
+    /// How JPEGs are decoded before the resize: `draft` lets libjpeg-turbo
+    /// decode photos with a shorter side of 512 or more at 1/2, 1/4 or 1/8
+    /// size in the DCT domain, never below what the resize to 256 needs
+    /// (Pillow's Image.draft; several times less decoding work for large
+    /// photos); `full` decodes every JPEG at full size.
+    #[arg(long, value_enum, default_value_t = JpegScalingArg::Draft)]
+    pub jpeg_scaling: JpegScalingArg,
     /// How shards store each 256x256 image: `raw` pixels (196,608 bytes,
     /// no decoding when read; the default) or `jpeg` re-encoded at --quality
     /// (several times smaller; the loader decodes it in its worker threads).
@@ -97,6 +104,24 @@ pub enum EncodingArg {
     Raw,
     /// Baseline JPEG at --quality.
     Jpeg,
+}
+
+/// `--jpeg-scaling` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum JpegScalingArg {
+    /// DCT-domain reduction of large photos, as far as the resize allows.
+    Draft,
+    /// Full-size decoding.
+    Full,
+}
+
+impl From<JpegScalingArg> for JpegScaling {
+    fn from(s: JpegScalingArg) -> Self {
+        match s {
+            JpegScalingArg::Draft => JpegScaling::Draft,
+            JpegScalingArg::Full => JpegScaling::Full,
+        }
+    }
 }
 
 /// `--filter` values.
@@ -132,6 +157,7 @@ impl PreprocessArgs {
         cfg.open_shards = self.open_shards;
         cfg.workers = self.workers;
         cfg.filter = self.filter.into();
+        cfg.jpeg_scaling = self.jpeg_scaling.into();
         cfg.encoding = match self.encoding {
             EncodingArg::Raw => Encoding::Raw,
             EncodingArg::Jpeg => Encoding::Jpeg {

@@ -456,8 +456,22 @@ pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
     pcfg.devkit = Some(devkit);
     pcfg.workers = threads;
     let bars = crate::cmd_preprocess::BarProgress::default();
-    let summary = preprocess::run(&pcfg, &bars)
-        .with_context(|| format!("preprocessing into {}", data.display()))?;
+    let summary = match preprocess::run(&pcfg, &bars) {
+        // Shards of an earlier quick start, written with other options
+        // (an older version's): they are the quick start's own, so convert
+        // again rather than stop.
+        Err(preprocess::PreprocessError::DifferentDataset { reason, .. }) => {
+            println!(
+                "      {} holds shards written differently ({reason}); converting again",
+                data.display()
+            );
+            std::fs::remove_dir_all(&data)
+                .with_context(|| format!("removing {}", data.display()))?;
+            preprocess::run(&pcfg, &crate::cmd_preprocess::BarProgress::default())
+        }
+        other => other,
+    }
+    .with_context(|| format!("preprocessing into {}", data.display()))?;
     println!("{}", crate::cmd_preprocess::summary_line(&summary));
 
     // 3. Train alexnet-small on the CPU.

@@ -58,10 +58,51 @@ impl ResizeFilter {
     }
 }
 
+/// How a JPEG is decoded before the resize.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum JpegScaling {
+    /// libjpeg-turbo decodes at 1/2, 1/4 or 1/8 of full size, in the DCT
+    /// domain, the largest reduction that keeps both sides at least as large
+    /// as the resize to a 256 shorter side needs (Pillow's `Image.draft`,
+    /// which Pillow pipelines use). Only photos with a shorter side of 512 or
+    /// more are affected; they decode two to several times faster. The
+    /// default. JPEGs that zune-jpeg decodes (CMYK, YCCK, damaged streams)
+    /// are decoded at full size.
+    #[default]
+    Draft,
+    /// Every JPEG decoded at full size, then resampled.
+    Full,
+}
+
+impl JpegScaling {
+    /// `"draft"` or `"full"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            JpegScaling::Draft => "draft",
+            JpegScaling::Full => "full",
+        }
+    }
+
+    /// The reduction (1, 2, 4 or 8) used for a `w x h` JPEG: Pillow's
+    /// `draft` rule for the size the shorter-side-to-256 resize asks for,
+    /// the largest power of two no larger than the whole ratio of the
+    /// source to that size on either side.
+    pub fn denominator(self, w: usize, h: usize) -> usize {
+        if self == JpegScaling::Full || w == 0 || h == 0 {
+            return 1;
+        }
+        let s = w.min(h);
+        let (rw, rh) = ((w * SIDE / s).max(1), (h * SIDE / s).max(1));
+        let ratio = (w / rw).min(h / rh);
+        [8, 4, 2].into_iter().find(|&d| d <= ratio).unwrap_or(1)
+    }
+}
+
 /// A reusable decoder: keeps the resizer and the full-size RGB buffer
 /// between images (one per worker thread).
 pub struct Decoder256 {
     filter: ResizeFilter,
+    jpeg_scaling: JpegScaling,
     /// libjpeg-turbo: made on first use, dropped after a stream it reported
     /// an error on; `Some(None)` when it cannot be made (zune-jpeg then
     /// decodes everything).
@@ -85,8 +126,15 @@ impl Decoder256 {
 
     /// A new decoder with empty buffers using `filter`.
     pub fn with_filter(filter: ResizeFilter) -> Self {
+        Self::with_options(filter, JpegScaling::default())
+    }
+
+    /// A new decoder with empty buffers using `filter`, decoding JPEGs as
+    /// `jpeg_scaling` says.
+    pub fn with_options(filter: ResizeFilter, jpeg_scaling: JpegScaling) -> Self {
         Decoder256 {
             filter,
+            jpeg_scaling,
             turbo: None,
             resizer: Resizer::new(),
             rgb: Vec::new(),
@@ -140,6 +188,10 @@ impl Decoder256 {
             {
                 return None;
             }
+            // TurboJPEG scales in the DCT domain to the largest of its
+            // factors that fits the size asked for: exactly 1/d here.
+            let d = self.jpeg_scaling.denominator(w, h);
+            let (w, h) = (w.div_ceil(d), h.div_ceil(d));
             self.rgb.resize(w * h * 3, 0);
             let image = turbojpeg::Image {
                 pixels: &mut self.rgb[..],
@@ -354,6 +406,74 @@ mod tests {
         enc.set_progressive(progressive);
         enc.encode(&px, w, h, color).unwrap();
         out
+    }
+
+    #[test]
+    fn draft_scaling_follows_pillows_rule() {
+        let d = |w, h| JpegScaling::Draft.denominator(w, h);
+        assert_eq!(d(500, 375), 1);
+        assert_eq!(d(511, 700), 1);
+        assert_eq!(d(512, 512), 2);
+        assert_eq!(d(1024, 768), 2); // 3x the size asked for
+        assert_eq!(d(2048, 1536), 4); // 6x
+        assert_eq!(d(4096, 3072), 8); // 12x
+        assert_eq!(d(600, 5000), 2); // the shorter side decides
+        assert_eq!(d(0, 10), 1);
+        assert_eq!(JpegScaling::Full.denominator(4096, 3072), 1);
+    }
+
+    /// A smooth photo-like JPEG (gradients and a soft disc).
+    fn smooth_jpeg(w: usize, h: usize) -> Vec<u8> {
+        let mut px = Vec::with_capacity(w * h * 3);
+        for y in 0..h {
+            for x in 0..w {
+                let (fx, fy) = (x as f64 / w as f64, y as f64 / h as f64);
+                let r2 = (fx - 0.5).powi(2) + (fy - 0.5).powi(2);
+                let disc = 120.0 * (-r2 * 20.0).exp();
+                px.push((40.0 + 150.0 * fx + disc).min(255.0) as u8);
+                px.push((30.0 + 180.0 * fy) as u8);
+                px.push((200.0 - 100.0 * fx * fy + disc / 2.0).min(255.0) as u8);
+            }
+        }
+        let mut out = Vec::new();
+        jpeg_encoder::Encoder::new(&mut out, 92)
+            .encode(&px, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn draft_decoding_is_close_to_full_decoding_and_only_for_large_photos() {
+        let decode = |bytes: &[u8], scaling| {
+            let mut out = vec![0u8; IMAGE_BYTES];
+            Decoder256::with_options(ResizeFilter::Lanczos3, scaling)
+                .decode_into(bytes, &mut out)
+                .unwrap();
+            out
+        };
+        // Small photos decode the same either way.
+        let small = smooth_jpeg(500, 375);
+        assert_eq!(
+            decode(&small, JpegScaling::Draft),
+            decode(&small, JpegScaling::Full)
+        );
+        // Large ones at 1/2 and 1/4: close to full size, not the same.
+        for (w, h) in [(1100, 900), (2100, 1600)] {
+            let big = smooth_jpeg(w, h);
+            let (a, b) = (
+                decode(&big, JpegScaling::Draft),
+                decode(&big, JpegScaling::Full),
+            );
+            assert_ne!(a, b, "{w}x{h}: drafted");
+            let diffs: Vec<u32> = a
+                .iter()
+                .zip(&b)
+                .map(|(&x, &y)| x.abs_diff(y) as u32)
+                .collect();
+            let mean = diffs.iter().sum::<u32>() as f64 / diffs.len() as f64;
+            let max = *diffs.iter().max().unwrap();
+            assert!(mean < 1.0 && max <= 12, "{w}x{h}: mean {mean}, max {max}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod stats;
 pub mod synth;
 
 pub use error::{DecodeError, PreprocessError};
-pub use image::{decode_to_256, Decoder256, ResizeFilter, IMAGE_BYTES, SIDE};
+pub use image::{decode_to_256, Decoder256, JpegScaling, ResizeFilter, IMAGE_BYTES, SIDE};
 pub use manifest::Manifest;
 pub use parts::{finish, FinishSummary, MissingPart, Part, PartError, PartSummary};
 pub use pipeline::{

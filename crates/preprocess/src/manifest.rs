@@ -61,6 +61,10 @@ pub struct DatasetIdentity {
     /// `--filter` (resampling filter).
     #[serde(default)]
     pub resize_filter: String,
+    /// `--jpeg-scaling`: `draft` or `full` (absent: `full`, as every
+    /// JPEG was decoded before the option existed).
+    #[serde(default = "full_scaling")]
+    pub jpeg_scaling: String,
     /// `--encoding` with its quality: `raw`, or `jpeg-q90` (absent: raw).
     #[serde(default = "raw_encoding")]
     pub encoding: String,
@@ -72,6 +76,10 @@ pub struct DatasetIdentity {
 
 fn raw_encoding() -> String {
     "raw".into()
+}
+
+fn full_scaling() -> String {
+    "full".into()
 }
 
 pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, PreprocessError> {
@@ -123,6 +131,12 @@ pub(crate) fn check_and_record_identity(
             return Err(refuse(format!(
                 "it was written with --filter {}, not {}",
                 old.resize_filter, new.resize_filter
+            )));
+        }
+        if old.jpeg_scaling != new.jpeg_scaling {
+            return Err(refuse(format!(
+                "it was written with --jpeg-scaling {}, not {}",
+                old.jpeg_scaling, new.jpeg_scaling
             )));
         }
         if old.images_per_shard != new.images_per_shard || old.open_shards != new.open_shards {

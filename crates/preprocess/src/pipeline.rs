@@ -28,7 +28,7 @@ use loader::format::{self, ClassEntry, Encoding, ShardRecord, ShardSums};
 
 use crate::devkit::{read_devkit, ClassInfo, Devkit};
 use crate::error::PreprocessError;
-use crate::image::{Decoder256, ResizeFilter, IMAGE_BYTES};
+use crate::image::{Decoder256, JpegScaling, ResizeFilter, IMAGE_BYTES};
 use crate::manifest::{
     check_and_record_identity, head_tail_hash, record_splits, DatasetIdentity, InputId, ShardEntry,
     SplitManifest, FORMAT_VERSION,
@@ -70,6 +70,9 @@ pub struct PreprocessConfig {
     pub workers: usize,
     /// Resampling filter.
     pub filter: ResizeFilter,
+    /// How JPEGs are decoded before the resize (DCT-domain scaling of large
+    /// photos, or full size).
+    pub jpeg_scaling: JpegScaling,
     /// How shards store images: raw pixels (the default) or JPEG.
     pub encoding: Encoding,
     /// Set to `true` (e.g. from a Ctrl-C handler) to stop soon; open
@@ -96,6 +99,7 @@ impl Default for PreprocessConfig {
             open_shards: DEFAULT_OPEN_SHARDS,
             workers: 0,
             filter: ResizeFilter::default(),
+            jpeg_scaling: JpegScaling::default(),
             encoding: Encoding::Raw,
             cancel: None,
             halt_after_shards: None,
@@ -328,6 +332,7 @@ pub fn run(
         images_per_shard: cfg.images_per_shard,
         open_shards: cfg.open_shards,
         resize_filter: cfg.filter.name().to_string(),
+        jpeg_scaling: cfg.jpeg_scaling.name().to_string(),
         encoding: match cfg.encoding {
             Encoding::Raw => "raw".into(),
             Encoding::Jpeg { quality } => format!("jpeg-q{quality}"),
@@ -523,7 +528,7 @@ fn worker(
     cfg: &PreprocessConfig,
     with_stats: bool,
 ) {
-    let mut dec = Decoder256::with_filter(cfg.filter);
+    let mut dec = Decoder256::with_options(cfg.filter, cfg.jpeg_scaling);
     for m in rx.iter() {
         let outcome = if !filter.writes(m.index) {
             Outcome::NotWritten

@@ -233,6 +233,22 @@ fn different_dataset_in_out_is_refused() {
     let err = run(&cfg, &NoProgress).unwrap_err();
     assert!(err.to_string().contains("--images-per-shard"), "{err}");
 
+    // The decoding options are part of what the directory holds.
+    let mut cfg = config(&out, &a);
+    cfg.jpeg_scaling = preprocess::JpegScaling::Full;
+    let err = run(&cfg, &NoProgress).unwrap_err();
+    assert!(
+        err.to_string().contains("--jpeg-scaling draft, not full"),
+        "{err}"
+    );
+    let mut cfg = config(&out, &a);
+    cfg.filter = preprocess::ResizeFilter::CatmullRom;
+    let err = run(&cfg, &NoProgress).unwrap_err();
+    assert!(
+        err.to_string().contains("--filter lanczos3, not catmull-rom"),
+        "{err}"
+    );
+
     // A non-empty directory that holds no dataset is not overwritten.
     let other = tmp.path().join("other");
     std::fs::create_dir_all(&other).unwrap();

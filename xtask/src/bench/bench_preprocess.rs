@@ -12,7 +12,7 @@ use clap::Args as ClapArgs;
 use preprocess::synth::{self, SynthConfig};
 use preprocess::{NoProgress, PreprocessConfig};
 
-use crate::cmd_preprocess::FilterArg;
+use crate::cmd_preprocess::{FilterArg, JpegScalingArg};
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -43,6 +43,9 @@ pub struct Args {
     /// Resampling filter.
     #[arg(long, value_enum, default_value_t = FilterArg::Lanczos3)]
     filter: FilterArg,
+    /// How JPEGs are decoded before the resize (see `preprocess --help`).
+    #[arg(long, value_enum, default_value_t = JpegScalingArg::Draft)]
+    jpeg_scaling: JpegScalingArg,
     /// Also run the Python peer (2 processes) on the same tar and compare
     /// its output with ours.
     #[arg(long)]
@@ -103,6 +106,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     cfg.train_tar = Some(train_tar.clone());
     cfg.workers = args.workers;
     cfg.filter = args.filter.into();
+    cfg.jpeg_scaling = args.jpeg_scaling.into();
     let summary = preprocess::run(&cfg, &NoProgress).context("preprocess run")?;
     let rate = summary.images_per_second();
     eprintln!(
@@ -113,8 +117,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         size as f64 / 1e3 / summary.images().max(1) as f64
     );
     eprintln!(
-        "rust ({:?}): written {} images, skipped {}, {:.2} s, {:.1} images/s",
+        "rust ({:?}, JPEG scaling {:?}): written {} images, skipped {}, {:.2} s, {:.1} images/s",
         args.filter,
+        args.jpeg_scaling,
         summary.written_this_run(),
         summary.skipped(),
         summary.seconds,
