@@ -245,7 +245,8 @@ fn different_dataset_in_out_is_refused() {
     cfg.filter = preprocess::ResizeFilter::CatmullRom;
     let err = run(&cfg, &NoProgress).unwrap_err();
     assert!(
-        err.to_string().contains("--filter lanczos3, not catmull-rom"),
+        err.to_string()
+            .contains("--filter lanczos3, not catmull-rom"),
         "{err}"
     );
 
