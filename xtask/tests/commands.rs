@@ -3,8 +3,11 @@
 //! command documents as its result). `quickstart` is the README's main job
 //! and takes about a minute, so it is left to that command.
 
-use std::path::Path;
+mod common;
+
 use std::process::{Command, Output};
+
+use common::{preprocess_args, s, strs, TinyImageNet};
 
 /// The Slurm array variables `preprocess` takes its part from.
 const SLURM_ARRAY_VARS: [&str; 4] = [
@@ -50,14 +53,6 @@ fn ok_env(args: &[&str], env: &[(&str, &str)]) -> String {
     stdout.lines().last().unwrap_or_default().to_string()
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temporary path")
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
 #[test]
 fn every_subcommand_on_tiny_data() {
     let tmp = tempfile::tempdir().unwrap();
@@ -70,24 +65,15 @@ fn every_subcommand_on_tiny_data() {
 
     // With the odd and broken files the generator plants (grayscale, CMYK,
     // YCCK, progressive, PNG named .JPEG; empty, truncated, text, random).
-    let out = xtask(&[
-        "synth",
-        "--out",
-        s(&input),
-        "--classes",
-        "3",
-        "--train-per-class",
-        "12",
-        "--val-images",
-        "12",
-        "--min-side",
-        "64",
-        "--max-side",
-        "96",
-        "--seed",
-        "1",
-        "--trees",
-    ]);
+    let tiny = TinyImageNet {
+        classes: 3,
+        train_per_class: 12,
+        val_images: 12,
+        min_side: 64,
+        max_side: 96,
+        seed: 1,
+    };
+    let out = xtask(&strs(&tiny.synth_args(&input)));
     assert!(out.status.success());
     let synth = String::from_utf8_lossy(&out.stdout).into_owned();
     let odd_val = |kind: &str| -> std::path::PathBuf {
@@ -102,26 +88,13 @@ fn every_subcommand_on_tiny_data() {
     let last = synth.lines().last().unwrap_or_default().to_string();
     assert!(last.starts_with("done in"), "{last}");
 
-    let devkit = input.join("ILSVRC2012_devkit_t12.tar.gz");
     for (out, encoding) in [(&raw, "raw"), (&jpeg, "jpeg")] {
-        let last = ok(&[
-            "preprocess",
-            "--train-dir",
-            s(&input.join("train")),
-            "--val-dir",
-            s(&input.join("val")),
-            "--devkit",
-            s(&devkit),
-            "--out",
-            s(out),
-            "--quiet",
-            "--images-per-shard",
-            "8",
-            "--open-shards",
-            "2",
-            "--encoding",
-            encoding,
-        ]);
+        let last = ok(&strs(&preprocess_args(
+            &input,
+            out,
+            8,
+            &["--open-shards", "2", "--encoding", encoding],
+        )));
         assert!(
             last.starts_with("written 40 images, skipped 8"),
             "{encoding}: {last}"
@@ -286,46 +259,16 @@ fn preprocess_parts_from_the_slurm_array_environment() {
         tmp.path().join("one"),
         tmp.path().join("parts"),
     );
-    ok(&[
-        "synth",
-        "--out",
-        s(&input),
-        "--classes",
-        "3",
-        "--train-per-class",
-        "8",
-        "--val-images",
-        "10",
-        "--min-side",
-        "48",
-        "--max-side",
-        "72",
-        "--seed",
-        "2",
-        "--trees",
-    ]);
-    let devkit = input.join("ILSVRC2012_devkit_t12.tar.gz");
-    let (train, val) = (input.join("train"), input.join("val"));
-    let args = |out: &Path| -> Vec<String> {
-        [
-            "preprocess",
-            "--train-dir",
-            s(&train),
-            "--val-dir",
-            s(&val),
-            "--devkit",
-            s(&devkit),
-            "--out",
-            s(out),
-            "--quiet",
-            "--images-per-shard",
-            "3",
-            "--open-shards",
-            "2",
-        ]
-        .map(String::from)
-        .to_vec()
+    let tiny = TinyImageNet {
+        classes: 3,
+        train_per_class: 8,
+        val_images: 10,
+        min_side: 48,
+        max_side: 72,
+        seed: 2,
     };
+    ok(&strs(&tiny.synth_args(&input)));
+    let args = |out: &std::path::Path| preprocess_args(&input, out, 3, &["--open-shards", "2"]);
     let run = |extra: &[&str], env: &[(&str, &str)]| -> String {
         let mut a = args(&parts);
         a.extend(extra.iter().map(|x| x.to_string()));

@@ -4,10 +4,13 @@
 //! feature; skipped when `mpirun` is missing unless `ALEXNET_REQUIRE_MPI=1`.
 #![cfg(feature = "mpi")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{preprocess_args, s, strs, TinyImageNet};
 use trainer::Checkpoint;
 
 const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
@@ -30,10 +33,6 @@ fn mpirun() -> Option<&'static str> {
         return None;
     }
     Some("mpirun")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temporary path")
 }
 
 /// Runs to completion within `limit`, or kills it and fails: a hang is a failure.
@@ -109,38 +108,16 @@ fn mpi_ok(mpirun: &str, ranks: usize, args: &[&str]) -> String {
 fn dataset(dir: &Path) -> PathBuf {
     let input = dir.join("in");
     let data = dir.join("data");
-    xtask_ok(&[
-        "synth",
-        "--out",
-        s(&input),
-        "--classes",
-        "3",
-        "--train-per-class",
-        "16",
-        "--val-images",
-        "10",
-        "--min-side",
-        "64",
-        "--max-side",
-        "96",
-        "--seed",
-        "1",
-        "--trees",
-    ]);
-    xtask_ok(&[
-        "preprocess",
-        "--train-dir",
-        s(&input.join("train")),
-        "--val-dir",
-        s(&input.join("val")),
-        "--devkit",
-        s(&input.join("ILSVRC2012_devkit_t12.tar.gz")),
-        "--out",
-        s(&data),
-        "--quiet",
-        "--images-per-shard",
-        "8",
-    ]);
+    let tiny = TinyImageNet {
+        classes: 3,
+        train_per_class: 16,
+        val_images: 10,
+        min_side: 64,
+        max_side: 96,
+        seed: 1,
+    };
+    xtask_ok(&strs(&tiny.synth_args(&input)));
+    xtask_ok(&strs(&preprocess_args(&input, &data, 8, &[])));
     data
 }
 
