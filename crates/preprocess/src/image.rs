@@ -65,8 +65,9 @@ pub enum JpegScaling {
     /// domain, the largest reduction that keeps both sides at least as large
     /// as the resize to a 256 shorter side needs (Pillow's `Image.draft`,
     /// which Pillow pipelines use). Only photos with a shorter side of 512 or
-    /// more are affected; they decode two to several times faster. The
-    /// default. JPEGs that zune-jpeg decodes (CMYK, YCCK, damaged streams)
+    /// more are affected: the inverse DCT, upsampling and colour conversion
+    /// shrink with the pixel count, the entropy decoding does not (1.45x
+    /// the throughput on 600-2000 px photos). The default. JPEGs that zune-jpeg decodes (CMYK, YCCK, damaged streams)
     /// are decoded at full size.
     #[default]
     Draft,
