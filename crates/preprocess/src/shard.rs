@@ -1,5 +1,5 @@
 //! One shard being written by the pipeline: the format's
-//! [`ShardWriter`](loader::format::ShardWriter) plus, for train shards, the
+//! [`loader::format::ShardWriter`] plus, for train shards, the
 //! statistics sums of its images.
 
 use std::path::Path;

@@ -7,7 +7,7 @@
 //! applies the gradient of the mean loss over the global batch: the step
 //! one process would take on the whole batch. A [`Collective`] carries the
 //! sums: [`SingleProcess`] (nothing to exchange), MPI over the host (feature
-//! `mpi`, [`crate::mpi::MpiCollective`]), or NCCL on the GPUs.
+//! `mpi`, `MpiCollective`), or NCCL on the GPUs.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -12,7 +12,7 @@
 //!   `mpi` feature); the result equals one process's training.
 //! - Command-line rules ([`config`]): the paper's defaults, the run
 //!   settings a resume may repeat but not change, the quick-start recipe.
-//! - [`evaluate`]: top-1/top-5 error on the centre crop and the paper's
+//! - [`evaluate`](mod@evaluate): top-1/top-5 error on the centre crop and the paper's
 //!   10-crop test (softmax averaged over the views, [`views`]).
 //! - [`predict::Predictor`]: classify photos with a checkpoint.
 //! - [`figures`]: the paper's figures from a checkpoint (conv1 kernels,

@@ -115,9 +115,9 @@ struct StepResult {
 /// One training run on one rank of a job (a job of one rank is a plain
 /// process): the network, its optimizer, the loaders and the run's state.
 ///
-/// [`Trainer::run`] trains every epoch; [`Trainer::train_epoch`],
-/// [`Trainer::step`], [`Trainer::validate`] and [`Trainer::checkpoint`]
-/// are its parts. All ranks call the same methods in the same order; only
+/// [`Trainer::run`] trains every epoch; [`Trainer::train_epoch`] (one
+/// optimizer step at a time), [`Trainer::validate`] and
+/// [`Trainer::checkpoint`] are its parts. All ranks call the same methods in the same order; only
 /// rank 0 writes files.
 pub struct Trainer<'c> {
     cfg: TrainConfig,

@@ -81,7 +81,7 @@ impl PredictionsLayout {
         (x, MARGIN + row * self.cell_h() + PAD)
     }
     /// Top-left pixel of the bar of rank `rank` (0 = most probable) of
-    /// image `i`; bars are [`LINE`]` - 2` pixels high.
+    /// image `i`; bars are `LINE - 2` pixels high.
     pub fn bar_origin(&self, i: usize, rank: usize) -> (usize, usize) {
         let (row, col) = (i / self.columns, i % self.columns);
         (
