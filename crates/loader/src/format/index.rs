@@ -265,7 +265,8 @@ mod tests {
     fn the_block_holds_the_index_of_its_capacity() {
         assert_eq!(user_block_size(0), 512);
         assert_eq!(user_block_size(1024), 16384);
-        for cap in [0, 1, 7, 100, 1024, 1360, 1361, 5000] {
+        // 679: its JPEG index is 8,200 bytes, 8 past a power of two.
+        for cap in [0, 1, 7, 100, 679, 1024, 1360, 1361, 5000] {
             let size = user_block_size(cap);
             assert!(size.is_power_of_two() && size >= 512);
             for jpeg in [false, true] {
@@ -289,9 +290,47 @@ mod tests {
     }
 
     #[test]
+    fn clearing_removes_an_index_and_leaves_other_files_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = dir.path().join("with.h5");
+        let mut bytes = sample(false, 3).encode();
+        bytes.extend_from_slice(b"rest");
+        std::fs::write(&with, &bytes).unwrap();
+        clear_index(&with).unwrap();
+        let after = std::fs::read(&with).unwrap();
+        assert_eq!(after[..8], [0; 8]);
+        assert_eq!(after[8..], bytes[8..]);
+        let f = File::open(&with).unwrap();
+        assert_eq!(ShardIndex::read(&with, &f).unwrap(), None);
+
+        let without = dir.path().join("without.h5");
+        let hdf5_head = b"\x89HDF\r\n\x1a\n and the rest of a file".to_vec();
+        std::fs::write(&without, &hdf5_head).unwrap();
+        clear_index(&without).unwrap();
+        assert_eq!(std::fs::read(&without).unwrap(), hdf5_head);
+    }
+
+    #[test]
+    fn an_unreadable_file_is_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // Opening a directory works on Linux; reading it fails (EISDIR).
+        let f = File::open(dir.path()).unwrap();
+        let err = ShardIndex::read(dir.path(), &f).unwrap_err().to_string();
+        assert!(err.contains("reading the shard index"), "{err}");
+    }
+
+    #[test]
     fn damage_is_reported_with_the_file_name() {
         let good = sample(true, 10).encode();
+        let with_len = |len: u32| {
+            let mut b = good.clone();
+            b[8..12].copy_from_slice(&len.to_le_bytes());
+            b
+        };
         let cases: Vec<(Vec<u8>, &str)> = vec![
+            (with_len(10), "too short"),
+            (with_len(43), "too short"),
+            (good[..HEADER].to_vec(), "reading the shard index"),
             (
                 {
                     let mut b = good.clone();
@@ -307,14 +346,6 @@ mod tests {
                     b
                 },
                 "version 9",
-            ),
-            (
-                {
-                    let mut b = good.clone();
-                    b[8..12].copy_from_slice(&10u32.to_le_bytes());
-                    b
-                },
-                "too short",
             ),
             (good[..good.len() - 1].to_vec(), "reading the shard index"),
         ];

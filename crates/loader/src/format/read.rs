@@ -562,3 +562,101 @@ pub(crate) fn read_name(path: &Path, local: usize) -> Result<String, LoaderError
         .map_err(|e| LoaderError::hdf5(path, format!("reading name {local}"), e))?;
     Ok(v[0].as_str().to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{Encoding, ShardWriter};
+    use crate::testing::pattern_image;
+
+    const SIDE: usize = 16;
+
+    fn shard(dir: &Path, encoding: Encoding) -> PathBuf {
+        let path = dir.join("shard-00000.h5");
+        let mut w = ShardWriter::create(&path, SIDE, encoding, 8).unwrap();
+        let mut stored = Vec::new();
+        for i in 0..5 {
+            encoding
+                .encode(&pattern_image(i, SIDE), SIDE, &mut stored)
+                .unwrap();
+            w.push(&stored, i as i64, "x").unwrap();
+        }
+        w.finish(None).unwrap();
+        path
+    }
+
+    /// Replaces the shard's index with `change(index)`, with a valid CRC.
+    fn rewrite_index(path: &Path, change: impl FnOnce(&mut ShardIndex)) {
+        let file = File::options().read(true).write(true).open(path).unwrap();
+        let mut index = ShardIndex::read(path, &file).unwrap().unwrap();
+        change(&mut index);
+        file.write_all_at(&index.encode(), 0).unwrap();
+    }
+
+    fn open_err(path: &Path) -> String {
+        match open_shard_indexed(path) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{} opened", path.display()),
+        }
+    }
+
+    #[test]
+    fn a_raw_shard_cut_inside_its_images_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = shard(dir.path(), Encoding::Raw);
+        let file = File::open(&path).unwrap();
+        let Some(IndexedImages::Raw { offsets }) =
+            ShardIndex::read(&path, &file).unwrap().map(|i| i.images)
+        else {
+            panic!("a raw index")
+        };
+        let end = offsets.iter().max().unwrap() + (SIDE * SIDE * 3) as u64;
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(end - 10)
+            .unwrap();
+        let err = open_err(&path);
+        assert!(
+            err.contains("truncated") && err.contains(&end.to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn jpeg_offsets_that_go_back_or_past_the_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = shard(dir.path(), Encoding::jpeg());
+        let opened = open_shard_indexed(&path).unwrap().unwrap();
+        assert_eq!((opened.len, opened.height, opened.width), (5, SIDE, SIDE));
+        assert_eq!(opened.labels, [0, 1, 2, 3, 4]);
+
+        rewrite_index(&path, |index| {
+            if let IndexedImages::Jpeg { offsets, .. } = &mut index.images {
+                offsets.swap(1, 2);
+            }
+        });
+        let err = open_err(&path);
+        assert!(err.contains("not an increasing list"), "{err}");
+
+        let path = shard(dir.path(), Encoding::jpeg());
+        rewrite_index(&path, |index| {
+            if let IndexedImages::Jpeg { offsets, .. } = &mut index.images {
+                offsets[0] = 1;
+            }
+        });
+        let err = open_err(&path);
+        assert!(err.contains("not an increasing list"), "{err}");
+
+        let path = shard(dir.path(), Encoding::jpeg());
+        let len = std::fs::metadata(&path).unwrap().len();
+        rewrite_index(&path, |index| {
+            if let IndexedImages::Jpeg { offsets, .. } = &mut index.images {
+                *offsets.last_mut().unwrap() = len;
+            }
+        });
+        let err = open_err(&path);
+        assert!(err.contains("truncated"), "{err}");
+    }
+}
