@@ -20,6 +20,9 @@
 //! skipped with a message when there is none, unless `ALEXNET_REQUIRE_PYTHON`
 //! is set (CI), where that is a failure.
 
+#[path = "support/reference_python.rs"]
+mod reference_python;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,6 +32,7 @@ use candle_nn::VarMap;
 use model::{AlexNet, AlexNetConfig, ForwardMode, Init, Placement};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use reference_python::reference_python;
 
 /// Relative tolerance, as in `fixture_torch.rs`.
 const TOL: f32 = 1e-5;
@@ -39,28 +43,6 @@ fn workspace() -> PathBuf {
 
 fn fixture_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny.safetensors")
-}
-
-/// A python3 with numpy, h5py and safetensors, or why there is none.
-fn python() -> Result<PathBuf, String> {
-    let mut candidates = Vec::new();
-    if let Some(p) = std::env::var_os("ALEXNET_PYTHON") {
-        candidates.push(PathBuf::from(p));
-    }
-    candidates.push(workspace().join(".venv/bin/python3"));
-    candidates.push(PathBuf::from("python3"));
-    for p in &candidates {
-        let ok = Command::new(p)
-            .args(["-c", "import numpy, h5py, safetensors"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return Ok(p.clone());
-        }
-    }
-    Err(format!(
-        "none of {candidates:?} imports numpy, h5py and safetensors (run scripts/setup.sh --python)"
-    ))
 }
 
 /// Max absolute difference, relative to the reference's largest magnitude.
@@ -112,15 +94,9 @@ fn masks(seed: u64, p: f32, batch: usize, width: usize) -> HashMap<String, Tenso
 
 #[test]
 fn train_mode_dropout_matches_the_reference_with_the_same_masks() {
-    let py = match python() {
-        Ok(p) => p,
-        Err(why) if std::env::var_os("ALEXNET_REQUIRE_PYTHON").is_some() => {
-            panic!("ALEXNET_REQUIRE_PYTHON is set but {why}")
-        }
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
+    let Some(py) = reference_python("train_mode_dropout_matches_the_reference_with_the_same_masks")
+    else {
+        return;
     };
     let fx = candle_core::safetensors::load(fixture_path(), &Device::Cpu).unwrap();
     let input = &fx["input"];

@@ -9,6 +9,8 @@
 //! `ALEXNET_REQUIRE_PYTHON` is set (CI), where that is a failure.
 
 mod common;
+#[path = "../../model/tests/support/reference_python.rs"]
+mod reference_python;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,33 +19,12 @@ use std::sync::atomic::AtomicBool;
 use candle_core::Device;
 use loader::{Dataset, Loader, LoaderConfig, Stats};
 use model::{Activation, ForwardMode};
+use reference_python::reference_python;
 use trainer::evaluate::load_network;
 use trainer::{evaluate_checkpoint, train, Checkpoint};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A python3 with numpy, h5py and safetensors, or why there is none.
-fn python() -> Result<PathBuf, String> {
-    let mut candidates = Vec::new();
-    if let Some(p) = std::env::var_os("ALEXNET_PYTHON") {
-        candidates.push(PathBuf::from(p));
-    }
-    candidates.push(workspace().join(".venv/bin/python3"));
-    candidates.push(PathBuf::from("python3"));
-    for p in &candidates {
-        let ok = Command::new(p)
-            .args(["-c", "import numpy, h5py, safetensors"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return Ok(p.clone());
-        }
-    }
-    Err(format!(
-        "none of {candidates:?} imports numpy, h5py and safetensors (run scripts/setup.sh --python)"
-    ))
 }
 
 /// Reads a 2-D little-endian float `.npy` file (format 1.0-3.0).
@@ -125,20 +106,9 @@ fn parse_counts(stdout: &str) -> (u64, u64, u64) {
 
 #[test]
 fn numpy_forward_of_the_script_matches_the_rust_evaluation() {
-    let python = match python() {
-        Ok(p) => p,
-        Err(why) if std::env::var_os("ALEXNET_REQUIRE_PYTHON").is_some() => {
-            panic!("ALEXNET_REQUIRE_PYTHON is set but {why}")
-        }
-        Err(why) => {
-            // Straight to stderr: the test harness would hide `eprintln!`.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED numpy_forward_of_the_script_matches_the_rust_evaluation: {why}"
-            );
-            return;
-        }
+    let Some(python) = reference_python("numpy_forward_of_the_script_matches_the_rust_evaluation")
+    else {
+        return;
     };
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
