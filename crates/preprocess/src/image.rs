@@ -67,8 +67,9 @@ pub enum JpegScaling {
     /// which Pillow pipelines use). Only photos with a shorter side of 512 or
     /// more are affected: the inverse DCT, upsampling and colour conversion
     /// shrink with the pixel count, the entropy decoding does not (1.45x
-    /// the throughput on 600-2000 px photos). The default. JPEGs that zune-jpeg decodes (CMYK, YCCK, damaged streams)
-    /// are decoded at full size.
+    /// the throughput on 600-2000 px photos). The default. JPEGs that
+    /// zune-jpeg decodes (CMYK, YCCK, damaged streams) are decoded at full
+    /// size.
     #[default]
     Draft,
     /// Every JPEG decoded at full size, then resampled.
