@@ -22,6 +22,8 @@
 
 #[path = "support/reference_python.rs"]
 mod reference_python;
+#[path = "support/rel_err.rs"]
+mod rel_err;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,9 +35,7 @@ use model::{AlexNet, AlexNetConfig, ForwardMode, Init, Placement};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use reference_python::reference_python;
-
-/// Relative tolerance, as in `fixture_torch.rs`.
-const TOL: f32 = 1e-5;
+use rel_err::{rel_err, TOL};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -43,29 +43,6 @@ fn workspace() -> PathBuf {
 
 fn fixture_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny.safetensors")
-}
-
-/// Max absolute difference, relative to the reference's largest magnitude.
-fn rel_err(got: &Tensor, want: &Tensor) -> f32 {
-    assert_eq!(got.dims(), want.dims());
-    let flat = |t: &Tensor| {
-        t.to_dtype(DType::F32)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
-    };
-    let (got, want) = (flat(got), flat(want));
-    let scale = want
-        .iter()
-        .fold(0f32, |m, v| m.max(v.abs()))
-        .max(f32::MIN_POSITIVE);
-    let diff = got
-        .iter()
-        .zip(&want)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    diff / scale
 }
 
 /// The masks the network documents for `seed`: `mask.{tower}.{layer}`,

@@ -7,13 +7,15 @@
 //! over up to a few thousand terms with activations up to ~100; the worst
 //! case measured is about 1e-6).
 
+#[path = "support/rel_err.rs"]
+mod rel_err;
+
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use model::{AlexNet, AlexNetConfig, ForwardMode, Init, PaperSgd, Placement};
-
-const TOL: f32 = 1e-5;
+use rel_err::{rel_err, TOL};
 
 fn fixture() -> HashMap<String, Tensor> {
     let path = concat!(
@@ -21,28 +23,6 @@ fn fixture() -> HashMap<String, Tensor> {
         "/tests/fixtures/tiny.safetensors"
     );
     candle_core::safetensors::load(path, &Device::Cpu).expect("fixture loads")
-}
-
-/// Max absolute difference, relative to the reference's largest magnitude.
-fn rel_err(got: &Tensor, want: &Tensor) -> f32 {
-    assert_eq!(got.dims(), want.dims());
-    let got = got
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let scale = want
-        .iter()
-        .fold(0f32, |m, v| m.max(v.abs()))
-        .max(f32::MIN_POSITIVE);
-    let diff = got
-        .iter()
-        .zip(&want)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    diff / scale
 }
 
 fn check(what: &str, got: &Tensor, want: &Tensor, worst: &mut (f32, String)) {
