@@ -10,11 +10,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use loader::format::Encoding;
 use preprocess::{
     FinishSummary, JpegScaling, NoProgress, Part, PartSummary, PreprocessConfig, ProgressSink,
     ResizeFilter, Split, SplitSummary, Summary, DEFAULT_IMAGES_PER_SHARD, DEFAULT_OPEN_SHARDS,
 };
+use shards::Encoding;
 
 /// Convert ImageNet into sharded 256x256 HDF5 (shorter side to 256, central
 /// crop, RGB). Each split can be converted alone; val needs the devkit.
@@ -89,7 +89,7 @@ pub struct PreprocessArgs {
     #[arg(long, value_enum, default_value_t = EncodingArg::Raw)]
     pub encoding: EncodingArg,
     /// JPEG quality 1-100 for --encoding jpeg (4:2:0 chroma, libjpeg-turbo).
-    #[arg(long, default_value_t = loader::format::DEFAULT_JPEG_QUALITY,
+    #[arg(long, default_value_t = shards::DEFAULT_JPEG_QUALITY,
           value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
     /// No progress bars (for logs).
@@ -323,7 +323,7 @@ pub fn run_preprocess(args: PreprocessArgs) -> anyhow::Result<()> {
     if let (Some(part), None) = (cfg.part, args.part) {
         eprintln!(
             "part {part}, from the Slurm array environment (SLURM_ARRAY_TASK_ID {})",
-            std::env::var(preprocess::parts::SLURM_ARRAY_TASK_ID).unwrap_or_default()
+            std::env::var(preprocess::SLURM_ARRAY_TASK_ID).unwrap_or_default()
         );
     }
     let cancel = Arc::new(AtomicBool::new(false));

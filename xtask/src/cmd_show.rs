@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use loader::Split;
 use trainer::figures::{self, curves, filters, neighbours, predictions, FigureSource};
 use trainer::{Checkpoint, MetricsFiles};
 
@@ -156,7 +157,7 @@ fn open_source(common: &CheckpointArgs, data: &DataArgs) -> anyhow::Result<Figur
 
 fn run_predictions(a: PredictionsArgs) -> anyhow::Result<()> {
     let src = open_source(&a.common, &a.data)?;
-    let val_len = src.split("val")?.len();
+    let val_len = src.split(Split::Val)?.len();
     let picked = figures::pick_images(val_len, a.data.count, a.data.seed);
     let defaults = predictions::PredictionsOptions::default();
     let fig = predictions::draw_predictions(
@@ -190,7 +191,7 @@ fn run_predictions(a: PredictionsArgs) -> anyhow::Result<()> {
 
 fn run_neighbours(a: NeighboursArgs) -> anyhow::Result<()> {
     let src = open_source(&a.common, &a.data)?;
-    let val_len = src.split("val")?.len();
+    let val_len = src.split(Split::Val)?.len();
     let picked = figures::pick_images(val_len, a.data.count, a.data.seed);
     let defaults = neighbours::NeighboursOptions::default();
     let mut bar: Option<indicatif::ProgressBar> = None;

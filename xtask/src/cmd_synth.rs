@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use preprocess::synth::{self, SynthConfig, SynthInfo};
+use synth::{SynthConfig, SynthInfo};
 
 /// Generate a synthetic dataset in the exact ImageNet three-file layout
 /// (train tar of per-class tars, flat val tar, devkit tar.gz with meta.mat),

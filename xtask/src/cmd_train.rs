@@ -431,9 +431,9 @@ pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
 
     // 1. A synthetic dataset in ImageNet's three-file layout.
     let synth_cfg = quickstart_synth_config();
-    let train_tar = synth_dir.join(preprocess::synth::TRAIN_TAR);
-    let val_tar = synth_dir.join(preprocess::synth::VAL_TAR);
-    let devkit = synth_dir.join(preprocess::synth::DEVKIT_TAR_GZ);
+    let train_tar = synth_dir.join(synth::TRAIN_TAR);
+    let val_tar = synth_dir.join(synth::VAL_TAR);
+    let devkit = synth_dir.join(synth::DEVKIT_TAR_GZ);
     if train_tar.is_file() && val_tar.is_file() && devkit.is_file() {
         println!("[1/4] synthetic ImageNet: reusing {}", synth_dir.display());
     } else {
@@ -444,7 +444,7 @@ pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
             synth_cfg.val_images,
             synth_dir.display()
         );
-        preprocess::synth::generate(&synth_dir, &synth_cfg)
+        synth::generate(&synth_dir, &synth_cfg)
             .with_context(|| format!("generating {}", synth_dir.display()))?;
     }
 
@@ -535,10 +535,10 @@ pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
 /// The synthetic dataset of the quick start: the preprocess crate's
 /// preset (10 classes, odd files planted), with 200 train images per class
 /// and 300 val images so that training fits in a few minutes on 2 cores.
-fn quickstart_synth_config() -> preprocess::synth::SynthConfig {
-    preprocess::synth::SynthConfig {
+fn quickstart_synth_config() -> synth::SynthConfig {
+    synth::SynthConfig {
         train_per_class: 200,
         val_images: 300,
-        ..preprocess::synth::SynthConfig::quickstart()
+        ..synth::SynthConfig::quickstart()
     }
 }

@@ -9,21 +9,22 @@
 use std::path::Path;
 use std::time::Instant;
 
-use loader::{Dataset, Loader, LoaderConfig, Stats};
+use loader::{Dataset, DatasetDir, Loader, LoaderConfig, Stats};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--generate") {
         let (dir, images) = (Path::new(&args[1]), args[2].parse()?);
-        loader::testing::write_dataset(dir, &loader::testing::ShardSpec::imagenet_sized(images))?;
+        shards::testing::write_dataset(dir, &shards::testing::ShardSpec::imagenet_sized(images))?;
         return Ok(());
     }
     let out = Path::new(args.first().ok_or("usage: epoch OUT [THREADS] [BATCHES]")?);
     let threads = args.get(1).map_or(Ok(2), |s| s.parse())?;
     let batches: usize = args.get(2).map_or(Ok(32), |s| s.parse())?;
 
-    let train = Dataset::open(&out.join("train"))?;
-    let stats = Stats::open(&out.join("stats.h5"))?;
+    let data = DatasetDir::new(out);
+    let train = Dataset::open(&data.train())?;
+    let stats = Stats::open(&data.stats())?;
     let loader = Loader::new(
         train,
         stats,

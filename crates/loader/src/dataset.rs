@@ -3,7 +3,7 @@
 //!
 //! At open time every shard's index is read: its labels and the file offset
 //! of each image, with one positioned read from the shard's user block (see
-//! [`crate::format`]; shards without one are opened through HDF5), by a pool
+//! [`shards`]; shards without one are opened through HDF5), by a pool
 //! of threads so that a cold disk serves many reads at once. After that,
 //! pixels (raw) or JPEG streams are read with positioned reads (`pread`) on a
 //! plain file handle, from any number of threads at once; JPEG streams are
@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::format::{self, ImageSource};
+use shards::{ImageSource, OpenedShard, ShardError};
+
+use crate::loader::panic_message;
 use crate::LoaderError;
 
 /// All shards of one split, in file-name order, addressed by a global image
@@ -53,10 +55,10 @@ const OPEN_THREADS: usize = 16;
 /// Opens every shard in `paths`; results in the same order. Indexes are
 /// read in parallel; shards without one are then opened through HDF5 on this
 /// thread (HDF5 calls hold one global lock, which many threads only fight
-/// over).
-fn open_all(paths: &[PathBuf]) -> Vec<Result<format::OpenedShard, LoaderError>> {
+/// over). A panic in an opening thread is a [`LoaderError::WorkerPanic`].
+fn open_all(paths: &[PathBuf]) -> Result<Vec<Result<OpenedShard, LoaderError>>, LoaderError> {
     let next = AtomicUsize::new(0);
-    let mut indexed: Vec<(usize, Result<Option<format::OpenedShard>, LoaderError>)> =
+    let mut indexed: Vec<(usize, Result<Option<OpenedShard>, ShardError>)> =
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..OPEN_THREADS.min(paths.len()))
                 .map(|_| {
@@ -65,39 +67,45 @@ fn open_all(paths: &[PathBuf]) -> Vec<Result<format::OpenedShard, LoaderError>> 
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             let Some(path) = paths.get(i) else { break };
-                            mine.push((i, format::open_shard_indexed(path)));
+                            mine.push((i, shards::open_shard_indexed(path)));
                         }
                         mine
                     })
                 })
                 .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().expect("a shard-opening thread panicked"))
-                .collect()
-        });
+            let mut all = Vec::with_capacity(paths.len());
+            for worker in workers {
+                let mine = worker.join().map_err(|payload| LoaderError::WorkerPanic {
+                    during: "opening shards".into(),
+                    message: panic_message(payload.as_ref()),
+                })?;
+                all.extend(mine);
+            }
+            Ok::<_, LoaderError>(all)
+        })?;
     indexed.sort_unstable_by_key(|(i, _)| *i);
-    indexed
+    Ok(indexed
         .into_iter()
-        .map(|(i, r)| match r {
-            Ok(Some(opened)) => Ok(opened),
-            Ok(None) => format::open_shard_hdf5(&paths[i]),
-            Err(e) => Err(e),
+        .map(|(i, r)| {
+            Ok(match r? {
+                Some(opened) => opened,
+                None => shards::open_shard_hdf5(&paths[i])?,
+            })
         })
-        .collect()
+        .collect())
 }
 
 impl Dataset {
     /// Opens every shard of `split_dir` (named as
-    /// [`format::shard_file_name`] says, in id order), checks that each holds
-    /// its images (raw or JPEG, see [`crate::format`]) and `labels` `[n]`,
+    /// [`shards::shard_file_name`] says, in id order), checks that each holds
+    /// its images (raw or JPEG, see [`shards`]) and `labels` `[n]`,
     /// and reads where each image lies in its file.
     ///
     /// Errors name the file: missing datasets, wrong types or shapes, shards
     /// whose image chunks are not all written, and files shorter than the
     /// image data they describe (truncated copies).
     pub fn open(split_dir: &Path) -> Result<Dataset, LoaderError> {
-        let paths: Vec<PathBuf> = format::list_shards(split_dir)?
+        let paths: Vec<PathBuf> = shards::list_shards(split_dir)?
             .into_iter()
             .map(|(_, path)| path)
             .collect();
@@ -109,23 +117,20 @@ impl Dataset {
         let mut starts = vec![0u64];
         let mut labels = Vec::new();
         let mut dims: Option<(usize, usize, PathBuf)> = None;
-        for (path, opened) in paths.iter().cloned().zip(open_all(&paths)) {
+        for (path, opened) in paths.iter().cloned().zip(open_all(&paths)?) {
             let opened = opened?;
             if opened.len > 0 {
                 match &dims {
                     None => dims = Some((opened.height, opened.width, path.clone())),
                     Some((h, w, first)) if (*h, *w) != (opened.height, opened.width) => {
-                        return Err(LoaderError::format(
-                            &path,
-                            format!(
-                                "images are {}x{} but {} has {}x{}",
-                                opened.height,
-                                opened.width,
-                                first.display(),
-                                h,
-                                w
-                            ),
-                        ));
+                        return Err(LoaderError::MixedImageSizes {
+                            path,
+                            height: opened.height,
+                            width: opened.width,
+                            first: first.clone(),
+                            first_height: *h,
+                            first_width: *w,
+                        });
                     }
                     Some(_) => {}
                 }
@@ -140,10 +145,7 @@ impl Dataset {
         let (height, width) = match dims {
             Some((h, w, _)) => (h, w),
             None => {
-                return Err(LoaderError::format(
-                    split_dir,
-                    "every shard in this directory is empty",
-                ));
+                return Err(LoaderError::AllShardsEmpty(split_dir.to_path_buf()));
             }
         };
 
@@ -296,7 +298,8 @@ impl Dataset {
             first_row,
             rows,
             buf,
-        )
+        )?;
+        Ok(())
     }
 
     /// Bytes the shards store for all images: `len() * image_bytes()` for
@@ -325,7 +328,7 @@ impl Dataset {
     /// the hot path.
     pub fn name(&self, index: u64) -> Result<String, LoaderError> {
         let (s, local) = self.locate(index);
-        format::read_name(&self.inner.shards[s].path, local)
+        Ok(shards::read_name(&self.inner.shards[s].path, local)?)
     }
 }
 

@@ -5,10 +5,8 @@
 //! - [`Dataset`]: a split directory (`OUT/train`, `OUT/val`) of shards; image
 //!   bytes are located once and then read with positioned reads.
 //! - [`Stats`]: `OUT/stats.h5` (mean image, RGB PCA); [`read_classes`]:
-//!   `OUT/classes.tsv`.
-//! - [`format`](mod@format): the on-disk layout itself (file names, datasets, raw or
-//!   JPEG [`Encoding`], the shard writer), owned here and used by the
-//!   preprocessor and by test fixtures.
+//!   `OUT/classes.tsv`; [`DatasetDir`] says where each file lies. These
+//!   come from the `shards` crate, which owns the on-disk format.
 //! - [`LoaderConfig`]: every option, paper defaults ([`LoaderConfig::train`],
 //!   [`LoaderConfig::eval`]).
 //! - [`Loader`] / [`Epoch`] / [`Batch`]: an epoch is an iterator of batches,
@@ -25,16 +23,16 @@
 //! # Example
 //!
 //! ```
-//! use loader::{Dataset, Loader, LoaderConfig, Stats};
+//! use loader::{Dataset, DatasetDir, Loader, LoaderConfig, Stats};
 //! # fn main() -> Result<(), loader::LoaderError> {
 //! # let tmp = std::env::temp_dir().join(format!("loader-doc-{}", std::process::id()));
-//! # let spec = loader::testing::ShardSpec { side: 64, ..loader::testing::ShardSpec::small() };
-//! # loader::testing::write_dataset(&tmp, &spec)?;
-//! # let out = tmp.as_path();
-//! // `out` is the directory `cargo xtask preprocess` wrote.
-//! let train = Dataset::open(&loader::format::split_dir(out, "train"))?;
-//! let stats = Stats::open(&loader::format::stats_path(out))?;
-//! let classes = loader::read_classes(out)?;
+//! # let spec = shards::testing::ShardSpec { side: 64, ..shards::testing::ShardSpec::small() };
+//! # shards::testing::write_dataset(&tmp, &spec)?;
+//! // The directory `cargo xtask preprocess` wrote.
+//! let data = DatasetDir::new(&tmp);
+//! let train = Dataset::open(&data.train())?;
+//! let stats = Stats::open(&data.stats())?;
+//! let classes = loader::read_classes(&data.classes())?;
 //!
 //! let cfg = LoaderConfig { batch_size: 8, crop: 56, threads: 2, seed: 7, ..LoaderConfig::train() };
 //! let loader = Loader::new(train, stats, cfg)?;
@@ -56,19 +54,15 @@ mod batch;
 mod config;
 mod dataset;
 mod error;
-pub mod format;
 mod loader;
 mod render;
 mod sampler;
-mod stats;
 #[cfg(feature = "candle")]
 mod tensors;
-pub mod testing;
 
 pub use batch::{Batch, CropInfo};
 pub use config::{LoaderConfig, MeanSubtraction, Mode, Output};
 pub use dataset::Dataset;
-pub use error::LoaderError;
-pub use format::{read_classes, ClassEntry, Encoding};
+pub use error::{ConfigError, LoaderError};
 pub use loader::{Epoch, Loader};
-pub use stats::Stats;
+pub use shards::{read_classes, ClassEntry, DatasetDir, Encoding, ShardError, Split, Stats};

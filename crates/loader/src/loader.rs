@@ -11,6 +11,7 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use crate::batch::{Batch, Buffers, CropInfo, Pool};
+use crate::error::ConfigError;
 use crate::render::{render_f32, render_u8_chw, render_u8_hwc, MeanPlanes, MeanSource, SourceRows};
 use crate::sampler::{epoch_order, epoch_shape, train_draw, EpochShape};
 use crate::{Dataset, LoaderConfig, LoaderError, MeanSubtraction, Mode, Output, Stats};
@@ -41,53 +42,51 @@ impl Loader {
     /// prepares the mean image for fast access.
     pub fn new(dataset: Dataset, stats: Stats, cfg: LoaderConfig) -> Result<Loader, LoaderError> {
         let (h, w) = dataset.image_size();
-        let bad = |m: String| Err(LoaderError::Config(m));
+        let bad = |e: ConfigError| Err(LoaderError::Config(e));
         if cfg.batch_size == 0 {
-            return bad("batch_size must be at least 1".into());
+            return bad(ConfigError::ZeroBatchSize);
         }
         if cfg.threads == 0 {
-            return bad("threads must be at least 1".into());
+            return bad(ConfigError::ZeroThreads);
         }
         if cfg.world_size == 0 || cfg.rank >= cfg.world_size {
-            return bad(format!(
-                "rank {} is not below world_size {}",
-                cfg.rank, cfg.world_size
-            ));
+            return bad(ConfigError::RankOutsideWorld {
+                rank: cfg.rank,
+                world_size: cfg.world_size,
+            });
         }
         if cfg.crop == 0 || cfg.crop > h || cfg.crop > w {
-            return bad(format!(
-                "crop {} does not fit the {h}x{w} images of {}",
-                cfg.crop,
-                dataset.dir().display()
-            ));
+            return bad(ConfigError::CropDoesNotFit {
+                crop: cfg.crop,
+                height: h,
+                width: w,
+                dir: dataset.dir().to_owned(),
+            });
         }
         if !(cfg.lighting_std.is_finite() && cfg.lighting_std >= 0.0) {
-            return bad(format!(
-                "lighting_std {} must be finite and not negative",
-                cfg.lighting_std
-            ));
+            return bad(ConfigError::LightingStd(cfg.lighting_std));
         }
         if !cfg.scale.is_finite() {
-            return bad(format!("scale {} must be finite", cfg.scale));
+            return bad(ConfigError::Scale(cfg.scale));
         }
         if (stats.height, stats.width) != (h, w) || stats.mean_image.len() != h * w * 3 {
-            return bad(format!(
-                "the statistics' mean image is {}x{} ({} values) but the images of {} are {h}x{w}",
-                stats.height,
-                stats.width,
-                stats.mean_image.len(),
-                dataset.dir().display()
-            ));
+            return bad(ConfigError::StatsSize {
+                stats_height: stats.height,
+                stats_width: stats.width,
+                values: stats.mean_image.len(),
+                dir: dataset.dir().to_owned(),
+                height: h,
+                width: w,
+            });
         }
         let shape = epoch_shape(dataset.len(), cfg.world_size, cfg.batch_size, cfg.drop_last);
         if shape.batches == 0 {
-            return bad(format!(
-                "an epoch would hold no batch: {} images, world_size {}, batch_size {}, drop_last {}",
-                dataset.len(),
-                cfg.world_size,
-                cfg.batch_size,
-                cfg.drop_last
-            ));
+            return bad(ConfigError::NoBatches {
+                images: dataset.len(),
+                world_size: cfg.world_size,
+                batch_size: cfg.batch_size,
+                drop_last: cfg.drop_last,
+            });
         }
         let mean_planes = (cfg.mean == MeanSubtraction::Image).then(|| MeanPlanes::new(&stats));
         let pool = Arc::new(Pool::new(cfg.threads + cfg.prefetch + 2));
@@ -160,10 +159,11 @@ impl Loader {
     /// the epoch's iterator yields at that position.
     pub fn batch(&self, epoch: u64, number: usize) -> Result<Batch, LoaderError> {
         if number >= self.shape.batches {
-            return Err(LoaderError::Config(format!(
-                "batch {number} requested but an epoch has {} batches",
-                self.shape.batches
-            )));
+            return Err(ConfigError::BatchOutOfRange {
+                number,
+                batches: self.shape.batches,
+            }
+            .into());
         }
         let order = self.epoch_indices(epoch);
         let mut scratch = Scratch::new(&self.shared);
@@ -248,7 +248,7 @@ impl Epoch {
             let handle = std::thread::Builder::new()
                 .name(format!("loader-{t}"))
                 .spawn(move || worker(shared, order, epoch, tasks, results, stop))
-                .map_err(|e| LoaderError::io("<threads>", "starting a loader worker thread", e))?;
+                .map_err(LoaderError::SpawnWorker)?;
             this.workers.push(handle);
         }
         for _ in 0..depth {
@@ -406,7 +406,7 @@ fn worker(
         let result = built.unwrap_or_else(|payload| {
             scratch = Scratch::new(&shared);
             Err(LoaderError::WorkerPanic {
-                batch: number,
+                during: format!("building batch {number}"),
                 message: panic_message(payload.as_ref()),
             })
         });
@@ -416,7 +416,7 @@ fn worker(
     }
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -534,7 +534,7 @@ fn build_batch(
 
     for (k, &index) in ids.iter().enumerate() {
         if stop.load(Ordering::Relaxed) {
-            return Err(LoaderError::Config("epoch stopped".into()));
+            return Err(LoaderError::Stopped);
         }
         b.labels.push(shared.dataset.label(index));
         b.indices.push(index);
@@ -608,7 +608,8 @@ fn grow<T: Clone>(v: &mut Vec<T>, len: usize, fill: T) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{write_split, write_stats, ShardSpec};
+    use shards::testing::{write_split, write_stats, ShardSpec};
+    use shards::{DatasetDir, Split};
 
     #[test]
     fn a_panicking_worker_surfaces_as_an_error_and_ends_the_epoch() {
@@ -617,10 +618,11 @@ mod tests {
             images_per_shard: vec![20, 20],
             ..ShardSpec::small()
         };
-        write_split(dir.path(), "train", &spec).unwrap();
+        write_split(dir.path(), Split::Train, &spec).unwrap();
         write_stats(dir.path(), &spec.stats()).unwrap();
-        let dataset = Dataset::open(&crate::format::split_dir(dir.path(), "train")).unwrap();
-        let stats = Stats::open(&crate::format::stats_path(dir.path())).unwrap();
+        let data = DatasetDir::new(dir.path());
+        let dataset = Dataset::open(&data.train()).unwrap();
+        let stats = Stats::open(&data.stats()).unwrap();
         let cfg = LoaderConfig {
             batch_size: 4,
             threads: 2,
@@ -637,7 +639,8 @@ mod tests {
         );
         assert!(results[..3].iter().all(|r| r.is_ok()));
         match &results[3] {
-            Err(LoaderError::WorkerPanic { batch: 3, message }) => {
+            Err(LoaderError::WorkerPanic { during, message }) => {
+                assert_eq!(during, "building batch 3");
                 assert!(message.contains("injected failure"))
             }
             other => panic!("expected a WorkerPanic for batch 3, got {other:?}"),

@@ -25,8 +25,9 @@ impl Batch {
 mod tests {
     use candle_core::{DType, Device};
 
-    use crate::testing::{write_dataset, ShardSpec};
     use crate::{Dataset, Loader, LoaderConfig, Output, Stats};
+    use shards::testing::{write_dataset, ShardSpec};
+    use shards::DatasetDir;
 
     #[test]
     fn batches_become_tensors_with_the_same_values() {
@@ -40,8 +41,9 @@ mod tests {
                 output,
                 ..LoaderConfig::train()
             };
-            let dataset = Dataset::open(&crate::format::split_dir(dir.path(), "train")).unwrap();
-            let stats = Stats::open(&crate::format::stats_path(dir.path())).unwrap();
+            let data = DatasetDir::new(dir.path());
+            let dataset = Dataset::open(&data.train()).unwrap();
+            let stats = Stats::open(&data.stats()).unwrap();
             let batch = Loader::new(dataset, stats, cfg)
                 .unwrap()
                 .batch(0, 0)

@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use loader::format::{self, Encoding, ShardWriter};
-use loader::testing::{
+use loader::{Batch, Dataset, DatasetDir, Loader, LoaderConfig, LoaderError, Split, Stats};
+use shards::testing::{
     pattern_image, pattern_label, pattern_name, stored_image, write_classes, write_split,
     write_stats, ImageStorage, ShardSpec,
 };
-use loader::{Batch, Dataset, Loader, LoaderConfig, LoaderError, Stats};
+use shards::{Encoding, ShardWriter};
 
 const SIDE: usize = 48;
 
@@ -24,7 +24,7 @@ fn spec(storage: ImageStorage) -> ShardSpec {
 
 fn loader_over(out: &Path, cfg: LoaderConfig) -> Loader {
     let spec = spec(ImageStorage::ChunkPerImage);
-    let dataset = Dataset::open(&format::split_dir(out, "train")).unwrap();
+    let dataset = Dataset::open(&DatasetDir::new(out).train()).unwrap();
     Loader::new(dataset, spec.stats(), cfg).unwrap()
 }
 
@@ -46,11 +46,16 @@ fn train_cfg() -> LoaderConfig {
 fn jpeg_shards_give_the_batches_of_their_decoded_images() {
     let quality = 85;
     let jpeg_out = tempfile::tempdir().unwrap();
-    write_split(jpeg_out.path(), "train", &spec(ImageStorage::Jpeg(quality))).unwrap();
+    write_split(
+        jpeg_out.path(),
+        Split::Train,
+        &spec(ImageStorage::Jpeg(quality)),
+    )
+    .unwrap();
 
     // The same images, decoded once here, stored raw through the same writer.
     let raw_out = tempfile::tempdir().unwrap();
-    let dir = format::split_dir(raw_out.path(), "train");
+    let dir = DatasetDir::new(raw_out.path()).train();
     std::fs::create_dir_all(&dir).unwrap();
     let mut first = 0u64;
     for (s, &n) in spec(ImageStorage::ChunkPerImage)
@@ -58,7 +63,7 @@ fn jpeg_shards_give_the_batches_of_their_decoded_images() {
         .iter()
         .enumerate()
     {
-        let path = dir.join(format::shard_file_name(s as u64));
+        let path = dir.join(shards::shard_file_name(s as u64));
         let mut w = ShardWriter::create(&path, SIDE, Encoding::Raw, n).unwrap();
         for i in first..first + n as u64 {
             let decoded = stored_image(i, SIDE, ImageStorage::Jpeg(quality));
@@ -69,7 +74,7 @@ fn jpeg_shards_give_the_batches_of_their_decoded_images() {
         first += n as u64;
     }
 
-    let jpeg_ds = Dataset::open(&format::split_dir(jpeg_out.path(), "train")).unwrap();
+    let jpeg_ds = Dataset::open(&DatasetDir::new(jpeg_out.path()).train()).unwrap();
     assert!(jpeg_ds.is_encoded());
     assert_eq!(jpeg_ds.len(), 11);
     let streams: u64 = (0..11)
@@ -116,17 +121,26 @@ fn jpeg_shards_give_the_batches_of_their_decoded_images() {
 #[test]
 fn shards_with_and_without_the_index_read_the_same() {
     let indexed = tempfile::tempdir().unwrap();
-    write_split(indexed.path(), "train", &spec(ImageStorage::ChunkPerImage)).unwrap();
+    write_split(
+        indexed.path(),
+        Split::Train,
+        &spec(ImageStorage::ChunkPerImage),
+    )
+    .unwrap();
     let legacy = tempfile::tempdir().unwrap();
     write_split(
         legacy.path(),
-        "train",
+        Split::Train,
         &spec(ImageStorage::ChunkPerImageUnindexed),
     )
     .unwrap();
-    let f = hdf5::File::open(format::split_dir(indexed.path(), "train").join("shard-00000.h5"))
-        .unwrap();
-    assert_eq!(f.dataset(format::IMAGE_OFFSETS).unwrap().size(), 6);
+    let f = hdf5::File::open(
+        DatasetDir::new(indexed.path())
+            .train()
+            .join("shard-00000.h5"),
+    )
+    .unwrap();
+    assert_eq!(f.dataset(shards::names::IMAGE_OFFSETS).unwrap().size(), 6);
     let a = epoch(&loader_over(indexed.path(), train_cfg()), 0);
     let b = epoch(&loader_over(legacy.path(), train_cfg()), 0);
     for (x, y) in a.iter().zip(&b) {
@@ -141,23 +155,23 @@ fn message<T: std::fmt::Debug>(r: Result<T, LoaderError>) -> String {
 #[test]
 fn an_index_that_disagrees_with_the_chunks_is_refused() {
     let out = tempfile::tempdir().unwrap();
-    let paths = write_split(out.path(), "train", &spec(ImageStorage::ChunkPerImage)).unwrap();
+    let paths = write_split(out.path(), Split::Train, &spec(ImageStorage::ChunkPerImage)).unwrap();
     {
         let f = hdf5::File::open_rw(&paths[2]).unwrap();
-        let ds = f.dataset(format::IMAGE_OFFSETS).unwrap();
+        let ds = f.dataset(shards::names::IMAGE_OFFSETS).unwrap();
         let mut offsets: Vec<u64> = ds.read_raw().unwrap();
         offsets.reverse();
         ds.write_raw(&offsets).unwrap();
     }
     // The user-block index is read first and still describes the images.
-    let ds = Dataset::open(&format::split_dir(out.path(), "train")).unwrap();
+    let ds = Dataset::open(&DatasetDir::new(out.path()).train()).unwrap();
     let mut img = vec![0u8; ds.image_bytes()];
     // Shard 2's second image, which the reversed offsets would swap.
     ds.read_image(6 + 1, &mut img).unwrap();
     assert_eq!(img, pattern_image(6 + 1, SIDE));
     // Without it, the HDF5 datasets are read and checked.
-    format::clear_index(&paths[2]).unwrap();
-    let msg = message(Dataset::open(&format::split_dir(out.path(), "train")));
+    shards::clear_index(&paths[2]).unwrap();
+    let msg = message(Dataset::open(&DatasetDir::new(out.path()).train()));
     assert!(
         msg.contains("shard-00002.h5") && msg.contains("image_offsets"),
         "{msg}"
@@ -167,25 +181,29 @@ fn an_index_that_disagrees_with_the_chunks_is_refused() {
 #[test]
 fn cut_jpeg_shards_are_refused_at_open_or_read_naming_the_file() {
     let out = tempfile::tempdir().unwrap();
-    let paths = write_split(out.path(), "train", &spec(ImageStorage::Jpeg(90))).unwrap();
+    let paths = write_split(out.path(), Split::Train, &spec(ImageStorage::Jpeg(90))).unwrap();
     let len = std::fs::metadata(&paths[0]).unwrap().len();
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(&paths[0])
         .unwrap();
     file.set_len(len / 2).unwrap();
-    let msg = message(Dataset::open(&format::split_dir(out.path(), "train")));
+    let msg = message(Dataset::open(&DatasetDir::new(out.path()).train()));
     assert!(msg.contains("shard-00000.h5"), "{msg}");
 
     // A stream damaged in place is found when the image is decoded.
     let out = tempfile::tempdir().unwrap();
-    let paths = write_split(out.path(), "train", &spec(ImageStorage::Jpeg(90))).unwrap();
-    let ds = Dataset::open(&format::split_dir(out.path(), "train")).unwrap();
+    let paths = write_split(out.path(), Split::Train, &spec(ImageStorage::Jpeg(90))).unwrap();
+    let ds = Dataset::open(&DatasetDir::new(out.path()).train()).unwrap();
     let (base, start) = {
         let f = hdf5::File::open(&paths[2]).unwrap();
-        let offsets: Vec<u64> = f.dataset(format::JPEG_OFFSETS).unwrap().read_raw().unwrap();
+        let offsets: Vec<u64> = f
+            .dataset(shards::names::JPEG_OFFSETS)
+            .unwrap()
+            .read_raw()
+            .unwrap();
         (
-            f.dataset(format::JPEG).unwrap().offset().unwrap(),
+            f.dataset(shards::names::JPEG).unwrap().offset().unwrap(),
             offsets[1],
         )
     };
@@ -209,7 +227,7 @@ fn cut_jpeg_shards_are_refused_at_open_or_read_naming_the_file() {
 #[test]
 fn the_writer_keeps_nothing_behind_when_abandoned_and_renames_when_finished() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(format::shard_file_name(3));
+    let path = dir.path().join(shards::shard_file_name(3));
     let mut w = ShardWriter::create(&path, 8, Encoding::jpeg(), 4).unwrap();
     assert_eq!(w.encoding(), Encoding::Jpeg { quality: 90 });
     let mut bytes = Vec::new();
@@ -230,7 +248,7 @@ fn the_writer_keeps_nothing_behind_when_abandoned_and_renames_when_finished() {
         w.push(&pattern_image(i, 8), i as i64, "x").unwrap();
     }
     w.push_skipped("bad.JPEG", "not a JPEG");
-    let sums = format::ShardSums {
+    let sums = shards::ShardSums {
         pixel_sum: (0..8 * 8 * 3).collect(),
         rgb_sum: [1, 2, 3],
         rgb_outer_sum: [4, 5, 6, 5, 7, 8, 6, 8, 9],
@@ -242,8 +260,8 @@ fn the_writer_keeps_nothing_behind_when_abandoned_and_renames_when_finished() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names, [format::shard_file_name(3).as_str()]);
-    let record = format::read_shard_record(&path).unwrap();
+    assert_eq!(names, [shards::shard_file_name(3).as_str()]);
+    let record = shards::read_shard_record(&path).unwrap();
     assert_eq!(record.images, 3);
     assert_eq!(
         record.skipped,
@@ -259,11 +277,11 @@ fn stats_and_classes_round_trip_through_the_format() {
     let spec = spec(ImageStorage::ChunkPerImage);
     write_stats(dir.path(), &spec.stats()).unwrap();
     assert_eq!(
-        Stats::open(&format::stats_path(dir.path())).unwrap(),
+        Stats::open(&DatasetDir::new(dir.path()).stats()).unwrap(),
         spec.stats()
     );
     write_classes(dir.path(), 3).unwrap();
-    let classes = loader::read_classes(dir.path()).unwrap();
+    let classes = loader::read_classes(&DatasetDir::new(dir.path()).classes()).unwrap();
     assert_eq!(classes[2].wnid, "n01000002");
 }
 
@@ -273,15 +291,15 @@ fn stats_and_classes_round_trip_through_the_format() {
 fn the_user_block_index_and_hdf5_describe_the_same_shards() {
     for storage in [ImageStorage::ChunkPerImage, ImageStorage::Jpeg(90)] {
         let indexed = tempfile::tempdir().unwrap();
-        write_split(indexed.path(), "train", &spec(storage)).unwrap();
+        write_split(indexed.path(), Split::Train, &spec(storage)).unwrap();
         let plain = tempfile::tempdir().unwrap();
-        for path in write_split(plain.path(), "train", &spec(storage)).unwrap() {
-            format::clear_index(&path).unwrap();
+        for path in write_split(plain.path(), Split::Train, &spec(storage)).unwrap() {
+            shards::clear_index(&path).unwrap();
             let f = hdf5::File::open(&path).unwrap();
             assert!(f.userblock() >= 512, "the block stays reserved");
         }
-        let a = Dataset::open(&format::split_dir(indexed.path(), "train")).unwrap();
-        let b = Dataset::open(&format::split_dir(plain.path(), "train")).unwrap();
+        let a = Dataset::open(&DatasetDir::new(indexed.path()).train()).unwrap();
+        let b = Dataset::open(&DatasetDir::new(plain.path()).train()).unwrap();
         assert_eq!(a.len(), b.len());
         assert_eq!(a.labels(), b.labels());
         assert_eq!(a.stored_image_bytes(), b.stored_image_bytes());
@@ -297,9 +315,17 @@ fn the_user_block_index_and_hdf5_describe_the_same_shards() {
             );
         }
         // h5py and other HDF5 readers see the datasets as usual.
-        let f = hdf5::File::open(format::split_dir(indexed.path(), "train").join("shard-00002.h5"))
+        let f = hdf5::File::open(
+            DatasetDir::new(indexed.path())
+                .train()
+                .join("shard-00002.h5"),
+        )
+        .unwrap();
+        let labels: Vec<i64> = f
+            .dataset(shards::names::LABELS)
+            .unwrap()
+            .read_raw()
             .unwrap();
-        let labels: Vec<i64> = f.dataset(format::LABELS).unwrap().read_raw().unwrap();
         assert_eq!(labels, &a.labels()[6..11]);
     }
 }
@@ -307,7 +333,7 @@ fn the_user_block_index_and_hdf5_describe_the_same_shards() {
 #[test]
 fn a_damaged_index_is_refused_naming_the_file() {
     let out = tempfile::tempdir().unwrap();
-    let paths = write_split(out.path(), "train", &spec(ImageStorage::Jpeg(90))).unwrap();
+    let paths = write_split(out.path(), Split::Train, &spec(ImageStorage::Jpeg(90))).unwrap();
     {
         use std::os::unix::fs::FileExt;
         let f = std::fs::OpenOptions::new()
@@ -319,7 +345,7 @@ fn a_damaged_index_is_refused_naming_the_file() {
         f.read_exact_at(&mut b, 60).unwrap();
         f.write_all_at(&[b[0] ^ 0x10], 60).unwrap();
     }
-    let msg = message(Dataset::open(&format::split_dir(out.path(), "train")));
+    let msg = message(Dataset::open(&DatasetDir::new(out.path()).train()));
     assert!(
         msg.contains("shard-00002.h5") && msg.contains("shard index") && msg.contains("checksum"),
         "{msg}"
@@ -331,9 +357,9 @@ fn a_damaged_index_is_refused_naming_the_file() {
 #[test]
 fn a_shard_past_its_capacity_is_opened_through_hdf5() {
     let out = tempfile::tempdir().unwrap();
-    let dir = format::split_dir(out.path(), "train");
+    let dir = DatasetDir::new(out.path()).train();
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format::shard_file_name(0));
+    let path = dir.join(shards::shard_file_name(0));
     let mut w = ShardWriter::create(&path, SIDE, Encoding::Raw, 1).unwrap();
     for i in 0..40 {
         w.push(&pattern_image(i, SIDE), i as i64 % 4, &pattern_name(i))

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{collect, Fixture, Storage};
-use loader::{Dataset, Loader, LoaderConfig, LoaderError, Stats};
+use loader::{Dataset, DatasetDir, Loader, LoaderConfig, LoaderError, Stats};
 
 fn cfg() -> LoaderConfig {
     LoaderConfig {
@@ -16,7 +16,7 @@ fn cfg() -> LoaderConfig {
     }
 }
 
-fn message<T: std::fmt::Debug>(r: Result<T, LoaderError>) -> String {
+fn message<T: std::fmt::Debug, E: std::fmt::Display>(r: Result<T, E>) -> String {
     r.expect_err("expected an error").to_string()
 }
 
@@ -74,14 +74,17 @@ fn missing_directories_files_and_datasets_are_reported() {
     let fx = Fixture::new(&[4], Storage::ChunkPerImage);
     assert!(matches!(
         Dataset::open(&fx.out().join("nope")),
-        Err(LoaderError::Io { .. })
+        Err(LoaderError::Shard(loader::ShardError::Io { .. }))
     ));
     assert!(matches!(
         Dataset::open(fx.out()),
         Err(LoaderError::NoShards(_))
     ));
     assert!(message(Stats::open(&fx.out().join("missing.h5"))).contains("missing.h5"));
-    assert!(message(loader::read_classes(&fx.train())).contains("classes.tsv"));
+    assert!(message(loader::read_classes(
+        &DatasetDir::new(&fx.train()).classes()
+    ))
+    .contains("classes.tsv"));
 
     // A shard without `labels`.
     let path = fx.train().join("shard-00001.h5");
@@ -124,13 +127,13 @@ fn a_shard_with_unwritten_images_is_refused() {
 #[test]
 fn the_class_table_is_read_and_checked() {
     let fx = Fixture::new(&[4], Storage::ChunkPerImage);
-    let classes = loader::read_classes(fx.out()).unwrap();
+    let classes = loader::read_classes(&DatasetDir::new(fx.out()).classes()).unwrap();
     assert_eq!(classes.len(), common::CLASSES);
     assert_eq!(classes[1].index, 1);
     assert_eq!(classes[1].wnid, "n01440765");
     assert_eq!(classes[1].words, "thing 1, other name");
     std::fs::write(fx.out().join("classes.tsv"), "0\tn1\ta\n2\tn2\tb\n").unwrap();
-    let msg = message(loader::read_classes(fx.out()));
+    let msg = message(loader::read_classes(&DatasetDir::new(fx.out()).classes()));
     assert!(msg.contains("line 2"), "{msg}");
 }
 
@@ -271,7 +274,7 @@ fn names_and_whole_images_can_be_read() {
 
 #[test]
 fn the_library_test_writer_matches_its_documented_pattern() {
-    use loader::testing::{pattern_label, pattern_pixel, write_dataset, ShardSpec};
+    use shards::testing::{pattern_label, pattern_pixel, write_dataset, ShardSpec};
     let dir = tempfile::tempdir().unwrap();
     let spec = ShardSpec::small();
     write_dataset(dir.path(), &spec).unwrap();
@@ -286,7 +289,9 @@ fn the_library_test_writer_matches_its_documented_pattern() {
         spec.stats()
     );
     assert_eq!(
-        loader::read_classes(dir.path()).unwrap().len(),
+        loader::read_classes(&DatasetDir::new(dir.path()).classes())
+            .unwrap()
+            .len(),
         spec.num_classes
     );
 }

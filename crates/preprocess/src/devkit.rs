@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::matv5::{self, MatValue};
+use matv5::MatValue;
 
 /// Suffix of the synset table inside the devkit archive.
 pub const META_MAT_SUFFIX: &str = "data/meta.mat";

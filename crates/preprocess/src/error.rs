@@ -1,43 +1,20 @@
-//! Error types of the preprocess pipeline.
+//! The error type of the preprocess pipeline.
 
 use std::path::PathBuf;
 
-/// Why one image could not be turned into a 256x256 RGB image. Such images are
-/// skipped and reported; they never stop a run.
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    /// The member holds no bytes.
-    #[error("empty file")]
-    Empty,
-    /// Neither JPEG nor PNG magic bytes.
-    #[error("not a JPEG or PNG image (first bytes {0})")]
-    UnknownFormat(String),
-    /// The JPEG decoder rejected the data.
-    #[error("JPEG: {0}")]
-    Jpeg(String),
-    /// The PNG decoder rejected the data.
-    #[error("PNG: {0}")]
-    Png(String),
-    /// Width or height is zero or absurdly large.
-    #[error("unsupported image size {width}x{height}")]
-    BadSize {
-        /// Image width in pixels.
-        width: usize,
-        /// Image height in pixels.
-        height: usize,
-    },
-    /// The resizer failed (should not happen for valid sizes).
-    #[error("resize: {0}")]
-    Resize(String),
-}
+use shards::Split;
+
+use crate::devkit::DevkitError;
+use crate::part::{list_missing, MissingPart, Part, PartError};
 
 /// A run of the pipeline failed. Completed shards are kept; running the same
 /// command again resumes.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PreprocessError {
     /// The options do not describe a valid run.
     #[error("invalid options: {0}")]
-    Config(String),
+    Options(#[from] OptionsError),
     /// A file system operation failed.
     #[error("{path}: {source}")]
     Io {
@@ -57,12 +34,12 @@ pub enum PreprocessError {
         reason: String,
     },
     /// The devkit could not be read.
-    #[error("devkit {path}: {reason}")]
+    #[error("devkit {path}: {source}")]
     Devkit {
         /// The devkit file.
         path: PathBuf,
         /// What went wrong.
-        reason: String,
+        source: DevkitError,
     },
     /// The output directory holds a different dataset.
     #[error("output directory {out} holds a different dataset: {reason}; choose another directory or delete it")]
@@ -73,27 +50,27 @@ pub enum PreprocessError {
         reason: String,
     },
     /// A JSON file in the output directory could not be read or written.
-    #[error("{path}: {reason}")]
+    #[error("{path}: {source}")]
     Json {
         /// The JSON file.
         path: PathBuf,
         /// What went wrong.
-        reason: String,
+        source: serde_json::Error,
     },
     /// Writing or reading back the dataset format failed (the message names the file).
     #[error(transparent)]
-    Format(#[from] loader::LoaderError),
+    Format(#[from] shards::ShardError),
     /// An image could not be re-encoded for storage.
     #[error("{name}: {source}")]
     Encode {
         /// The source member.
         name: String,
         /// The encoder's error.
-        source: loader::format::JpegError,
+        source: shards::JpegError,
     },
     /// `--part` or the Slurm array environment does not give a part.
     #[error(transparent)]
-    Part(#[from] crate::parts::PartError),
+    Part(#[from] PartError),
     /// A part was asked for with another number of parts than the parts
     /// already begun in the output directory.
     #[error("{out} is being converted in {count} parts (parts/{file} exists), not in {}: give --part I/{count}, or use another directory", part.count)]
@@ -101,7 +78,7 @@ pub enum PreprocessError {
         /// The output directory.
         out: PathBuf,
         /// The part asked for.
-        part: crate::parts::Part,
+        part: Part,
         /// A record of a part of the other count.
         file: String,
         /// The number of parts that record belongs to.
@@ -124,14 +101,14 @@ pub enum PreprocessError {
         out: PathBuf,
     },
     /// Finishing while some parts are not complete.
-    #[error("cannot finish {out}: {} of {count} parts not complete: part {}; run them (a stopped part resumes), the last one to complete finishes the dataset", missing.len(), crate::parts::list_missing(missing))]
+    #[error("cannot finish {out}: {} of {count} parts not complete: part {}; run them (a stopped part resumes), the last one to complete finishes the dataset", missing.len(), list_missing(missing))]
     PartsMissing {
         /// The output directory.
         out: PathBuf,
         /// Number of parts.
         count: u32,
         /// The parts whose `.done` record is missing.
-        missing: Vec<crate::parts::MissingPart>,
+        missing: Vec<MissingPart>,
     },
     /// Two parts were run with different inputs.
     #[error("{out}: part {part} converted other {what} than part 0/{}; run every part with the same inputs and options (part {part} run again with them resumes)", part.count)]
@@ -139,7 +116,7 @@ pub enum PreprocessError {
         /// The output directory.
         out: PathBuf,
         /// The part that differs from part 0.
-        part: crate::parts::Part,
+        part: Part,
         /// `"classes"` or `"splits"`.
         what: &'static str,
     },
@@ -151,7 +128,7 @@ pub enum PreprocessError {
         /// The output directory.
         out: PathBuf,
         /// The part.
-        part: crate::parts::Part,
+        part: Part,
         /// The shard, relative to OUT.
         file: String,
     },
@@ -169,9 +146,39 @@ pub enum PreprocessError {
     /// shards are kept and the same command resumes.
     #[error("interrupted; completed shards are kept, run the same command again to resume")]
     Interrupted,
-    /// A pipeline thread panicked.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// The reader thread panicked.
+    #[error("internal error: the reader thread panicked")]
+    ReaderPanic,
+    /// Converted images arrived at the writer out of order.
+    #[error("internal error: {0} results arrived without their predecessors")]
+    OutOfOrder(usize),
+}
+
+/// Options that do not describe a valid run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OptionsError {
+    /// Both the tar and the directory of a split were given.
+    #[error("give either --{0}-tar or --{0}-dir, not both")]
+    BothInputs(Split),
+    /// No input at all.
+    #[error("nothing to do: give a train input (--train-tar or --train-dir) and/or a val input (--val-tar or --val-dir)")]
+    NothingToDo,
+    /// A val input without the devkit.
+    #[error("the val split needs --devkit (its labels come from the devkit's ground truth)")]
+    ValNeedsDevkit,
+    /// A zero shard size.
+    #[error("--images-per-shard and --open-shards must be at least 1")]
+    ZeroShardSize,
+    /// A tar input that is not a file.
+    #[error("{} is not a file", .0.display())]
+    NotAFile(PathBuf),
+    /// A directory input that is not a directory.
+    #[error("{} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    /// The inputs name no class.
+    #[error("no classes found in the inputs")]
+    NoClasses,
 }
 
 impl PreprocessError {

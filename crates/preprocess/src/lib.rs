@@ -1,28 +1,39 @@
 //! ImageNet's distribution files to sharded 256x256 HDF5.
 //!
-//! See the workspace README for the output format (the contract the loader,
-//! other tools and Python rely on). The entry point is [`run`]; one image can
-//! be converted alone with [`decode_to_256`].
+//! The entry point is [`run`]: a reader thread streams the inputs (the
+//! official tars, or extracted trees), decode/resize workers turn each
+//! photo into 256x256 RGB ([`decode`]), and the calling thread writes
+//! shards ([`shards`], the on-disk format) in a deterministic order, so the
+//! same inputs and options always give the same files and an interrupted
+//! run resumes. [`finish`] completes a dataset converted in parts
+//! ([`Part`]: `--part I/N`, or a Slurm array task).
 
-pub mod devkit;
-pub mod error;
-pub mod image;
-pub mod lanczos;
-pub mod manifest;
-pub mod matv5;
-pub mod parts;
-pub mod pipeline;
-pub mod shard;
-pub mod source;
-pub mod stats;
-pub mod synth;
+mod config;
+mod devkit;
+mod error;
+mod manifest;
+mod part;
+mod parts;
+mod pipeline;
+mod progress;
+mod shard;
+mod source;
+mod stats;
+mod summary;
+mod tables;
 
-pub use error::{DecodeError, PreprocessError};
-pub use image::{decode_to_256, Decoder256, JpegScaling, ResizeFilter, IMAGE_BYTES, SIDE};
-pub use manifest::Manifest;
-pub use parts::{finish, FinishSummary, MissingPart, Part, PartError, PartSummary};
-pub use pipeline::{
-    run, shard_of, NoProgress, PreprocessConfig, ProgressSink, Split, SplitSummary, Summary,
-    DEFAULT_IMAGES_PER_SHARD, DEFAULT_OPEN_SHARDS,
+pub use config::{PreprocessConfig, DEFAULT_IMAGES_PER_SHARD, DEFAULT_OPEN_SHARDS};
+pub use decode::{JpegScaling, ResizeFilter};
+pub use devkit::{parse_val_number, read_devkit, ClassInfo, Devkit, DevkitError};
+pub use error::{OptionsError, PreprocessError};
+pub use manifest::{DatasetIdentity, InputId, Manifest, ShardEntry, SplitManifest, FORMAT_VERSION};
+pub use part::{
+    MissingPart, Part, PartError, SLURM_ARRAY_TASK_COUNT, SLURM_ARRAY_TASK_ID,
+    SLURM_ARRAY_TASK_MIN, SLURM_ARRAY_TASK_STEP,
 };
-pub use source::SplitInput;
+pub use parts::{finish, ClassRecord, PartRecord, PartSplit};
+pub use pipeline::{run, shard_of};
+pub use progress::{NoProgress, ProgressSink};
+pub use shards::Split;
+pub use source::{list_train_classes, SplitInput, MAX_MEMBER_BYTES};
+pub use summary::{FinishSummary, PartSummary, SplitSummary, Summary};

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use loader::format::DATASET_ID_FILE;
+use shards::atomic::is_tmp_of;
+use shards::{DatasetDir, Split};
 
 use crate::error::PreprocessError;
 
@@ -84,22 +85,21 @@ fn full_scaling() -> String {
 
 pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, PreprocessError> {
     let text = std::fs::read_to_string(path).map_err(|e| PreprocessError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| PreprocessError::Json {
+    serde_json::from_str(&text).map_err(|source| PreprocessError::Json {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        source,
     })
 }
 
 /// Writes JSON through a temporary file of its own renamed into place
 /// (parts running at the same time write the same records).
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), PreprocessError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| PreprocessError::Json {
+    let text = serde_json::to_string_pretty(value).map_err(|source| PreprocessError::Json {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        source,
     })?;
-    let tmp = loader::format::unique_tmp_path(path);
-    std::fs::write(&tmp, text + "\n").map_err(|e| PreprocessError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| PreprocessError::io(path, e))
+    shards::write_atomically(path, (text + "\n").as_bytes())
+        .map_err(|e| PreprocessError::io(e.path, e.source))
 }
 
 /// Checks that `out` is empty or holds the same dataset as `new`, then
@@ -108,7 +108,7 @@ pub(crate) fn check_and_record_identity(
     out: &Path,
     new: &DatasetIdentity,
 ) -> Result<(), PreprocessError> {
-    let path = loader::format::dataset_id_path(out);
+    let path = DatasetDir::new(out).dataset_id();
     let refuse = |reason: String| PreprocessError::DifferentDataset {
         out: out.to_path_buf(),
         reason,
@@ -172,10 +172,11 @@ pub(crate) fn check_and_record_identity(
     } else {
         if out.exists() {
             // A part starting at the same time may be writing dataset.json.
+            let id_file = path.file_name().unwrap_or_default().to_string_lossy();
             let mut others = Vec::new();
             for e in std::fs::read_dir(out).map_err(|e| PreprocessError::io(out, e))? {
                 let name = e.map_err(|e| PreprocessError::io(out, e))?.file_name();
-                if !loader::format::is_tmp_of(&name.to_string_lossy(), DATASET_ID_FILE) {
+                if !is_tmp_of(&name.to_string_lossy(), &id_file) {
                     others.push(name);
                 }
             }
@@ -231,7 +232,7 @@ pub struct Manifest {
 impl Manifest {
     /// Reads `OUT/manifest.json`.
     pub fn read(out: &Path) -> Result<Manifest, PreprocessError> {
-        read_json(&loader::format::manifest_path(out))
+        read_json(&DatasetDir::new(out).manifest())
     }
 }
 
@@ -239,9 +240,9 @@ impl Manifest {
 pub(crate) fn record_splits(
     out: &Path,
     classes: usize,
-    splits: Vec<(&str, SplitManifest)>,
+    splits: Vec<(Split, SplitManifest)>,
 ) -> Result<(), PreprocessError> {
-    let path = loader::format::manifest_path(out);
+    let path = DatasetDir::new(out).manifest();
     let mut m = if path.exists() {
         read_json(&path)?
     } else {
@@ -250,7 +251,7 @@ pub(crate) fn record_splits(
     m.format_version = FORMAT_VERSION;
     m.classes = classes;
     for (split, entry) in splits {
-        m.splits.insert(split.to_string(), entry);
+        m.splits.insert(split.name().to_owned(), entry);
     }
     write_json(&path, &m)
 }

@@ -18,201 +18,35 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use loader::format::{self, ClassEntry, Encoding, ShardRecord, ShardSums};
+use decode::{Decoder256, IMAGE_BYTES};
+use shards::atomic::TMP_SUFFIX;
+use shards::{DatasetDir, Encoding, JpegError, Split};
 
+use crate::config::PreprocessConfig;
 use crate::devkit::{read_devkit, ClassInfo, Devkit};
-use crate::error::PreprocessError;
-use crate::image::{Decoder256, JpegScaling, ResizeFilter, IMAGE_BYTES};
+use crate::error::{OptionsError, PreprocessError};
 use crate::manifest::{
-    check_and_record_identity, head_tail_hash, record_splits, DatasetIdentity, InputId, ShardEntry,
-    SplitManifest, FORMAT_VERSION,
+    check_and_record_identity, head_tail_hash, record_splits, DatasetIdentity, InputId,
+    FORMAT_VERSION,
 };
-use crate::parts::{begin_part, complete_part, Part, PartRecord, PartSplit, PartSummary};
+use crate::part::Part;
+use crate::parts::{begin_part, complete_part, PartRecord};
+use crate::progress::ProgressSink;
 use crate::shard::PipelineShard;
 use crate::source::{
     count_dir_members, list_train_classes, stream_members, Labeler, Member, SplitInput,
 };
-use crate::stats::{finish_stats, ImageColorSums};
-
-/// Default `--images-per-shard`.
-pub const DEFAULT_IMAGES_PER_SHARD: usize = 1024;
-/// Default `--open-shards`.
-pub const DEFAULT_OPEN_SHARDS: usize = 32;
-
-/// What to convert and where.
-#[derive(Clone, Debug)]
-pub struct PreprocessConfig {
-    /// `ILSVRC2012_img_train.tar` (outer tar of per-class tars).
-    pub train_tar: Option<PathBuf>,
-    /// Extracted train tree `DIR/<wnid>/*.JPEG` (instead of `train_tar`).
-    pub train_dir: Option<PathBuf>,
-    /// `ILSVRC2012_img_val.tar` (flat); needs `devkit`.
-    pub val_tar: Option<PathBuf>,
-    /// Extracted val directory `DIR/*.JPEG` (instead of `val_tar`); needs `devkit`.
-    pub val_dir: Option<PathBuf>,
-    /// `ILSVRC2012_devkit_t12.tar.gz`: class list and val ground truth.
-    /// Without it the classes are the train input's WNIDs, sorted.
-    pub devkit: Option<PathBuf>,
-    /// Output directory (see the workspace README for its layout).
-    pub out: PathBuf,
-    /// Most images per shard.
-    pub images_per_shard: usize,
-    /// Shards written at the same time (the number of shards each group of
-    /// consecutive inputs is spread over).
-    pub open_shards: usize,
-    /// Decode/resize threads; 0 = all cores.
-    pub workers: usize,
-    /// Resampling filter.
-    pub filter: ResizeFilter,
-    /// How JPEGs are decoded before the resize (DCT-domain scaling of large
-    /// photos, or full size).
-    pub jpeg_scaling: JpegScaling,
-    /// How shards store images: raw pixels (the default) or JPEG.
-    pub encoding: Encoding,
-    /// Set to `true` (e.g. from a Ctrl-C handler) to stop soon; open
-    /// temporary shards are removed and the run returns `Interrupted`.
-    pub cancel: Option<Arc<AtomicBool>>,
-    /// Stop abruptly, as a `kill -9` would (temporary shards are left behind),
-    /// after this many shards were completed in this run. For testing resume.
-    pub halt_after_shards: Option<u64>,
-    /// Convert only this part's share (see [`crate::parts`]); `None`: everything.
-    pub part: Option<Part>,
-}
-
-impl Default for PreprocessConfig {
-    /// Default options, no inputs, and an empty output path.
-    fn default() -> Self {
-        PreprocessConfig {
-            train_tar: None,
-            train_dir: None,
-            val_tar: None,
-            val_dir: None,
-            devkit: None,
-            out: PathBuf::new(),
-            images_per_shard: DEFAULT_IMAGES_PER_SHARD,
-            open_shards: DEFAULT_OPEN_SHARDS,
-            workers: 0,
-            filter: ResizeFilter::default(),
-            jpeg_scaling: JpegScaling::default(),
-            encoding: Encoding::Raw,
-            cancel: None,
-            halt_after_shards: None,
-            part: None,
-        }
-    }
-}
-
-impl PreprocessConfig {
-    /// A config writing to `out` with default options and no inputs yet.
-    pub fn new(out: impl Into<PathBuf>) -> Self {
-        PreprocessConfig {
-            out: out.into(),
-            ..PreprocessConfig::default()
-        }
-    }
-}
-
-/// A dataset split.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Split {
-    /// The training set (also gives the statistics).
-    Train,
-    /// The validation set.
-    Val,
-}
-
-impl Split {
-    /// `"train"` or `"val"`: the subdirectory of OUT.
-    pub fn name(self) -> &'static str {
-        match self {
-            Split::Train => "train",
-            Split::Val => "val",
-        }
-    }
-}
-
-/// Receives progress from [`run`] (called on the writer thread).
-pub trait ProgressSink {
-    /// A split starts. `total_bytes`: size of its tar; `total_images`: number
-    /// of files of a directory input. Either may be unknown.
-    fn start_split(&self, split: Split, total_bytes: Option<u64>, total_images: Option<u64>);
-    /// Totals so far in this split: inputs handled (written, skipped, or
-    /// passed over because already in a completed shard) and bytes read.
-    fn advance(&self, inputs_done: u64, bytes_read: u64);
-    /// The split is complete.
-    fn finish_split(&self, summary: &SplitSummary);
-}
-
-/// A [`ProgressSink`] that ignores everything.
-pub struct NoProgress;
-
-impl ProgressSink for NoProgress {
-    fn start_split(&self, _: Split, _: Option<u64>, _: Option<u64>) {}
-    fn advance(&self, _: u64, _: u64) {}
-    fn finish_split(&self, _: &SplitSummary) {}
-}
-
-/// Result of one split (for a part: of the part's share of it).
-#[derive(Clone, Debug)]
-pub struct SplitSummary {
-    /// Which split.
-    pub split: Split,
-    /// Images in the split's shards (all runs).
-    pub images: u64,
-    /// Inputs skipped (all runs), listed in `OUT/<split>/skipped.tsv` (for
-    /// a part: in its record in `OUT/parts`, until the dataset is finished).
-    pub skipped: u64,
-    /// Number of shards.
-    pub shards: usize,
-    /// Images decoded and written by this run (0 when everything was done).
-    pub written_this_run: u64,
-    /// Wall time of this split in this run, seconds.
-    pub seconds: f64,
-    /// The part whose share this is; `None` for the whole split.
-    pub part: Option<Part>,
-}
-
-/// Result of [`run`].
-#[derive(Clone, Debug)]
-pub struct Summary {
-    /// One entry per split converted, train first.
-    pub splits: Vec<SplitSummary>,
-    /// Training-set statistics (when a train split was converted and held
-    /// images; for a part, see [`PartSummary::finished`]).
-    pub stats: Option<loader::Stats>,
-    /// Number of classes.
-    pub classes: usize,
-    /// Wall time, seconds.
-    pub seconds: f64,
-    /// For a part: whether it finished the dataset, or which parts it left
-    /// to do so.
-    pub part: Option<PartSummary>,
-}
-
-impl Summary {
-    /// Images in all shards of the converted splits.
-    pub fn images(&self) -> u64 {
-        self.splits.iter().map(|s| s.images).sum()
-    }
-    /// Inputs skipped in the converted splits.
-    pub fn skipped(&self) -> u64 {
-        self.splits.iter().map(|s| s.skipped).sum()
-    }
-    /// Images decoded and written by this run.
-    pub fn written_this_run(&self) -> u64 {
-        self.splits.iter().map(|s| s.written_this_run).sum()
-    }
-    /// Images written by this run per second of this run.
-    pub fn images_per_second(&self) -> f64 {
-        self.written_this_run() as f64 / self.seconds.max(1e-9)
-    }
-}
+use crate::stats::ImageColorSums;
+use crate::summary::{SplitSummary, Summary};
+use crate::tables::{
+    check_classes, gather_split, write_classes, write_split_tables, FinishedShards, Gathered,
+};
 
 /// The shard that sequence index `index` belongs to.
 pub fn shard_of(index: u64, images_per_shard: usize, open_shards: usize) -> u64 {
@@ -221,22 +55,46 @@ pub fn shard_of(index: u64, images_per_shard: usize, open_shards: usize) -> u64 
     group * k + index % k
 }
 
-fn one_of(
-    a: &Option<PathBuf>,
-    b: &Option<PathBuf>,
-    what: &str,
-) -> Result<Option<SplitInput>, PreprocessError> {
-    match (a, b) {
-        (Some(_), Some(_)) => Err(PreprocessError::Config(format!(
-            "give either --{what}-tar or --{what}-dir, not both"
-        ))),
-        (Some(t), None) => Ok(Some(SplitInput::Tar(t.clone()))),
-        (None, Some(d)) => Ok(Some(SplitInput::Dir(d.clone()))),
-        (None, None) => Ok(None),
+/// The inputs of a run, one per split given.
+struct Inputs {
+    train: Option<SplitInput>,
+    val: Option<SplitInput>,
+}
+
+impl Inputs {
+    /// The inputs `cfg` names, refusing options that describe no valid run.
+    fn of(cfg: &PreprocessConfig) -> Result<Inputs, OptionsError> {
+        let one_of = |tar: &Option<PathBuf>, dir: &Option<PathBuf>, split| match (tar, dir) {
+            (Some(_), Some(_)) => Err(OptionsError::BothInputs(split)),
+            (Some(t), None) => Ok(Some(SplitInput::Tar(t.clone()))),
+            (None, Some(d)) => Ok(Some(SplitInput::Dir(d.clone()))),
+            (None, None) => Ok(None),
+        };
+        let inputs = Inputs {
+            train: one_of(&cfg.train_tar, &cfg.train_dir, Split::Train)?,
+            val: one_of(&cfg.val_tar, &cfg.val_dir, Split::Val)?,
+        };
+        if inputs.train.is_none() && inputs.val.is_none() {
+            return Err(OptionsError::NothingToDo);
+        }
+        if inputs.val.is_some() && cfg.devkit.is_none() {
+            return Err(OptionsError::ValNeedsDevkit);
+        }
+        if cfg.images_per_shard == 0 || cfg.open_shards == 0 {
+            return Err(OptionsError::ZeroShardSize);
+        }
+        Ok(inputs)
+    }
+
+    /// The splits given, train first.
+    fn splits(&self) -> impl Iterator<Item = (Split, &SplitInput)> {
+        [(Split::Train, &self.train), (Split::Val, &self.val)]
+            .into_iter()
+            .filter_map(|(split, input)| Some((split, input.as_ref()?)))
     }
 }
 
-fn input_id(input: &SplitInput, train: bool) -> Result<InputId, PreprocessError> {
+fn input_id(input: &SplitInput, split: Split) -> Result<InputId, PreprocessError> {
     let name_of = |p: &Path| {
         p.file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -246,10 +104,7 @@ fn input_id(input: &SplitInput, train: bool) -> Result<InputId, PreprocessError>
         SplitInput::Tar(p) => {
             let meta = std::fs::metadata(p).map_err(|e| PreprocessError::io(p, e))?;
             if !meta.is_file() {
-                return Err(PreprocessError::Config(format!(
-                    "{} is not a file",
-                    p.display()
-                )));
+                return Err(OptionsError::NotAFile(p.clone()).into());
             }
             Ok(InputId {
                 kind: "tar".into(),
@@ -260,60 +115,25 @@ fn input_id(input: &SplitInput, train: bool) -> Result<InputId, PreprocessError>
         }
         SplitInput::Dir(d) => {
             if !d.is_dir() {
-                return Err(PreprocessError::Config(format!(
-                    "{} is not a directory",
-                    d.display()
-                )));
+                return Err(OptionsError::NotADirectory(d.clone()).into());
             }
             Ok(InputId {
                 kind: "dir".into(),
                 name: name_of(d),
-                size: count_dir_members(d, train)?,
+                size: count_dir_members(d, split == Split::Train)?,
                 head_tail_hash: 0,
             })
         }
     }
 }
 
-/// Converts the given splits into `cfg.out`: shards, `classes.tsv`,
-/// `stats.h5` (train), `manifest.json`, `dataset.json`, `skipped.tsv`.
-/// Resumes a previous interrupted run of the same command.
-///
-/// With `cfg.part`, converts only that part's shards and records the part
-/// in `OUT/parts`; the part that finds all parts complete writes the
-/// dataset's tables ([`crate::parts::finish`]).
-pub fn run(
-    cfg: &PreprocessConfig,
-    progress: &dyn ProgressSink,
-) -> Result<Summary, PreprocessError> {
-    let t0 = Instant::now();
-    let train = one_of(&cfg.train_tar, &cfg.train_dir, "train")?;
-    let val = one_of(&cfg.val_tar, &cfg.val_dir, "val")?;
-    if train.is_none() && val.is_none() {
-        return Err(PreprocessError::Config(
-            "nothing to do: give a train input (--train-tar or --train-dir) and/or a val input (--val-tar or --val-dir)".into(),
-        ));
+/// What identifies the dataset `cfg` writes: inputs and options.
+fn identity(cfg: &PreprocessConfig, inputs: &Inputs) -> Result<DatasetIdentity, PreprocessError> {
+    let mut splits = BTreeMap::new();
+    for (split, input) in inputs.splits() {
+        splits.insert(split.name().to_owned(), input_id(input, split)?);
     }
-    if val.is_some() && cfg.devkit.is_none() {
-        return Err(PreprocessError::Config(
-            "the val split needs --devkit (its labels come from the devkit's ground truth)".into(),
-        ));
-    }
-    if cfg.images_per_shard == 0 || cfg.open_shards == 0 {
-        return Err(PreprocessError::Config(
-            "--images-per-shard and --open-shards must be at least 1".into(),
-        ));
-    }
-
-    // Identity of the dataset: refuse an OUT holding another one.
-    let mut splits_id = BTreeMap::new();
-    if let Some(t) = &train {
-        splits_id.insert("train".to_string(), input_id(t, true)?);
-    }
-    if let Some(v) = &val {
-        splits_id.insert("val".to_string(), input_id(v, false)?);
-    }
-    let devkit_id = match &cfg.devkit {
+    let devkit = match &cfg.devkit {
         Some(p) => Some(InputId {
             kind: "devkit".into(),
             name: p
@@ -327,7 +147,7 @@ pub fn run(
         }),
         None => None,
     };
-    let identity = DatasetIdentity {
+    Ok(DatasetIdentity {
         format_version: FORMAT_VERSION,
         images_per_shard: cfg.images_per_shard,
         open_shards: cfg.open_shards,
@@ -337,23 +157,17 @@ pub fn run(
             Encoding::Raw => "raw".into(),
             Encoding::Jpeg { quality } => format!("jpeg-q{quality}"),
         },
-        devkit: devkit_id,
-        splits: splits_id,
-    };
-    check_and_record_identity(&cfg.out, &identity)?;
-    if let Some(part) = cfg.part {
-        begin_part(&cfg.out, part)?;
-    }
+        devkit,
+        splits,
+    })
+}
 
-    // Classes.
-    let devkit: Option<Devkit> = match &cfg.devkit {
-        Some(p) => Some(read_devkit(p).map_err(|e| PreprocessError::Devkit {
-            path: p.clone(),
-            reason: e.to_string(),
-        })?),
-        None => None,
-    };
-    let classes: Vec<ClassInfo> = match (&devkit, &train) {
+/// The class list: the devkit's, or the train input's WNIDs sorted.
+fn dataset_classes(
+    devkit: Option<&Devkit>,
+    train: Option<&SplitInput>,
+) -> Result<Vec<ClassInfo>, PreprocessError> {
+    let classes: Vec<ClassInfo> = match (devkit, train) {
         (Some(dk), _) => dk.classes.clone(),
         (None, Some(t)) => list_train_classes(t)?
             .into_iter()
@@ -365,13 +179,40 @@ pub fn run(
                 ilsvrc_id: 0,
             })
             .collect(),
-        (None, None) => unreachable!("val without devkit was refused above"),
+        (None, None) => unreachable!("val without devkit is refused by Inputs::of"),
     };
     if classes.is_empty() {
-        return Err(PreprocessError::Config(
-            "no classes found in the inputs".into(),
-        ));
+        return Err(OptionsError::NoClasses.into());
     }
+    Ok(classes)
+}
+
+/// Converts the given splits into `cfg.out`: shards, `classes.tsv`,
+/// `stats.h5` (train), `manifest.json`, `dataset.json`, `skipped.tsv`.
+/// Resumes a previous interrupted run of the same command.
+///
+/// With `cfg.part`, converts only that part's shards and records the part
+/// in `OUT/parts`; the part that finds all parts complete writes the
+/// dataset's tables ([`crate::finish`]).
+pub fn run(
+    cfg: &PreprocessConfig,
+    progress: &dyn ProgressSink,
+) -> Result<Summary, PreprocessError> {
+    let t0 = Instant::now();
+    let inputs = Inputs::of(cfg)?;
+    // Identity of the dataset: refuse an OUT holding another one.
+    check_and_record_identity(&cfg.out, &identity(cfg, &inputs)?)?;
+    if let Some(part) = cfg.part {
+        begin_part(&cfg.out, part)?;
+    }
+    let devkit = match &cfg.devkit {
+        Some(path) => Some(read_devkit(path).map_err(|source| PreprocessError::Devkit {
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    let classes = dataset_classes(devkit.as_ref(), inputs.train.as_ref())?;
     match cfg.part {
         // The dataset's class table is written when it is finished.
         Some(_) => {
@@ -392,38 +233,21 @@ pub fn run(
     let mut record = cfg
         .part
         .map(|part| PartRecord::new(part, &classes, devkit.is_some()));
-    let mut splits = Vec::new();
-    if let Some(t) = &train {
-        splits.push((Split::Train, t, Labeler::Train(&wnid_index)));
-    }
-    if let Some(v) = &val {
-        let dk = devkit.as_ref().expect("checked above");
-        splits.push((Split::Val, v, Labeler::Val(dk)));
-    }
-    for (split, input, labeler) in splits {
+    for (split, input) in inputs.splits() {
+        let labeler = match (split, &devkit) {
+            (Split::Train, _) => Labeler::Train(&wnid_index),
+            (Split::Val, Some(dk)) => Labeler::Val(dk),
+            (Split::Val, None) => unreachable!("val without devkit is refused by Inputs::of"),
+        };
         let (s, gathered) = process_split(cfg, split, input, &labeler, progress)?;
         match &mut record {
-            Some(record) => {
-                record.splits.insert(
-                    split.name().to_string(),
-                    PartSplit {
-                        manifest: gathered.manifest,
-                        skipped_inputs: gathered.skipped,
-                    },
-                );
-            }
+            Some(record) => record.add_split(split, gathered),
             None => {
-                write_skipped(&cfg.out, split, &gathered.skipped)?;
-                if let Some(st) = gathered.sums.as_ref().and_then(finish_stats) {
-                    format::write_stats(&format::stats_path(&cfg.out), &st)?;
+                if let Some(st) = write_split_tables(&cfg.out, split, &gathered)? {
                     summary.stats = Some(st);
                 }
                 // Each split is recorded as soon as it is complete.
-                record_splits(
-                    &cfg.out,
-                    classes.len(),
-                    vec![(split.name(), gathered.manifest.clone())],
-                )?;
+                record_splits(&cfg.out, classes.len(), vec![(split, gathered.manifest)])?;
             }
         }
         progress.finish_split(&s);
@@ -434,49 +258,6 @@ pub fn run(
     }
     summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)
-}
-
-/// Refuses a `classes.tsv` in `out` that lists other WNIDs than `classes`;
-/// true when there is one.
-fn check_classes(out: &Path, classes: &[ClassInfo]) -> Result<bool, PreprocessError> {
-    if !format::classes_path(out).exists() {
-        return Ok(false);
-    }
-    let old = format::read_classes(out)?;
-    let same = old.len() == classes.len() && old.iter().zip(classes).all(|(a, b)| a.wnid == b.wnid);
-    if !same {
-        return Err(PreprocessError::DifferentDataset {
-            out: out.to_path_buf(),
-            reason: format!(
-                "its classes.tsv lists {} classes that differ from the {} classes of these inputs",
-                old.len(),
-                classes.len()
-            ),
-        });
-    }
-    Ok(true)
-}
-
-/// Writes `classes.tsv`, or checks that the one present lists the same WNIDs
-/// (and keeps it when `classes` carry no words).
-pub(crate) fn write_classes(
-    out: &Path,
-    classes: &[ClassInfo],
-    with_words: bool,
-) -> Result<(), PreprocessError> {
-    if check_classes(out, classes)? && !with_words {
-        return Ok(());
-    }
-    let entries: Vec<ClassEntry> = classes
-        .iter()
-        .map(|c| ClassEntry {
-            index: c.index,
-            wnid: c.wnid.clone(),
-            words: c.words.clone(),
-        })
-        .collect();
-    format::write_classes(out, &entries)?;
-    Ok(())
 }
 
 /// What a worker made of one member.
@@ -578,12 +359,12 @@ fn worker(
 
 /// What the shard stores for a decoded image other than its pixels: `None`
 /// for raw shards (the pixels themselves), a JPEG stream otherwise.
-fn encode(encoding: Encoding, image: &[u8]) -> Result<Option<Vec<u8>>, format::JpegError> {
+fn encode(encoding: Encoding, image: &[u8]) -> Result<Option<Vec<u8>>, JpegError> {
     match encoding {
         Encoding::Raw => Ok(None),
         Encoding::Jpeg { .. } => {
             let mut out = Vec::with_capacity(IMAGE_BYTES / 6);
-            encoding.encode(image, crate::image::SIDE, &mut out)?;
+            encoding.encode(image, decode::SIDE, &mut out)?;
             Ok(Some(out))
         }
     }
@@ -599,12 +380,12 @@ fn scan_split_dir(dir: &Path, part: Option<Part>) -> Result<HashSet<u64>, Prepro
         let e = e.map_err(|e| PreprocessError::io(dir, e))?;
         let name = e.file_name().to_string_lossy().into_owned();
         let stale = match part {
-            None => name.ends_with(format::TMP_SUFFIX),
-            Some(p) => format::parse_shard_tmp_file_name(&name).is_some_and(|id| p.owns_shard(id)),
+            None => name.ends_with(TMP_SUFFIX),
+            Some(p) => shards::parse_shard_tmp_file_name(&name).is_some_and(|id| p.owns_shard(id)),
         };
         if stale {
             std::fs::remove_file(e.path()).map_err(|err| PreprocessError::io(e.path(), err))?;
-        } else if let Some(id) = format::parse_shard_file_name(&name) {
+        } else if let Some(id) = shards::parse_shard_file_name(&name) {
             done.insert(id);
         }
     }
@@ -627,7 +408,7 @@ fn process_split(
     progress: &dyn ProgressSink,
 ) -> Result<(SplitSummary, Gathered), PreprocessError> {
     let t0 = Instant::now();
-    let dir = format::split_dir(&cfg.out, split.name());
+    let dir = DatasetDir::new(&cfg.out).split(split);
     let filter = ShardFilter {
         done: scan_split_dir(&dir, cfg.part)?,
         part: cfg.part,
@@ -701,7 +482,7 @@ fn process_split(
         let written = writer.write_in_order(done_rx, credit_tx, recycle_tx, &mut finished);
         let reader_result = reader
             .join()
-            .map_err(|_| PreprocessError::Internal("the reader thread panicked".into()))
+            .map_err(|_| PreprocessError::ReaderPanic)
             .and_then(|r| r);
         (written, reader_result)
     });
@@ -739,104 +520,6 @@ fn process_split(
         part: cfg.part,
     };
     Ok((summary, gathered))
-}
-
-/// What the complete shards of a split hold.
-pub(crate) struct Gathered {
-    /// Shards in id order, with their counts.
-    pub manifest: SplitManifest,
-    /// Sum of the shards' statistics sums (train: `Some`, even for no images).
-    pub sums: Option<ShardSums>,
-    /// Skipped inputs `(member, reason)` in shard order.
-    pub skipped: Vec<(String, String)>,
-}
-
-/// What the shards a run finished record, kept as they finish: each shard's
-/// counts and skipped inputs, and their statistics sums already added up
-/// (one shard's per-pixel sums are 1.5 MB; ImageNet has 1,252 train shards).
-#[derive(Default)]
-pub(crate) struct FinishedShards {
-    /// By shard id, without their sums.
-    records: BTreeMap<u64, ShardRecord>,
-    /// The sum of their sums (train shards).
-    sums: Option<ShardSums>,
-}
-
-impl FinishedShards {
-    /// Keeps what shard `id` records, adding its sums to the total.
-    fn add(&mut self, id: u64, mut record: ShardRecord) {
-        if let Some(st) = record.sums.take() {
-            match &mut self.sums {
-                Some(acc) => acc.add(&st),
-                None => self.sums = Some(st),
-            }
-        }
-        self.records.insert(id, record);
-    }
-}
-
-/// The records of the split's complete shards (of `part`'s own only, when
-/// given): those `known` (the shards this run finished) as kept, the others
-/// read from their files.
-pub(crate) fn gather_split(
-    out: &Path,
-    split: Split,
-    part: Option<Part>,
-    known: FinishedShards,
-) -> Result<Gathered, PreprocessError> {
-    let FinishedShards {
-        records: mut known,
-        sums: known_sums,
-    } = known;
-    let dir = format::split_dir(out, split.name());
-    let mut gathered = Gathered {
-        manifest: SplitManifest::default(),
-        sums: (split == Split::Train).then(|| ShardSums::zero(IMAGE_BYTES)),
-        skipped: Vec::new(),
-    };
-    let manifest = &mut gathered.manifest;
-    for (id, path) in format::list_shards(&dir)? {
-        if part.is_some_and(|p| !p.owns_shard(id)) {
-            continue;
-        }
-        let record = match known.remove(&id) {
-            Some(record) => record,
-            None => format::read_shard_record(&path)?,
-        };
-        manifest.shards.push(ShardEntry {
-            file: format!("{}/{}", split.name(), format::shard_file_name(id)),
-            images: record.images,
-            skipped: record.skipped.len() as u64,
-        });
-        manifest.images += record.images;
-        manifest.skipped += record.skipped.len() as u64;
-        gathered.skipped.extend(record.skipped);
-        if let (Some(acc), Some(st)) = (&mut gathered.sums, &record.sums) {
-            acc.add(st);
-        }
-    }
-    // Integer sums: adding this run's total last gives the same result.
-    if let (Some(acc), Some(st)) = (&mut gathered.sums, &known_sums) {
-        acc.add(st);
-    }
-    Ok(gathered)
-}
-
-/// Writes `OUT/<split>/skipped.tsv` (`member<TAB>reason` lines).
-pub(crate) fn write_skipped(
-    out: &Path,
-    split: Split,
-    skipped: &[(String, String)],
-) -> Result<(), PreprocessError> {
-    let mut text = String::new();
-    for (name, reason) in skipped {
-        let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
-        text.push_str(&format!("{}\t{}\n", clean(name), clean(reason)));
-    }
-    let path = format::split_dir(out, split.name()).join(format::SKIPPED_FILE);
-    let tmp = format::unique_tmp_path(&path);
-    std::fs::write(&tmp, text).map_err(|e| PreprocessError::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| PreprocessError::io(&path, e))
 }
 
 fn remove_open(open: BTreeMap<u64, PipelineShard>) {
@@ -936,10 +619,7 @@ impl Writer<'_> {
             return Ok((Stop::Cancelled, open, written));
         }
         if !pending.is_empty() {
-            return Err(PreprocessError::Internal(format!(
-                "{} results arrived without their predecessors",
-                pending.len()
-            )));
+            return Err(PreprocessError::OutOfOrder(pending.len()));
         }
         Ok((Stop::Finished, open, written))
     }

@@ -1,14 +1,14 @@
 //! One shard being written by the pipeline: the format's
-//! [`loader::format::ShardWriter`] plus, for train shards, the
+//! [`shards::ShardWriter`] plus, for train shards, the
 //! statistics sums of its images.
 
 use std::path::Path;
 
-use loader::format::{self, Encoding, ShardRecord, ShardWriter};
+use shards::{Encoding, ShardRecord, ShardWriter};
 
 use crate::error::PreprocessError;
-use crate::image::SIDE;
 use crate::stats::{ImageColorSums, ShardStatAcc};
+use decode::SIDE;
 
 /// A shard being written (`shard-XXXXX.h5.tmp` until [`finish`](Self::finish)).
 pub(crate) struct PipelineShard {
@@ -25,7 +25,7 @@ impl PipelineShard {
         capacity: usize,
         with_stats: bool,
     ) -> Result<Self, PreprocessError> {
-        let path = dir.join(format::shard_file_name(id));
+        let path = dir.join(shards::shard_file_name(id));
         Ok(PipelineShard {
             writer: ShardWriter::create(&path, SIDE, encoding, capacity)?,
             stats: with_stats.then(ShardStatAcc::new),

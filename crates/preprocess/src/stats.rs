@@ -4,11 +4,11 @@
 //! Sums are kept as exact integers (order-independent), per shard, so that a
 //! resumed run adds up to exactly what an uninterrupted run computes.
 
-use loader::format::ShardSums;
-use loader::Stats;
 use multiversion::multiversion;
+use shards::ShardSums;
+use shards::Stats;
 
-use crate::image::{IMAGE_BYTES, SIDE};
+use decode::{IMAGE_BYTES, SIDE};
 
 /// Pixels per image.
 pub const PIXELS: u64 = (SIDE * SIDE) as u64;

@@ -3,9 +3,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use preprocess::devkit::{parse_val_number, read_devkit, Devkit, DevkitError};
-use preprocess::matv5::{write_mat, MatValue, MatVariable, WriteOptions};
-use preprocess::synth::{generate, SynthConfig};
+use matv5::{write_mat, MatValue, MatVariable, WriteOptions};
+use preprocess::{parse_val_number, read_devkit, Devkit, DevkitError};
+use synth::{generate, SynthConfig};
 
 #[test]
 fn val_labels_go_through_meta_mat_not_id_minus_one() {

@@ -7,9 +7,10 @@ mod pipeline_support;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use decode::IMAGE_BYTES;
 use pipeline_support::*;
-use preprocess::synth::{generate, generate_trees, OddKind, SynthConfig, SynthInfo};
-use preprocess::{run, Manifest, NoProgress, PreprocessConfig, IMAGE_BYTES};
+use preprocess::{run, Manifest, NoProgress, PreprocessConfig};
+use synth::{generate, generate_trees, OddKind, SynthConfig, SynthInfo};
 
 fn small_config() -> SynthConfig {
     SynthConfig {

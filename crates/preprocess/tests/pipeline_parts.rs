@@ -9,11 +9,11 @@ mod pipeline_support;
 
 use std::path::Path;
 
-use loader::format::{self, PartFile};
 use pipeline_support::*;
-use preprocess::parts::PartRecord;
-use preprocess::synth::{generate, SynthConfig, SynthDataset};
+use preprocess::PartRecord;
 use preprocess::{finish, run, NoProgress, Part, PreprocessConfig, PreprocessError};
+use shards::{DatasetDir, PartFile};
+use synth::{generate, SynthConfig, SynthDataset};
 
 fn dataset(dir: &Path) -> SynthDataset {
     let cfg = SynthConfig {
@@ -48,7 +48,7 @@ fn part(index: u32, count: u32) -> Part {
 }
 
 fn shard_ids(out: &Path, split: &str) -> Vec<u64> {
-    format::list_shards(&out.join(split))
+    shards::list_shards(&out.join(split))
         .unwrap()
         .into_iter()
         .map(|(id, _)| id)
@@ -98,7 +98,7 @@ fn parts_in_any_order_equal_one_run_and_the_last_finishes_the_dataset() {
             assert_eq!(images, whole.images());
         }
         for kind in [PartFile::Started, PartFile::Done] {
-            assert!(format::part_file_path(&out, i, 3, kind).is_file());
+            assert!(DatasetDir::new(&out).part_file(i, 3, kind).is_file());
         }
     }
     assert_same_output(&one, &out);
@@ -112,7 +112,7 @@ fn parts_in_any_order_equal_one_run_and_the_last_finishes_the_dataset() {
         for (sp, s) in &r.splits {
             for shard in &s.manifest.shards {
                 let name = shard.file.strip_prefix(&format!("{sp}/")).unwrap();
-                let id = format::parse_shard_file_name(name).unwrap();
+                let id = shards::parse_shard_file_name(name).unwrap();
                 assert_eq!(id % 3, i as u64, "{}", shard.file);
             }
             // skipped.tsv holds them with tabs and line breaks as spaces.

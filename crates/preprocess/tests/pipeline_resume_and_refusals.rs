@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pipeline_support::*;
-use preprocess::synth::{generate, SynthConfig, SynthDataset};
 use preprocess::{
     run, NoProgress, PreprocessConfig, PreprocessError, ProgressSink, Split, SplitSummary,
 };
+use synth::{generate, SynthConfig, SynthDataset};
 
 fn dataset(dir: &Path, classes: usize) -> SynthDataset {
     let cfg = SynthConfig {
@@ -294,8 +294,8 @@ fn truncated_tar_names_file_and_member_and_keeps_complete_shards() {
 
 #[test]
 fn jpeg_encoding_stores_the_same_images_compressed_and_resumes_exactly() {
-    use loader::format::Encoding;
     use loader::Dataset;
+    use shards::Encoding;
 
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(&tmp.path().join("in"), 3);

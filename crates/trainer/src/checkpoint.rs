@@ -38,10 +38,6 @@ pub const PARAMS_FILE: &str = "params.safetensors";
 pub const MOMENTUM_FILE: &str = "momentum.safetensors";
 /// State file inside a checkpoint directory.
 pub const STATE_FILE: &str = "state.json";
-/// Class table copied into each checkpoint directory.
-pub const CLASSES_FILE: &str = loader::format::CLASSES_FILE;
-/// Statistics (mean image) copied into each checkpoint directory.
-pub const STATS_FILE: &str = loader::format::STATS_FILE;
 /// Pointer to the newest checkpoint, in the run directory.
 pub const LATEST_FILE: &str = "latest.json";
 /// Checkpoints kept in a run directory.
@@ -118,13 +114,13 @@ impl Checkpoint {
     pub fn momentum_path(&self) -> PathBuf {
         self.dir.join(MOMENTUM_FILE)
     }
-    /// The class table copy of this checkpoint.
+    /// The class table copy of this checkpoint (named as in a dataset).
     pub fn classes_path(&self) -> PathBuf {
-        self.dir.join(CLASSES_FILE)
+        loader::DatasetDir::new(&self.dir).classes()
     }
-    /// The statistics copy of this checkpoint.
+    /// The statistics copy of this checkpoint (named as in a dataset).
     pub fn stats_path(&self) -> PathBuf {
-        self.dir.join(STATS_FILE)
+        loader::DatasetDir::new(&self.dir).stats()
     }
 
     /// Loads the parameters into `varmap` (which must hold the network's

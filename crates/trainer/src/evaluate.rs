@@ -170,8 +170,9 @@ pub fn evaluate_checkpoint(
         .clone()
         .unwrap_or_else(|| ck.state.data_dir.clone());
     let net = load_network(&ck, &cfg.devices)?;
-    let val_dir = loader::format::split_dir(&data_dir, "val");
-    let data_stats = loader::format::stats_path(&data_dir);
+    let data = loader::DatasetDir::new(&data_dir);
+    let val_dir = data.val();
+    let data_stats = data.stats();
     let stats_path = if data_stats.is_file() {
         data_stats
     } else {

@@ -40,16 +40,19 @@ impl Predictor {
     /// otherwise from the copies inside the checkpoint directory.
     pub fn open(checkpoint: &Path, data_dir: Option<&Path>, devices: &str) -> Result<Self> {
         let ck = Checkpoint::open(checkpoint)?;
-        let (classes_dir, stats_path): (PathBuf, PathBuf) = match data_dir {
-            Some(d) => (d.to_path_buf(), loader::format::stats_path(d)),
-            None => (ck.dir.clone(), ck.stats_path()),
+        let (classes_path, stats_path): (PathBuf, PathBuf) = match data_dir {
+            Some(d) => {
+                let data = loader::DatasetDir::new(d);
+                (data.classes(), data.stats())
+            }
+            None => (ck.classes_path(), ck.stats_path()),
         };
         let classes =
-            loader::read_classes(&classes_dir).map_err(|e| TrainerError::Data(e.to_string()))?;
+            loader::read_classes(&classes_path).map_err(|e| TrainerError::Data(e.to_string()))?;
         if classes.len() != ck.state.num_classes {
             return Err(TrainerError::Data(format!(
                 "{} lists {} classes, the checkpoint was trained on {}",
-                loader::format::classes_path(&classes_dir).display(),
+                classes_path.display(),
                 classes.len(),
                 ck.state.num_classes
             )));
@@ -76,7 +79,7 @@ impl Predictor {
     /// The top `k` classes of the image file at `path` (JPEG or PNG).
     pub fn predict_file(&self, path: &Path, k: usize) -> Result<Vec<ClassScore>> {
         let bytes = std::fs::read(path).map_err(io_err(path))?;
-        let rgb = preprocess::decode_to_256(&bytes)
+        let rgb = decode::decode_to_256(&bytes)
             .map_err(|e| TrainerError::Data(format!("{}: {e}", path.display())))?;
         self.predict_rgb(&rgb, k)
     }

@@ -70,8 +70,8 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn data_err(e: loader::LoaderError) -> TrainerError {
-    TrainerError::Data(e.to_string())
+fn data_err(e: impl Into<loader::LoaderError>) -> TrainerError {
+    TrainerError::Data(e.into().to_string())
 }
 
 /// Trains as `cfg` says in this process alone, reporting nothing (see
@@ -178,15 +178,14 @@ impl<'c> Trainer<'c> {
         };
 
         // Data.
-        let classes = loader::read_classes(&cfg.data_dir).map_err(data_err)?;
+        let data = loader::DatasetDir::new(&cfg.data_dir);
+        let classes_src = data.classes();
+        let stats_src = data.stats();
+        let classes = loader::read_classes(&classes_src).map_err(data_err)?;
         let num_classes = classes.len();
-        let classes_src = loader::format::classes_path(&cfg.data_dir);
-        let stats_src = loader::format::stats_path(&cfg.data_dir);
         let stats = Stats::open(&stats_src).map_err(data_err)?;
-        let train_ds =
-            Dataset::open(&loader::format::split_dir(&cfg.data_dir, "train")).map_err(data_err)?;
-        let val_ds =
-            Dataset::open(&loader::format::split_dir(&cfg.data_dir, "val")).map_err(data_err)?;
+        let train_ds = Dataset::open(&data.train()).map_err(data_err)?;
+        let val_ds = Dataset::open(&data.val()).map_err(data_err)?;
         let data_warnings: Vec<String> = [&train_ds, &val_ds]
             .into_iter()
             .filter_map(Dataset::slow_read_warning)

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 
 use candle_core::{Device, Tensor};
+use loader::Split;
 use trainer::figures::canvas::read_png;
 use trainer::figures::curves::{self, draw_error_curves, RunCurve};
 use trainer::figures::filters::{draw_filters, stretch_kernel, FiltersOptions};
@@ -87,7 +88,7 @@ fn figures_of_a_tiny_checkpoint() {
         (fig.layout.width(), fig.layout.height())
     );
     assert_eq!(fig.items.len(), 3);
-    let val = src.split("val").unwrap();
+    let val = src.split(Split::Val).unwrap();
     for (i, item) in fig.items.iter().enumerate() {
         assert_eq!(item.label as i64, val.label(picked[i]));
         // 3 classes: all of them are shown, most probable first
@@ -142,7 +143,7 @@ fn figures_of_a_tiny_checkpoint() {
             .all(|w| w[0].distance <= w[1].distance));
     }
     // the duplicate is drawn as the first neighbour of the first row
-    let train_ds = src.split("train").unwrap();
+    let train_ds = src.split(Split::Train).unwrap();
     let dup = read_image(&train_ds, PLANTED_TRAIN as u64)
         .unwrap()
         .resized(32, 32);

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
 use candle_core::Device;
-use loader::{Dataset, Loader, LoaderConfig, Stats};
+use loader::{Dataset, DatasetDir, Loader, LoaderConfig, Stats};
 use model::{Activation, ForwardMode};
 use reference_python::reference_python;
 use trainer::evaluate::load_network;
@@ -72,8 +72,8 @@ fn rust_logits(run: &Path, data: &Path) -> Vec<f32> {
     let ck = Checkpoint::open(run).unwrap();
     let net = load_network(&ck, "cpu").unwrap();
     let loader = Loader::new(
-        Dataset::open(&data.join("val")).unwrap(),
-        Stats::open(&data.join("stats.h5")).unwrap(),
+        Dataset::open(&DatasetDir::new(data).val()).unwrap(),
+        Stats::open(&DatasetDir::new(data).stats()).unwrap(),
         LoaderConfig {
             batch_size: 5,
             threads: 2,

@@ -25,9 +25,9 @@
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
-use loader::format::{self, Encoding, ShardWriter};
 use loader::{Dataset, Loader, LoaderConfig, Mode, Stats};
 use model::{Activation, AlexNet, AlexNetConfig, Init, LrnConfig, Placement, Towers};
+use shards::{shard_file_name, DatasetDir, Encoding, ShardWriter};
 use trainer::evaluate::{evaluate, EvalOptions};
 
 const SIDE: usize = 72;
@@ -250,11 +250,11 @@ fn loader(dir: &std::path::Path, mode: Mode, batch_size: usize) -> Loader {
 #[test]
 fn ten_crop_top1_loss_and_per_class_match_a_hand_computation() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = format::split_dir(tmp.path(), "val");
+    let dir = DatasetDir::new(tmp.path()).val();
     std::fs::create_dir_all(&dir).unwrap();
     let imgs = images();
     let mut writer = ShardWriter::create(
-        &dir.join(format::shard_file_name(0)),
+        &dir.join(shard_file_name(0)),
         SIDE,
         Encoding::Raw,
         imgs.len(),

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context};
 use clap::Args as ClapArgs;
-use loader::{format, Dataset};
+use loader::{Dataset, DatasetDir, Split};
 
 /// Images in ImageNet's (ILSVRC-2012) training set.
 const IMAGENET_TRAIN_IMAGES: f64 = 1_281_167.0;
@@ -23,8 +23,8 @@ pub struct Args {
     #[arg(long)]
     jpeg: PathBuf,
     /// Split to compare.
-    #[arg(long, default_value = "train")]
-    split: String,
+    #[arg(long, default_value_t = Split::Train)]
+    split: Split,
     /// Compare at most this many images (evenly spaced); 0 = all.
     #[arg(long, default_value_t = 0)]
     images: usize,
@@ -33,7 +33,7 @@ pub struct Args {
 /// Bytes of the shard files of a split.
 fn shard_bytes(split_dir: &Path) -> anyhow::Result<u64> {
     let mut total = 0;
-    for (_, path) in format::list_shards(split_dir)? {
+    for (_, path) in shards::list_shards(split_dir)? {
         total += std::fs::metadata(&path)
             .with_context(|| path.display().to_string())?
             .len();
@@ -42,8 +42,8 @@ fn shard_bytes(split_dir: &Path) -> anyhow::Result<u64> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let raw_dir = format::split_dir(&args.raw, &args.split);
-    let jpeg_dir = format::split_dir(&args.jpeg, &args.split);
+    let raw_dir = DatasetDir::new(&args.raw).split(args.split);
+    let jpeg_dir = DatasetDir::new(&args.jpeg).split(args.split);
     let raw = Dataset::open(&raw_dir)?;
     let jpeg = Dataset::open(&jpeg_dir)?;
     ensure!(

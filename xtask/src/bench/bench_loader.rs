@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args as ClapArgs, ValueEnum};
-use loader::{Dataset, Loader, LoaderConfig, Mode, Output, Stats};
+use loader::{Dataset, DatasetDir, Loader, LoaderConfig, Mode, Output, Split, Stats};
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -16,8 +16,8 @@ pub struct Args {
     #[arg(long)]
     data: Option<PathBuf>,
     /// Split to read.
-    #[arg(long, default_value = "train")]
-    split: String,
+    #[arg(long, default_value_t = Split::Train)]
+    split: Split,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -69,9 +69,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let dir = keep.clone().unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("loader-bench-{}", std::process::id()))
             });
-            let spec = loader::testing::ShardSpec::imagenet_sized(args.images);
+            let spec = shards::testing::ShardSpec::imagenet_sized(args.images);
             let t = Instant::now();
-            loader::testing::write_dataset(&dir, &spec)
+            shards::testing::write_dataset(&dir, &spec)
                 .with_context(|| format!("writing generated shards to {}", dir.display()))?;
             eprintln!(
                 "wrote {} generated 256x256 images in {} shards to {} ({:.1} s)",
@@ -92,7 +92,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn bench(args: &Args, out: &Path) -> anyhow::Result<()> {
     let opened = std::time::Instant::now();
-    let dataset = Dataset::open(&loader::format::split_dir(out, &args.split))?;
+    let data = DatasetDir::new(out);
+    let dataset = Dataset::open(&data.split(args.split))?;
     println!(
         "opened {} images in {} shards in {:.1} ms",
         dataset.len(),
@@ -102,7 +103,7 @@ fn bench(args: &Args, out: &Path) -> anyhow::Result<()> {
     if let Some(warning) = dataset.slow_read_warning() {
         eprintln!("warning: {warning}");
     }
-    let stats = Stats::open(&loader::format::stats_path(out))?;
+    let stats = Stats::open(&data.stats())?;
     let mode = match args.mode {
         BenchMode::Train => Mode::Train,
         BenchMode::Center => Mode::CenterCrop,

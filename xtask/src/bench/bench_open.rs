@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context};
 use clap::Args as ClapArgs;
-use loader::{format, Dataset};
+use loader::Dataset;
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let source = format::list_shards(&args.split_dir)?;
+    let source = shards::list_shards(&args.split_dir)?;
     ensure!(
         !source.is_empty(),
         "no shards in {}",
@@ -44,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let result = (|| -> anyhow::Result<()> {
         for id in 0..args.shards {
             let (_, from) = &source[id % source.len()];
-            let to = scratch.join(format::shard_file_name(id as u64));
+            let to = scratch.join(shards::shard_file_name(id as u64));
             std::fs::hard_link(from, &to)
                 .with_context(|| format!("linking {} to {}", from.display(), to.display()))?;
         }

@@ -9,8 +9,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
-use preprocess::synth::{self, SynthConfig};
 use preprocess::{NoProgress, PreprocessConfig};
+use synth::SynthConfig;
 
 use crate::cmd_preprocess::{FilterArg, JpegScalingArg};
 

@@ -22,10 +22,10 @@ pub mod predictions;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use loader::{ClassEntry, Dataset, Stats};
+use loader::{ClassEntry, Dataset, DatasetDir, Split, Stats};
 use model::AlexNet;
 
-use crate::checkpoint::{Checkpoint, STATS_FILE};
+use crate::checkpoint::Checkpoint;
 use crate::error::{Result, TrainerError};
 use crate::evaluate::load_network;
 use crate::predict::centre_crop_chw;
@@ -45,8 +45,8 @@ pub struct FigureSource {
     pub stats: Stats,
 }
 
-fn data_err(e: loader::LoaderError) -> TrainerError {
-    TrainerError::Data(e.to_string())
+fn data_err(e: impl Into<loader::LoaderError>) -> TrainerError {
+    TrainerError::Data(e.into().to_string())
 }
 
 impl FigureSource {
@@ -57,14 +57,15 @@ impl FigureSource {
     pub fn open(checkpoint: &Path, data_dir: Option<&Path>, devices: &str) -> Result<Self> {
         let ck = Checkpoint::open(checkpoint)?;
         let data_dir = data_dir.map_or_else(|| ck.state.data_dir.clone(), Path::to_path_buf);
-        let stats_path = if data_dir.join(STATS_FILE).is_file() {
-            data_dir.join(STATS_FILE)
+        let data = loader::DatasetDir::new(&data_dir);
+        let stats_path = if data.stats().is_file() {
+            data.stats()
         } else {
             ck.stats_path()
         };
         let stats = Stats::open(&stats_path).map_err(data_err)?;
-        let classes = loader::read_classes(&data_dir)
-            .or_else(|_| loader::read_classes(&ck.dir))
+        let classes = loader::read_classes(&data.classes())
+            .or_else(|_| loader::read_classes(&ck.classes_path()))
             .map_err(data_err)?;
         if classes.len() != ck.state.num_classes {
             return Err(TrainerError::Data(format!(
@@ -85,8 +86,8 @@ impl FigureSource {
     }
 
     /// The split `split` (`train` or `val`) of the dataset.
-    pub fn split(&self, split: &str) -> Result<Dataset> {
-        Dataset::open(&self.data_dir.join(split)).map_err(data_err)
+    pub fn split(&self, split: Split) -> Result<Dataset> {
+        Dataset::open(&DatasetDir::new(&self.data_dir).split(split)).map_err(data_err)
     }
 
     /// The network's input side.

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use candle_core::Device;
-use loader::{Loader, LoaderConfig};
+use loader::{Loader, LoaderConfig, Split};
 
 use super::canvas::{Canvas, RgbImage};
 use super::{ellipsize, read_image, FigureSource};
@@ -154,8 +154,8 @@ pub struct NeighboursFigure {
     pub train_images: usize,
 }
 
-fn data_err(e: loader::LoaderError) -> TrainerError {
-    TrainerError::Data(e.to_string())
+fn data_err(e: impl Into<loader::LoaderError>) -> TrainerError {
+    TrainerError::Data(e.into().to_string())
 }
 
 /// Finds, for validation images `queries`, the `opts.k` nearest training
@@ -171,13 +171,13 @@ pub fn draw_neighbours(
     opts: &NeighboursOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<NeighboursFigure> {
-    let val = src.split("val")?;
+    let val = src.split(Split::Val)?;
     let query_images: Vec<RgbImage> = queries
         .iter()
         .map(|&i| read_image(&val, i))
         .collect::<Result<_>>()?;
     let rows = nearest_training_images(src, &query_images, opts, progress)?;
-    let train = src.split("train")?;
+    let train = src.split(Split::Train)?;
     let rows: Vec<NeighbourRow> = queries
         .iter()
         .zip(rows)
@@ -250,7 +250,7 @@ pub fn nearest_training_images(
     let mut nearest: Vec<NearestK> = q.iter().map(|_| NearestK::new(opts.k)).collect();
 
     let loader = Loader::new(
-        src.split("train")?,
+        src.split(Split::Train)?,
         src.stats.clone(),
         LoaderConfig {
             batch_size: opts.batch_size.max(1),

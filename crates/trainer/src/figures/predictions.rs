@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use loader::Split;
 use model::ForwardMode;
 
 use super::canvas::{Canvas, RgbImage};
@@ -128,7 +129,7 @@ pub fn draw_predictions(
     out: &Path,
     opts: &PredictionsOptions,
 ) -> Result<PredictionsFigure> {
-    let val = src.split("val")?;
+    let val = src.split(Split::Val)?;
     let images: Vec<RgbImage> = indices
         .iter()
         .map(|&i| read_image(&val, i))

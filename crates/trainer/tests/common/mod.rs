@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
-use loader::format::{self, ClassEntry, Encoding, ShardWriter};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use shards::{names, shard_file_name, ClassEntry, DatasetDir, Encoding, ShardWriter, Split};
 use trainer::Architecture;
 
 /// Image side of the tiny dataset.
@@ -48,15 +48,16 @@ fn write_shard(path: &Path, images: &[Vec<u8>], labels: &[i64]) {
 pub fn write_dataset(out: &Path, train_per_class: usize, val_per_class: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(42);
     let mut mean = vec![0f64; SIDE * SIDE * 3];
-    for (split, per_class) in [("train", train_per_class), ("val", val_per_class)] {
-        let dir = format::split_dir(out, split);
+    let data = DatasetDir::new(out);
+    for (split, per_class) in [(Split::Train, train_per_class), (Split::Val, val_per_class)] {
+        let dir = data.split(split);
         std::fs::create_dir_all(&dir).unwrap();
         let mut images = Vec::new();
         let mut labels = Vec::new();
         for i in 0..per_class * CLASSES {
             let class = i % CLASSES;
             let img = image(class, &mut rng);
-            if split == "train" {
+            if split == Split::Train {
                 for (m, &p) in mean.iter_mut().zip(&img) {
                     *m += p as f64;
                 }
@@ -64,7 +65,7 @@ pub fn write_dataset(out: &Path, train_per_class: usize, val_per_class: usize) {
             images.push(img);
             labels.push(class as i64);
         }
-        write_shard(&dir.join(format::shard_file_name(0)), &images, &labels);
+        write_shard(&dir.join(shard_file_name(0)), &images, &labels);
     }
     let n = (train_per_class * CLASSES) as f64;
     let mut stats = loader::Stats::neutral(SIDE, SIDE);
@@ -77,7 +78,7 @@ pub fn write_dataset(out: &Path, train_per_class: usize, val_per_class: usize) {
         [-0.5836, -0.6948, 0.4203],
     ];
     stats.count = n as u64;
-    loader::testing::write_stats(out, &stats).unwrap();
+    shards::testing::write_stats(out, &stats).unwrap();
     let classes: Vec<ClassEntry> = ["red", "green", "blue"]
         .iter()
         .enumerate()
@@ -87,7 +88,7 @@ pub fn write_dataset(out: &Path, train_per_class: usize, val_per_class: usize) {
             words: format!("{w} square"),
         })
         .collect();
-    format::write_classes(out, &classes).unwrap();
+    shards::write_classes(&data.classes(), &classes).unwrap();
 }
 
 /// A very small two-tower network for 64x64 inputs.
@@ -119,29 +120,26 @@ pub fn tiny_config(data: &Path, run: &Path) -> trainer::TrainConfig {
 /// copy of validation image `val_index` of the dataset at `out` (raw shards:
 /// overwriting a chunk in place keeps the `image_offsets` index valid).
 pub fn plant_val_image_in_train(out: &Path, val_index: usize, train_index: usize) {
-    let val =
-        hdf5::File::open(format::split_dir(out, "val").join(format::shard_file_name(0))).unwrap();
+    let val = hdf5::File::open(DatasetDir::new(out).val().join(shard_file_name(0))).unwrap();
     let img: ndarray::Array4<u8> = val
-        .dataset(format::IMAGES)
+        .dataset(names::IMAGES)
         .unwrap()
         .read_slice(ndarray::s![val_index..val_index + 1, .., .., ..])
         .unwrap();
     let label: ndarray::Array1<i64> = val
-        .dataset(format::LABELS)
+        .dataset(names::LABELS)
         .unwrap()
         .read_slice_1d(ndarray::s![val_index..val_index + 1])
         .unwrap();
     drop(val);
-    let train =
-        hdf5::File::open_rw(format::split_dir(out, "train").join(format::shard_file_name(0)))
-            .unwrap();
+    let train = hdf5::File::open_rw(DatasetDir::new(out).train().join(shard_file_name(0))).unwrap();
     train
-        .dataset(format::IMAGES)
+        .dataset(names::IMAGES)
         .unwrap()
         .write_slice(&img, ndarray::s![train_index..train_index + 1, .., .., ..])
         .unwrap();
     train
-        .dataset(format::LABELS)
+        .dataset(names::LABELS)
         .unwrap()
         .write_slice(&label, ndarray::s![train_index..train_index + 1])
         .unwrap();

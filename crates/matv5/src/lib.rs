@@ -9,8 +9,17 @@
 //! cell arrays, and zero-byte `miMATRIX` elements (MATLAB's empty `[]`).
 //! Not supported: sparse arrays and objects (a clear error).
 //!
+//! Why not the `matrw` crate (0.1.4, tried on the devkit's layout and on
+//! what the generator writes): it reads well-formed files, but it panics
+//! on damaged ones (truncated files, flipped bits, a bad zlib stream) where
+//! this reader returns an error; it rejects headers without the comma after
+//! `MAT-file` (scipy's) and char data stored as `miUINT16`; it does not
+//! convert numeric classes to `f64` on reading; and its writer stores empty
+//! doubles and empty strings as `uint8`, stamps the current time into the
+//! header (so output is not reproducible) and writes only to a path.
+//!
 //! ```
-//! use preprocess::matv5::{read_mat, write_mat, MatValue, MatVariable, WriteOptions};
+//! use matv5::{read_mat, write_mat, MatValue, MatVariable, WriteOptions};
 //! let v = MatVariable::new("x", MatValue::row(vec![1.0, 2.5]));
 //! let mut bytes = Vec::new();
 //! write_mat(&mut bytes, &[v.clone()], &WriteOptions::default()).unwrap();
@@ -277,6 +286,7 @@ impl MatFile {
 /// the file (or, inside a compressed element, in its inflated data, marked
 /// as such).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MatError {
     /// Not a level 5 MAT-file (bad header).
     #[error("not a MATLAB level 5 MAT-file: {0}")]

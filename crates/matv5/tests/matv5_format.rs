@@ -3,9 +3,7 @@
 
 use std::io::Write;
 
-use preprocess::matv5::{
-    read_mat, write_mat, MatError, MatValue, MatVariable, NumericClass, WriteOptions,
-};
+use matv5::{read_mat, write_mat, MatError, MatValue, MatVariable, NumericClass, WriteOptions};
 
 fn header(big_endian: bool) -> Vec<u8> {
     let mut h = b"MATLAB 5.0 MAT-file, hand assembled for a test".to_vec();

@@ -10,8 +10,8 @@ use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView4};
 
 use super::index::{user_block_size, IndexedImages, ShardIndex};
 use super::names::*;
-use super::{jpeg_spill_path, tmp_path, unique_tmp_path, Encoding, ShardRecord, ShardSums};
-use crate::{LoaderError, Stats};
+use crate::layout::jpeg_spill_path;
+use crate::{AtomicFile, Encoding, ShardError, ShardRecord, ShardSums, Stats};
 
 /// Bytes copied at a time from the JPEG spill file into the shard.
 const COPY_BLOCK: usize = 4 << 20;
@@ -26,9 +26,9 @@ const COPY_BLOCK: usize = 4 << 20;
 /// into one contiguous `jpeg` dataset when the shard is finished, so that
 /// memory stays flat however many shards are open.
 pub struct ShardWriter {
-    tmp: PathBuf,
-    final_path: PathBuf,
     file: hdf5::File,
+    /// The shard's final path and the temporary one it is written under.
+    target: AtomicFile,
     side: usize,
     /// Bytes reserved at the start of the file for the index.
     user_block: u64,
@@ -61,7 +61,7 @@ fn vlu(s: &str) -> VarLenUnicode {
 }
 
 impl ShardWriter {
-    /// Starts `tmp_path(final_path)` for `side x side` RGB images stored as
+    /// Starts `final_path` + `.tmp` ([`AtomicFile::single_writer`]) for `side x side` RGB images stored as
     /// `encoding`, with room for `capacity` images before the raw dataset
     /// has to grow.
     pub fn create(
@@ -69,13 +69,14 @@ impl ShardWriter {
         side: usize,
         encoding: Encoding,
         capacity: usize,
-    ) -> Result<Self, LoaderError> {
-        let tmp = tmp_path(final_path);
-        let herr = |e: hdf5::Error| LoaderError::hdf5(&tmp, "creating shard", e);
+    ) -> Result<Self, ShardError> {
+        let target = AtomicFile::single_writer(final_path);
+        let tmp = target.tmp();
+        let herr = |e: hdf5::Error| ShardError::hdf5(tmp, "creating shard", e);
         let user_block = user_block_size(capacity);
         let file = hdf5::File::with_options()
             .with_fcpl(|p| p.userblock(user_block))
-            .create(&tmp)
+            .create(tmp)
             .map_err(herr)?;
         let store = match encoding {
             Encoding::Raw => {
@@ -96,7 +97,7 @@ impl ShardWriter {
                     .create(true)
                     .truncate(true)
                     .open(&spill_path)
-                    .map_err(|e| LoaderError::io(&spill_path, "creating the JPEG spill file", e))?;
+                    .map_err(|e| ShardError::io(&spill_path, "creating the JPEG spill file", e))?;
                 Store::Jpeg {
                     quality,
                     spill_path,
@@ -106,9 +107,8 @@ impl ShardWriter {
             }
         };
         Ok(ShardWriter {
-            tmp,
-            final_path: final_path.to_path_buf(),
             file,
+            target,
             side,
             user_block,
             store: Some(store),
@@ -138,13 +138,13 @@ impl ShardWriter {
 
     /// Appends one image as [`Encoding::encode`] gave it for this shard's
     /// encoding: `side*side*3` pixels (raw) or a JPEG stream.
-    pub fn push(&mut self, stored: &[u8], label: i64, name: &str) -> Result<(), LoaderError> {
+    pub fn push(&mut self, stored: &[u8], label: i64, name: &str) -> Result<(), ShardError> {
         let n = self.labels.len();
         let side = self.side;
         match self.store.as_mut().expect("store present until finish") {
             Store::Raw { images, capacity } => {
                 assert_eq!(stored.len(), side * side * 3, "raw image of the wrong size");
-                let herr = |e| LoaderError::hdf5(&self.tmp, format!("writing image {n}"), e);
+                let herr = |e| ShardError::hdf5(self.target.tmp(), format!("writing image {n}"), e);
                 if n == *capacity {
                     *capacity *= 2;
                     images.resize((*capacity, side, side, 3)).map_err(herr)?;
@@ -161,7 +161,7 @@ impl ShardWriter {
                 ..
             } => {
                 spill.write_all(stored).map_err(|e| {
-                    LoaderError::io(&*spill_path, format!("spilling JPEG stream {n}"), e)
+                    ShardError::io(&*spill_path, format!("spilling JPEG stream {n}"), e)
                 })?;
                 offsets.push(offsets[n] + stored.len() as u64);
             }
@@ -180,12 +180,12 @@ impl ShardWriter {
     /// the statistics sums, closes the file and renames it to its final name.
     /// Returns what the finished shard records, as
     /// [`read_shard_record`](super::read_shard_record) would read it back.
-    pub fn finish(mut self, sums: Option<ShardSums>) -> Result<ShardRecord, LoaderError> {
-        let tmp = self.tmp.clone();
+    pub fn finish(mut self, sums: Option<ShardSums>) -> Result<ShardRecord, ShardError> {
+        let tmp = self.target.tmp().to_owned();
         let herr = |what: &str| {
             let tmp = tmp.clone();
             let what = what.to_string();
-            move |e: hdf5::Error| LoaderError::hdf5(&tmp, what, e)
+            move |e: hdf5::Error| ShardError::hdf5(&tmp, what, e)
         };
         let n = self.labels.len();
         let side = self.side;
@@ -212,7 +212,7 @@ impl ShardWriter {
             } => {
                 let spill = spill
                     .into_inner()
-                    .map_err(|e| LoaderError::io(&spill_path, "flushing", e.into_error()))?;
+                    .map_err(|e| ShardError::io(&spill_path, "flushing", e.into_error()))?;
                 let total = *offsets.last().expect("offsets start with 0") as usize;
                 let jpeg = f
                     .new_dataset::<u8>()
@@ -225,7 +225,7 @@ impl ShardWriter {
                     let len = COPY_BLOCK.min(total - at);
                     spill
                         .read_exact_at(&mut block[..len], at as u64)
-                        .map_err(|e| LoaderError::io(&spill_path, "reading back", e))?;
+                        .map_err(|e| ShardError::io(&spill_path, "reading back", e))?;
                     jpeg.write_slice(ArrayView1::from(&block[..len]), s![at..at + len])
                         .map_err(herr("writing jpeg"))?;
                     at += len;
@@ -244,7 +244,7 @@ impl ShardWriter {
                     (0, _) => 0,
                     (_, Some(base)) => base,
                     (_, None) => {
-                        return Err(LoaderError::format(
+                        return Err(ShardError::format(
                             &tmp,
                             "the `jpeg` dataset has no file offset after writing",
                         ))
@@ -287,21 +287,21 @@ impl ShardWriter {
         if let Some(sums) = &sums {
             write_sums(f, side, sums).map_err(herr("writing statistics sums"))?;
         }
-        let ShardWriter {
-            file, final_path, ..
-        } = self;
+        let ShardWriter { file, target, .. } = self;
         file.close().map_err(herr("closing"))?;
         if let Some(index) = index {
             let plain = File::options()
                 .write(true)
                 .open(&tmp)
-                .map_err(|e| LoaderError::io(&tmp, "opening to write the shard index", e))?;
+                .map_err(|e| ShardError::io(&tmp, "opening to write the shard index", e))?;
             plain
                 .write_all_at(&index.encode(), 0)
-                .map_err(|e| LoaderError::io(&tmp, "writing the shard index", e))?;
+                .map_err(|e| ShardError::io(&tmp, "writing the shard index", e))?;
         }
-        std::fs::rename(&tmp, &final_path)
-            .map_err(|e| LoaderError::io(&final_path, "renaming the finished shard", e))?;
+        let final_path = target.path().to_owned();
+        target
+            .commit()
+            .map_err(|e| ShardError::io(e.path, "renaming the finished shard", e.source))?;
         Ok(ShardRecord {
             path: final_path,
             images: n as u64,
@@ -313,14 +313,18 @@ impl ShardWriter {
     /// Deletes the unfinished shard (and its spill file).
     pub fn abandon(self) {
         let ShardWriter {
-            tmp, file, store, ..
+            target,
+            file,
+            store,
+            ..
         } = self;
         if let Some(Store::Jpeg { spill_path, .. }) = &store {
             let _ = std::fs::remove_file(spill_path);
         }
         drop(store);
         drop(file);
-        let _ = std::fs::remove_file(tmp);
+        // Not committed: dropping it removes the temporary file.
+        drop(target);
     }
 }
 
@@ -365,7 +369,7 @@ fn chunk_offsets(
     n: usize,
     side: usize,
     user_block: u64,
-) -> Result<Vec<u64>, LoaderError> {
+) -> Result<Vec<u64>, ShardError> {
     use hdf5_sys::h5d::H5Dget_chunk_info_by_coord;
     let image_bytes = (side * side * 3) as u64;
     let id = images.id();
@@ -381,7 +385,7 @@ fn chunk_offsets(
                     H5Dget_chunk_info_by_coord(id, coord.as_ptr(), &mut mask, &mut addr, &mut size)
                 };
                 if status < 0 || size != image_bytes || mask != 0 {
-                    return Err(LoaderError::format(
+                    return Err(ShardError::format(
                         path,
                         format!(
                             "image chunk {row} is missing or malformed ({size} bytes, filter mask {mask})"
@@ -394,13 +398,15 @@ fn chunk_offsets(
     })
 }
 
-/// Writes `stats.h5` (datasets named in [`crate::format`](mod@crate::format)) through a temporary file renamed
-/// when complete (its own [`unique_tmp_path`], so that processes writing the
-/// same statistics at the same time do not disturb each other).
-pub fn write_stats(path: &Path, stats: &Stats) -> Result<(), LoaderError> {
-    let tmp = unique_tmp_path(path);
+/// Writes `stats.h5` (datasets named in [`crate::names`]) whole or not at
+/// all, under its own temporary name ([`AtomicFile::new`]), so that
+/// processes writing the same statistics at the same time do not disturb
+/// each other.
+pub fn write_stats(path: &Path, stats: &Stats) -> Result<(), ShardError> {
+    let target = AtomicFile::new(path);
+    let tmp = target.tmp();
     let write = || -> hdf5::Result<()> {
-        let file = hdf5::File::create(&tmp)?;
+        let file = hdf5::File::create(tmp)?;
         let mean = Array3::from_shape_vec((stats.height, stats.width, 3), stats.mean_image.clone())
             .map_err(|e| hdf5::Error::from(e.to_string().as_str()))?;
         file.new_dataset_builder()
@@ -424,6 +430,6 @@ pub fn write_stats(path: &Path, stats: &Stats) -> Result<(), LoaderError> {
             .write_scalar(&stats.count)?;
         file.close()
     };
-    write().map_err(|e| LoaderError::hdf5(&tmp, "writing statistics", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| LoaderError::io(path, "renaming into place", e))
+    write().map_err(|e| ShardError::hdf5(tmp, "writing statistics", e))?;
+    Ok(target.commit()?)
 }

@@ -18,7 +18,7 @@ use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 
-use crate::error::DecodeError;
+use crate::error::{DecodeError, PixelProblem};
 
 /// Side of the output images.
 pub const SIDE: usize = 256;
@@ -224,36 +224,44 @@ impl Decoder256 {
             .set_max_height(MAX_SOURCE_SIDE)
             .set_strict_mode(strict);
         let mut dec = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-        dec.decode_headers()
-            .map_err(|e| DecodeError::Jpeg(e.to_string()))?;
+        dec.decode_headers().map_err(|source| DecodeError::Jpeg {
+            source,
+            truncated: false,
+        })?;
+        let jpeg_pixels = |problem| DecodeError::Pixels {
+            format: "JPEG",
+            problem,
+        };
         let (w, h) = dec
             .dimensions()
-            .ok_or_else(|| DecodeError::Jpeg("no dimensions".into()))?;
+            .ok_or(jpeg_pixels(PixelProblem::NoDimensions))?;
         let (w, h) = (w, h);
         check_size(w, h)?;
         let size = dec
             .output_buffer_size()
-            .ok_or_else(|| DecodeError::Jpeg("image too large".into()))?;
+            .ok_or(jpeg_pixels(PixelProblem::TooLarge))?;
         let components = dec
             .output_colorspace()
             .map(|c| c.num_components())
             .unwrap_or(3);
         self.raw.resize(size, 0);
-        dec.decode_into(&mut self.raw).map_err(|e| {
-            if strict {
-                DecodeError::Jpeg(format!("{e} (no end-of-image marker: truncated?)"))
-            } else {
-                DecodeError::Jpeg(e.to_string())
-            }
-        })?;
-        to_rgb(&self.raw, components, w * h, &mut self.rgb).map_err(DecodeError::Jpeg)?;
+        dec.decode_into(&mut self.raw)
+            .map_err(|source| DecodeError::Jpeg {
+                source,
+                truncated: strict,
+            })?;
+        to_rgb(&self.raw, components, w * h, &mut self.rgb).map_err(jpeg_pixels)?;
         Ok((w, h))
     }
 
     /// Decodes a PNG into `self.rgb` (palette, grey, alpha and 16-bit are
     /// reduced to 8-bit RGB; alpha is dropped); returns (width, height).
     fn decode_png(&mut self, bytes: &[u8]) -> Result<(usize, usize), DecodeError> {
-        let perr = |e: png::DecodingError| DecodeError::Png(e.to_string());
+        let perr = DecodeError::Png;
+        let png_pixels = |problem| DecodeError::Pixels {
+            format: "PNG",
+            problem,
+        };
         let mut dec = png::Decoder::new(Cursor::new(bytes));
         dec.set_transformations(png::Transformations::normalize_to_color8());
         let mut reader = dec.read_info().map_err(perr)?;
@@ -264,7 +272,7 @@ impl Decoder256 {
         check_size(w, h)?;
         let size = reader
             .output_buffer_size()
-            .ok_or_else(|| DecodeError::Png("image too large".into()))?;
+            .ok_or(png_pixels(PixelProblem::TooLarge))?;
         self.raw.resize(size, 0);
         let frame = reader.next_frame(&mut self.raw).map_err(perr)?;
         let components = match frame.color_type {
@@ -273,7 +281,7 @@ impl Decoder256 {
             png::ColorType::Rgb => 3,
             png::ColorType::Rgba => 4,
             png::ColorType::Indexed => {
-                return Err(DecodeError::Png("palette not expanded".into()));
+                return Err(png_pixels(PixelProblem::PaletteNotExpanded));
             }
         };
         let line = frame.line_size;
@@ -285,24 +293,23 @@ impl Decoder256 {
             }
             self.raw = packed;
         }
-        to_rgb(&self.raw, components, w * h, &mut self.rgb).map_err(DecodeError::Png)?;
+        to_rgb(&self.raw, components, w * h, &mut self.rgb).map_err(png_pixels)?;
         Ok((w, h))
     }
 
     /// Resamples the central square of `self.rgb` (w x h) into `out`.
     fn resize_center(&mut self, w: usize, h: usize, out: &mut [u8]) -> Result<(), DecodeError> {
-        let rerr = |e: &dyn std::fmt::Display| DecodeError::Resize(e.to_string());
         let src = ImageRef::new(w as u32, h as u32, &self.rgb[..w * h * 3], PixelType::U8x3)
-            .map_err(|e| rerr(&e))?;
+            .map_err(DecodeError::ResizeImage)?;
         let mut dst = Image::from_slice_u8(SIDE as u32, SIDE as u32, out, PixelType::U8x3)
-            .map_err(|e| rerr(&e))?;
+            .map_err(DecodeError::ResizeImage)?;
         let (left, top, cw, ch) = center_crop_box(w, h);
         let options = ResizeOptions::new()
             .resize_alg(ResizeAlg::Convolution(self.filter.filter_type()))
             .crop(left, top, cw, ch);
         self.resizer
             .resize(&src, &mut dst, &options)
-            .map_err(|e| rerr(&e))
+            .map_err(DecodeError::Resize)
     }
 }
 
@@ -357,13 +364,12 @@ fn has_eoi_near_end(bytes: &[u8]) -> bool {
 }
 
 /// Converts `n` pixels of `components` channels into RGB8 in `rgb`.
-fn to_rgb(src: &[u8], components: usize, n: usize, rgb: &mut Vec<u8>) -> Result<(), String> {
+fn to_rgb(src: &[u8], components: usize, n: usize, rgb: &mut Vec<u8>) -> Result<(), PixelProblem> {
     if src.len() < n * components {
-        return Err(format!(
-            "decoded {} bytes, expected {}",
-            src.len(),
-            n * components
-        ));
+        return Err(PixelProblem::Short {
+            got: src.len(),
+            expected: n * components,
+        });
     }
     rgb.clear();
     rgb.reserve(n * 3);
@@ -380,7 +386,7 @@ fn to_rgb(src: &[u8], components: usize, n: usize, rgb: &mut Vec<u8>) -> Result<
                 .chunks_exact(4)
                 .flat_map(|p| [p[0], p[1], p[2]]),
         ),
-        c => return Err(format!("unsupported number of channels {c}")),
+        c => return Err(PixelProblem::Channels(c)),
     }
     Ok(())
 }

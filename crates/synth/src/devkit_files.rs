@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::matv5::{write_mat, MatValue, MatVariable, WriteOptions};
+use matv5::{write_mat, MatValue, MatVariable, WriteOptions};
 
 use super::plan::Plan;
 use super::{io_err, SynthError};

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
-use preprocess::synth::{generate, generate_trees, OddKind, SynthConfig};
+use synth::{generate, generate_trees, OddKind, SynthConfig};
 
 fn small_cfg() -> SynthConfig {
     SynthConfig {

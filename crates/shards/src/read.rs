@@ -12,32 +12,47 @@ use hdf5::types::{IntSize, TypeDescriptor, VarLenAscii, VarLenUnicode};
 use super::index::{IndexedImages, ShardIndex};
 use super::names::*;
 use super::{decode_jpeg_into, ShardSums};
-use crate::LoaderError;
+use crate::ShardError;
 
 /// Where the pixels of a shard's images come from.
-pub(crate) enum ImageSource {
+pub enum ImageSource {
     /// Uncompressed images at known byte offsets: lock-free positioned reads.
-    Raw { file: File, offsets: Vec<u64> },
+    Raw {
+        /// The shard, open for positioned reads.
+        file: File,
+        /// File offset of each image.
+        offsets: Vec<u64>,
+    },
     /// JPEG streams at `base + offsets[i] .. base + offsets[i + 1]`:
     /// lock-free positioned reads, decoded by the reading thread.
     Jpeg {
+        /// The shard, open for positioned reads.
         file: File,
+        /// File offset of the `jpeg` dataset.
         base: u64,
+        /// Start of each stream in it, plus the end.
         offsets: Vec<u64>,
     },
     /// Anything else: reads go through the HDF5 library (one global lock).
     Hdf5 {
+        /// The `images` dataset.
         images: hdf5::Dataset,
+        /// Why positioned reads cannot serve this shard.
         reason: String,
     },
 }
 
 /// What one shard holds, as found at open time.
-pub(crate) struct OpenedShard {
+pub struct OpenedShard {
+    /// Number of images.
     pub len: usize,
+    /// Class index of each image.
     pub labels: Vec<i64>,
+    /// Image height.
     pub height: usize,
+    /// Image width.
     pub width: usize,
+    /// Where the pixels come from.
     pub source: ImageSource,
 }
 
@@ -50,7 +65,7 @@ thread_local! {
 impl ImageSource {
     /// Reads rows `first_row..first_row + rows` of image `local` (HWC,
     /// `width*3` bytes a row) into `buf` (exactly that long).
-    pub(crate) fn read_rows(
+    pub fn read_rows(
         &self,
         path: &Path,
         (local, global): (usize, u64),
@@ -58,7 +73,7 @@ impl ImageSource {
         first_row: usize,
         rows: usize,
         buf: &mut [u8],
-    ) -> Result<(), LoaderError> {
+    ) -> Result<(), ShardError> {
         let row_bytes = width * 3;
         debug_assert_eq!(buf.len(), rows * row_bytes);
         let what = || format!("reading image {local} (global index {global})");
@@ -66,7 +81,7 @@ impl ImageSource {
             ImageSource::Raw { file, offsets } => {
                 let at = offsets[local] + (first_row * row_bytes) as u64;
                 file.read_exact_at(buf, at)
-                    .map_err(|e| LoaderError::io(path, what(), e))
+                    .map_err(|e| ShardError::io(path, what(), e))
             }
             ImageSource::Jpeg {
                 file,
@@ -77,9 +92,11 @@ impl ImageSource {
                 let (start, end) = (offsets[local], offsets[local + 1]);
                 stream.resize((end - start) as usize, 0);
                 file.read_exact_at(stream, base + start)
-                    .map_err(|e| LoaderError::io(path, what(), e))?;
-                let bad = |e| {
-                    LoaderError::format(path, format!("image {local} (global index {global}): {e}"))
+                    .map_err(|e| ShardError::io(path, what(), e))?;
+                let bad = |source| ShardError::Jpeg {
+                    path: path.to_owned(),
+                    what: format!("image {local} (global index {global})"),
+                    source,
                 };
                 if first_row == 0 && rows == height {
                     decode_jpeg_into(stream, width, height, buf).map_err(bad)
@@ -93,11 +110,11 @@ impl ImageSource {
             ImageSource::Hdf5 { images, .. } => {
                 let block: ndarray::Array3<u8> = images
                     .read_slice(ndarray::s![local, first_row..first_row + rows, .., ..])
-                    .map_err(|e| LoaderError::hdf5(path, what(), e))?;
+                    .map_err(|e| ShardError::hdf5(path, what(), e))?;
                 match block.as_slice() {
                     Some(slice) if slice.len() == buf.len() => buf.copy_from_slice(slice),
                     _ => {
-                        return Err(LoaderError::format(
+                        return Err(ShardError::format(
                             path,
                             format!("image {local} came back with shape {:?}", block.shape()),
                         ))
@@ -109,7 +126,7 @@ impl ImageSource {
     }
 
     /// Bytes the shard stores for its `len` images (pixels, or JPEG streams).
-    pub(crate) fn stored_bytes(&self, len: usize, image_bytes: usize) -> u64 {
+    pub fn stored_bytes(&self, len: usize, image_bytes: usize) -> u64 {
         match self {
             ImageSource::Jpeg { offsets, .. } => offsets[len] - offsets[0],
             _ => (len * image_bytes) as u64,
@@ -117,7 +134,7 @@ impl ImageSource {
     }
 
     /// True when every read of a whole image costs a decode.
-    pub(crate) fn is_encoded(&self) -> bool {
+    pub fn is_encoded(&self) -> bool {
         matches!(self, ImageSource::Jpeg { .. })
     }
 }
@@ -128,8 +145,8 @@ impl ImageSource {
 ///
 /// Errors name the file: a damaged index, and files shorter than the image
 /// data the index describes (truncated copies).
-pub(crate) fn open_shard_indexed(path: &Path) -> Result<Option<OpenedShard>, LoaderError> {
-    let file = File::open(path).map_err(|e| LoaderError::io(path, "opening shard", e))?;
+pub fn open_shard_indexed(path: &Path) -> Result<Option<OpenedShard>, ShardError> {
+    let file = File::open(path).map_err(|e| ShardError::io(path, "opening shard", e))?;
     match ShardIndex::read(path, &file)? {
         Some(index) => open_indexed(path, file, index).map(Some),
         None => Ok(None),
@@ -137,10 +154,10 @@ pub(crate) fn open_shard_indexed(path: &Path) -> Result<Option<OpenedShard>, Loa
 }
 
 /// A shard as its index describes it, checked against the file's length.
-fn open_indexed(path: &Path, file: File, index: ShardIndex) -> Result<OpenedShard, LoaderError> {
+fn open_indexed(path: &Path, file: File, index: ShardIndex) -> Result<OpenedShard, ShardError> {
     let file_len = file
         .metadata()
-        .map_err(|e| LoaderError::io(path, "reading file size", e))?
+        .map_err(|e| ShardError::io(path, "reading file size", e))?
         .len();
     let (height, width) = (index.height as usize, index.width as usize);
     let len = index.labels.len();
@@ -157,7 +174,7 @@ fn open_indexed(path: &Path, file: File, index: ShardIndex) -> Result<OpenedShar
         }
         IndexedImages::Jpeg { base, offsets } => {
             if offsets.first() != Some(&0) || offsets.windows(2).any(|w| w[0] > w[1]) {
-                return Err(LoaderError::format(
+                return Err(ShardError::format(
                     path,
                     "shard index: JPEG offsets are not an increasing list from 0",
                 ));
@@ -184,17 +201,17 @@ fn open_indexed(path: &Path, file: File, index: ShardIndex) -> Result<OpenedShar
 
 /// Opens one shard through HDF5: checks its datasets and finds each image's
 /// bytes (shards without an index, see [`super::index`]).
-pub(crate) fn open_shard_hdf5(path: &Path) -> Result<OpenedShard, LoaderError> {
-    let file = hdf5::File::open(path).map_err(|e| LoaderError::hdf5(path, "opening shard", e))?;
+pub fn open_shard_hdf5(path: &Path) -> Result<OpenedShard, ShardError> {
+    let file = hdf5::File::open(path).map_err(|e| ShardError::hdf5(path, "opening shard", e))?;
     let file_len = std::fs::metadata(path)
-        .map_err(|e| LoaderError::io(path, "reading file size", e))?
+        .map_err(|e| ShardError::io(path, "reading file size", e))?
         .len();
     let labels: Vec<i64> = file
         .dataset(LABELS)
         .and_then(|d| d.read_raw::<i64>())
-        .map_err(|e| LoaderError::hdf5(path, "reading dataset `labels`", e))?;
+        .map_err(|e| ShardError::hdf5(path, "reading dataset `labels`", e))?;
     if let Some(pos) = labels.iter().position(|&l| l < 0) {
-        return Err(LoaderError::format(
+        return Err(ShardError::format(
             path,
             format!("label {} of image {pos} is negative", labels[pos]),
         ));
@@ -205,7 +222,7 @@ pub(crate) fn open_shard_hdf5(path: &Path) -> Result<OpenedShard, LoaderError> {
         open_raw(path, &file, labels, file_len)?
     };
     if opened.labels.len() != opened.len {
-        return Err(LoaderError::format(
+        return Err(ShardError::format(
             path,
             format!("{} labels for {} images", opened.labels.len(), opened.len),
         ));
@@ -218,16 +235,16 @@ fn open_jpeg(
     file: &hdf5::File,
     labels: Vec<i64>,
     file_len: u64,
-) -> Result<OpenedShard, LoaderError> {
+) -> Result<OpenedShard, ShardError> {
     let jpeg = file
         .dataset(JPEG)
-        .map_err(|e| LoaderError::hdf5(path, "opening dataset `jpeg`", e))?;
+        .map_err(|e| ShardError::hdf5(path, "opening dataset `jpeg`", e))?;
     let shape: Vec<u64> = jpeg
         .attr(JPEG_IMAGE_SHAPE)
         .and_then(|a| a.read_raw::<u64>())
-        .map_err(|e| LoaderError::hdf5(path, "reading `jpeg` attribute `image_shape`", e))?;
+        .map_err(|e| ShardError::hdf5(path, "reading `jpeg` attribute `image_shape`", e))?;
     if shape.len() != 3 || shape[2] != 3 {
-        return Err(LoaderError::format(
+        return Err(ShardError::format(
             path,
             format!("`jpeg` image_shape is {shape:?}, expected [H, W, 3]"),
         ));
@@ -235,13 +252,13 @@ fn open_jpeg(
     let offsets: Vec<u64> = file
         .dataset(JPEG_OFFSETS)
         .and_then(|d| d.read_raw::<u64>())
-        .map_err(|e| LoaderError::hdf5(path, "reading dataset `jpeg_offsets`", e))?;
+        .map_err(|e| ShardError::hdf5(path, "reading dataset `jpeg_offsets`", e))?;
     let total = jpeg.size() as u64;
     if offsets.first() != Some(&0)
         || offsets.last() != Some(&total)
         || offsets.windows(2).any(|w| w[0] > w[1])
     {
-        return Err(LoaderError::format(
+        return Err(ShardError::format(
             path,
             format!(
                 "`jpeg_offsets` is not an increasing list from 0 to the {total} bytes of `jpeg`"
@@ -252,7 +269,7 @@ fn open_jpeg(
         _ if total == 0 => 0,
         (Layout::Contiguous, Some(base)) => base,
         (layout, _) => {
-            return Err(LoaderError::format(
+            return Err(ShardError::format(
                 path,
                 format!("`jpeg` must be one contiguous block, found a {layout:?} layout without a file offset"),
             ))
@@ -262,7 +279,7 @@ fn open_jpeg(
         return Err(truncated(path, base + total, file_len));
     }
     let plain =
-        File::open(path).map_err(|e| LoaderError::io(path, "opening for positioned reads", e))?;
+        File::open(path).map_err(|e| ShardError::io(path, "opening for positioned reads", e))?;
     Ok(OpenedShard {
         len: offsets.len() - 1,
         labels,
@@ -281,13 +298,13 @@ fn open_raw(
     file: &hdf5::File,
     labels: Vec<i64>,
     file_len: u64,
-) -> Result<OpenedShard, LoaderError> {
+) -> Result<OpenedShard, ShardError> {
     let images = file
         .dataset(IMAGES)
-        .map_err(|e| LoaderError::hdf5(path, "opening dataset `images` (or `jpeg`)", e))?;
+        .map_err(|e| ShardError::hdf5(path, "opening dataset `images` (or `jpeg`)", e))?;
     let shape = images.shape();
     if shape.len() != 4 || shape[3] != 3 {
-        return Err(LoaderError::format(
+        return Err(ShardError::format(
             path,
             format!("`images` has shape {shape:?}, expected [n, H, W, 3]"),
         ));
@@ -296,9 +313,9 @@ fn open_raw(
     let dtype = images
         .dtype()
         .and_then(|t| t.to_descriptor())
-        .map_err(|e| LoaderError::hdf5(path, "reading the type of `images`", e))?;
+        .map_err(|e| ShardError::hdf5(path, "reading the type of `images`", e))?;
     if dtype != TypeDescriptor::Unsigned(IntSize::U1) {
-        return Err(LoaderError::format(
+        return Err(ShardError::format(
             path,
             format!("`images` has element type {dtype}, expected u8"),
         ));
@@ -344,7 +361,7 @@ fn open_raw(
             }
             None if n == 0 => raw_source(path, Vec::new())?,
             None => {
-                return Err(LoaderError::format(
+                return Err(ShardError::format(
                     path,
                     "`images` was never written (no storage allocated)",
                 ))
@@ -364,14 +381,14 @@ fn open_raw(
     })
 }
 
-fn raw_source(path: &Path, offsets: Vec<u64>) -> Result<ImageSource, LoaderError> {
+fn raw_source(path: &Path, offsets: Vec<u64>) -> Result<ImageSource, ShardError> {
     let file =
-        File::open(path).map_err(|e| LoaderError::io(path, "opening for positioned reads", e))?;
+        File::open(path).map_err(|e| ShardError::io(path, "opening for positioned reads", e))?;
     Ok(ImageSource::Raw { file, offsets })
 }
 
-fn truncated(path: &Path, needed: u64, file_len: u64) -> LoaderError {
-    LoaderError::format(
+fn truncated(path: &Path, needed: u64, file_len: u64) -> ShardError {
+    ShardError::format(
         path,
         format!(
             "truncated: image data reaches byte {needed} but the file is only {file_len} bytes"
@@ -388,16 +405,16 @@ fn indexed_offsets(
     images: &hdf5::Dataset,
     n: usize,
     image_bytes: u64,
-) -> Result<Option<Vec<u64>>, LoaderError> {
+) -> Result<Option<Vec<u64>>, ShardError> {
     if !file.link_exists(IMAGE_OFFSETS) {
         return Ok(None);
     }
     let offsets: Vec<u64> = file
         .dataset(IMAGE_OFFSETS)
         .and_then(|d| d.read_raw::<u64>())
-        .map_err(|e| LoaderError::hdf5(path, "reading dataset `image_offsets`", e))?;
+        .map_err(|e| ShardError::hdf5(path, "reading dataset `image_offsets`", e))?;
     if offsets.len() != n {
-        return Err(LoaderError::format(
+        return Err(ShardError::format(
             path,
             format!(
                 "`image_offsets` lists {} images, `images` holds {n}",
@@ -407,7 +424,7 @@ fn indexed_offsets(
     }
     if n > 0 {
         let info = images.chunk_info(0).ok_or_else(|| {
-            LoaderError::format(
+            ShardError::format(
                 path,
                 "only 0 image chunks are written (incomplete or damaged shard)",
             )
@@ -415,7 +432,7 @@ fn indexed_offsets(
         let row = info.offset[0] as usize;
         let addr = file.userblock() + info.addr;
         if row >= n || offsets[row] != addr || info.size != image_bytes || info.filter_mask != 0 {
-            return Err(LoaderError::format(
+            return Err(ShardError::format(
                 path,
                 format!(
                     "`image_offsets` disagrees with the chunk index (chunk of row {row} at byte {}, index says {:?})",
@@ -439,13 +456,13 @@ fn walk_chunk_offsets(
     n: usize,
     image_bytes: u64,
     user_block: u64,
-) -> Result<Vec<u64>, LoaderError> {
+) -> Result<Vec<u64>, ShardError> {
     if n == 0 {
         return Ok(Vec::new());
     }
     let written = images.num_chunks().unwrap_or(0);
     if written != n {
-        return Err(LoaderError::format(
+        return Err(ShardError::format(
             path,
             format!("only {written} of {n} image chunks are written (incomplete or damaged shard)"),
         ));
@@ -453,17 +470,17 @@ fn walk_chunk_offsets(
     let mut offsets = vec![u64::MAX; n];
     for k in 0..n {
         let info = images.chunk_info(k).ok_or_else(|| {
-            LoaderError::format(path, format!("cannot read the location of image chunk {k}"))
+            ShardError::format(path, format!("cannot read the location of image chunk {k}"))
         })?;
         let row = info.offset[0] as usize;
         if row >= n || offsets[row] != u64::MAX || info.offset[1..].iter().any(|&o| o != 0) {
-            return Err(LoaderError::format(
+            return Err(ShardError::format(
                 path,
                 format!("image chunk {k} has a bad position {:?}", info.offset),
             ));
         }
         if info.size != image_bytes || info.filter_mask != 0 {
-            return Err(LoaderError::format(
+            return Err(ShardError::format(
                 path,
                 format!(
                     "image chunk {k} holds {} bytes (filter mask {}), expected {image_bytes} raw bytes",
@@ -490,17 +507,17 @@ pub struct ShardRecord {
 }
 
 /// Reads a finished shard's image count, skipped inputs and statistics sums.
-pub fn read_shard_record(path: &Path) -> Result<ShardRecord, LoaderError> {
+pub fn read_shard_record(path: &Path) -> Result<ShardRecord, ShardError> {
     let herr = |what: &str| {
         let what = what.to_string();
-        move |e: hdf5::Error| LoaderError::hdf5(path, what, e)
+        move |e: hdf5::Error| ShardError::hdf5(path, what, e)
     };
     let f = hdf5::File::open(path).map_err(herr("opening shard"))?;
     let images = f
         .dataset(LABELS)
         .map_err(herr("opening dataset `labels`"))?
         .size() as u64;
-    let strings = |name: &str| -> Result<Vec<String>, LoaderError> {
+    let strings = |name: &str| -> Result<Vec<String>, ShardError> {
         let ds = f.dataset(name).map_err(herr(name))?;
         if let Ok(v) = ds.read_raw::<VarLenUnicode>() {
             return Ok(v.iter().map(|s| s.as_str().to_string()).collect());
@@ -513,7 +530,7 @@ pub fn read_shard_record(path: &Path) -> Result<ShardRecord, LoaderError> {
         .zip(strings(SKIPPED_REASONS)?)
         .collect();
     let sums = if f.link_exists(STATS_PIXEL_SUM) {
-        let u64s = |name: &str| -> Result<Vec<u64>, LoaderError> {
+        let u64s = |name: &str| -> Result<Vec<u64>, ShardError> {
             f.dataset(name)
                 .and_then(|d| d.read_raw::<u64>())
                 .map_err(herr(name))
@@ -526,7 +543,7 @@ pub fn read_shard_record(path: &Path) -> Result<ShardRecord, LoaderError> {
             .and_then(|d| d.read_scalar::<u64>())
             .map_err(herr(STATS_IMAGE_COUNT))?;
         if pixel_sum.len() % 3 != 0 || rgb.len() != 3 || outer.len() != 9 {
-            return Err(LoaderError::format(
+            return Err(ShardError::format(
                 path,
                 "statistics datasets have wrong shapes",
             ));
@@ -549,25 +566,25 @@ pub fn read_shard_record(path: &Path) -> Result<ShardRecord, LoaderError> {
 }
 
 /// The source member name of image `local` of a shard (through HDF5).
-pub(crate) fn read_name(path: &Path, local: usize) -> Result<String, LoaderError> {
-    let file = hdf5::File::open(path).map_err(|e| LoaderError::hdf5(path, "opening", e))?;
+pub fn read_name(path: &Path, local: usize) -> Result<String, ShardError> {
+    let file = hdf5::File::open(path).map_err(|e| ShardError::hdf5(path, "opening", e))?;
     let names = file
         .dataset(NAMES)
-        .map_err(|e| LoaderError::hdf5(path, "opening dataset `names`", e))?;
+        .map_err(|e| ShardError::hdf5(path, "opening dataset `names`", e))?;
     if let Ok(v) = names.read_slice_1d::<VarLenUnicode, _>(local..local + 1) {
         return Ok(v[0].as_str().to_owned());
     }
     let v = names
         .read_slice_1d::<VarLenAscii, _>(local..local + 1)
-        .map_err(|e| LoaderError::hdf5(path, format!("reading name {local}"), e))?;
+        .map_err(|e| ShardError::hdf5(path, format!("reading name {local}"), e))?;
     Ok(v[0].as_str().to_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{Encoding, ShardWriter};
     use crate::testing::pattern_image;
+    use crate::{Encoding, ShardWriter};
 
     const SIDE: usize = 16;
 

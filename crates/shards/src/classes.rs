@@ -1,10 +1,8 @@
 //! `OUT/classes.tsv`: the class table.
 
-use std::io::Write;
 use std::path::Path;
 
-use super::{classes_path, unique_tmp_path};
-use crate::LoaderError;
+use crate::{write_atomically, ShardError};
 
 /// One line of `classes.tsv`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,17 +15,14 @@ pub struct ClassEntry {
     pub words: String,
 }
 
-/// Writes `out_dir/classes.tsv` (`index<TAB>wnid<TAB>words`, one line per
-/// class) through a temporary file renamed when complete (its own
-/// [`unique_tmp_path`]: several processes may write the same table at the
-/// same time). Tabs and line
-/// breaks inside the words become spaces.
+/// Writes the class table `path` ([`DatasetDir::classes`](crate::DatasetDir::classes):
+/// `index<TAB>wnid<TAB>words`, one line per class) whole or not at all
+/// ([`write_atomically`]: several processes may write the same table at
+/// the same time). Tabs and line breaks inside the words become spaces.
 ///
 /// # Panics
 /// If the entries are not numbered 0, 1, 2, ... in order.
-pub fn write_classes(out_dir: &Path, classes: &[ClassEntry]) -> Result<(), LoaderError> {
-    let path = classes_path(out_dir);
-    let tmp = unique_tmp_path(&path);
+pub fn write_classes(path: &Path, classes: &[ClassEntry]) -> Result<(), ShardError> {
     let mut text = String::new();
     for (i, c) in classes.iter().enumerate() {
         assert_eq!(c.index, i, "class entries must be numbered in order");
@@ -44,28 +39,20 @@ pub fn write_classes(out_dir: &Path, classes: &[ClassEntry]) -> Result<(), Loade
             .collect();
         text.push_str(&format!("{}\t{}\t{}\n", c.index, c.wnid, words));
     }
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()
-    };
-    write().map_err(|e| LoaderError::io(&tmp, "writing the class table", e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| LoaderError::io(&path, "renaming into place", e))
+    Ok(write_atomically(path, text.as_bytes())?)
 }
 
-/// Reads `out_dir/classes.tsv` (`index<TAB>wnid<TAB>words`, one line per
+/// Reads the class table `path` ([`DatasetDir::classes`](crate::DatasetDir::classes)) (`index<TAB>wnid<TAB>words`, one line per
 /// class). Lines must be numbered 0, 1, 2, ... in order and name a WNID.
-pub fn read_classes(out_dir: &Path) -> Result<Vec<ClassEntry>, LoaderError> {
-    let path = classes_path(out_dir);
+pub fn read_classes(path: &Path) -> Result<Vec<ClassEntry>, ShardError> {
     let text = std::fs::read_to_string(&path)
-        .map_err(|e| LoaderError::io(&path, "reading the class table", e))?;
+        .map_err(|e| ShardError::io(path, "reading the class table", e))?;
     let mut classes = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let bad =
-            |problem: String| LoaderError::format(&path, format!("line {}: {problem}", n + 1));
+        let bad = |problem: String| ShardError::format(path, format!("line {}: {problem}", n + 1));
         let mut fields = line.splitn(3, '\t');
         let (index, wnid, words) = match (fields.next(), fields.next(), fields.next()) {
             (Some(i), Some(w), words) => (i, w, words.unwrap_or("")),
@@ -91,7 +78,7 @@ pub fn read_classes(out_dir: &Path) -> Result<Vec<ClassEntry>, LoaderError> {
         });
     }
     if classes.is_empty() {
-        return Err(LoaderError::format(&path, "no classes"));
+        return Err(ShardError::format(path, "no classes"));
     }
     Ok(classes)
 }
@@ -115,12 +102,13 @@ mod tests {
                 words: "goldfish\nCarassius".into(),
             },
         ];
-        write_classes(dir.path(), &classes).unwrap();
+        let path = crate::DatasetDir::new(dir.path()).classes();
+        write_classes(&path, &classes).unwrap();
         assert_eq!(
-            std::fs::read_to_string(classes_path(dir.path())).unwrap(),
+            std::fs::read_to_string(&path).unwrap(),
             "0\tn01440764\ttench, Tinca tinca\n1\tn01443537\tgoldfish Carassius\n"
         );
-        let back = read_classes(dir.path()).unwrap();
+        let back = read_classes(&path).unwrap();
         assert_eq!(back[0].words, "tench, Tinca tinca");
         assert_eq!(back[1].words, "goldfish Carassius");
         assert_eq!(back[1].wnid, "n01443537");
@@ -130,8 +118,8 @@ mod tests {
             .collect();
         assert_eq!(left, ["classes.tsv"], "no temporary file left behind");
 
-        std::fs::write(classes_path(dir.path()), "0\tn1\ta\n2\tn2\tb\n").unwrap();
-        let msg = read_classes(dir.path()).unwrap_err().to_string();
+        std::fs::write(&path, "0\tn1\ta\n2\tn2\tb\n").unwrap();
+        let msg = read_classes(&path).unwrap_err().to_string();
         assert!(
             msg.contains("classes.tsv") && msg.contains("line 2"),
             "{msg}"

@@ -1,4 +1,4 @@
-//! The open-time index: everything [`Dataset::open`](crate::Dataset::open)
+//! The open-time index: everything [`open_shard_indexed`](crate::open_shard_indexed)
 //! needs from a shard (encoding, image shape, labels and where each image
 //! lies), written into the shard's HDF5 user block when the shard is
 //! finished, so that opening a shard is one file open and one positioned
@@ -30,7 +30,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::LoaderError;
+use crate::ShardError;
 
 const MAGIC: [u8; 7] = *b"ALXIDX\0";
 const VERSION: u8 = 1;
@@ -104,15 +104,15 @@ impl ShardIndex {
 
     /// Reads the index at the start of `file`: `Ok(None)` when the file has
     /// none (no magic), an error naming `path` when it has a damaged one.
-    pub(crate) fn read(path: &Path, file: &File) -> Result<Option<ShardIndex>, LoaderError> {
+    pub(crate) fn read(path: &Path, file: &File) -> Result<Option<ShardIndex>, ShardError> {
         let mut buf = vec![0u8; FIRST_READ];
         let got = read_up_to(file, &mut buf, 0)
-            .map_err(|e| LoaderError::io(path, "reading the shard index", e))?;
+            .map_err(|e| ShardError::io(path, "reading the shard index", e))?;
         buf.truncate(got);
         if buf.len() < HEADER || buf[..7] != MAGIC {
             return Ok(None);
         }
-        let bad = |what: String| LoaderError::format(path, format!("shard index: {what}"));
+        let bad = |what: String| ShardError::format(path, format!("shard index: {what}"));
         if buf[7] != VERSION {
             return Err(bad(format!(
                 "version {} (this build reads version {VERSION})",
@@ -126,7 +126,7 @@ impl ShardIndex {
         if len > buf.len() {
             buf.resize(len, 0);
             file.read_exact_at(&mut buf[got..], got as u64)
-                .map_err(|e| LoaderError::io(path, "reading the shard index", e))?;
+                .map_err(|e| ShardError::io(path, "reading the shard index", e))?;
         }
         let body = &buf[..len - CRC];
         let stored_crc = u32_at(&buf, len - CRC);
@@ -167,18 +167,18 @@ impl ShardIndex {
 /// that readers open it through HDF5: for tools that change a finished
 /// shard's labels or images in place. A file without an index is left as it
 /// is.
-pub fn clear_index(path: &Path) -> Result<(), LoaderError> {
+pub fn clear_index(path: &Path) -> Result<(), ShardError> {
     let file = File::options()
         .read(true)
         .write(true)
         .open(path)
-        .map_err(|e| LoaderError::io(path, "opening to clear the shard index", e))?;
+        .map_err(|e| ShardError::io(path, "opening to clear the shard index", e))?;
     let mut head = [0u8; 8];
     let got = read_up_to(&file, &mut head, 0)
-        .map_err(|e| LoaderError::io(path, "reading the shard index", e))?;
+        .map_err(|e| ShardError::io(path, "reading the shard index", e))?;
     if got == head.len() && head[..7] == MAGIC {
         file.write_all_at(&[0u8; 8], 0)
-            .map_err(|e| LoaderError::io(path, "clearing the shard index", e))?;
+            .map_err(|e| ShardError::io(path, "clearing the shard index", e))?;
     }
     Ok(())
 }
@@ -237,7 +237,7 @@ mod tests {
         }
     }
 
-    fn round_trip(bytes: &[u8]) -> Result<Option<ShardIndex>, LoaderError> {
+    fn round_trip(bytes: &[u8]) -> Result<Option<ShardIndex>, ShardError> {
         let mut f = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut f, bytes).unwrap();
         ShardIndex::read(Path::new("shard-00000.h5"), &f)

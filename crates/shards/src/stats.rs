@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use crate::format::{COUNT, EIGVALS, EIGVECS, MEAN_IMAGE, RGB_COV, RGB_MEAN};
-use crate::LoaderError;
+use crate::names::{COUNT, EIGVALS, EIGVECS, MEAN_IMAGE, RGB_COV, RGB_MEAN};
+use crate::ShardError;
 
 /// Training-set statistics, as `cargo xtask preprocess` writes them to `stats.h5`.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,33 +28,33 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Reads `stats.h5` (datasets named in [`crate::format`]; written by
-    /// [`crate::format::write_stats`]). Any
+    /// Reads `stats.h5` (datasets named in [`crate::names`]; written by
+    /// [`crate::write_stats`]). Any
     /// numeric storage type is accepted and converted.
-    pub fn open(stats_h5: &Path) -> Result<Stats, LoaderError> {
+    pub fn open(stats_h5: &Path) -> Result<Stats, ShardError> {
         let file = hdf5::File::open(stats_h5)
-            .map_err(|e| LoaderError::hdf5(stats_h5, "opening statistics", e))?;
-        let read = |name: &str, expect: &[usize]| -> Result<Vec<f64>, LoaderError> {
+            .map_err(|e| ShardError::hdf5(stats_h5, "opening statistics", e))?;
+        let read = |name: &str, expect: &[usize]| -> Result<Vec<f64>, ShardError> {
             let ds = file
                 .dataset(name)
-                .map_err(|e| LoaderError::hdf5(stats_h5, format!("opening dataset `{name}`"), e))?;
+                .map_err(|e| ShardError::hdf5(stats_h5, format!("opening dataset `{name}`"), e))?;
             let shape = ds.shape();
             if shape != expect {
-                return Err(LoaderError::format(
+                return Err(ShardError::format(
                     stats_h5,
                     format!("`{name}` has shape {shape:?}, expected {expect:?}"),
                 ));
             }
             ds.read_raw::<f64>()
-                .map_err(|e| LoaderError::hdf5(stats_h5, format!("reading `{name}`"), e))
+                .map_err(|e| ShardError::hdf5(stats_h5, format!("reading `{name}`"), e))
         };
 
         let mean_ds = file
             .dataset(MEAN_IMAGE)
-            .map_err(|e| LoaderError::hdf5(stats_h5, "opening dataset `mean_image`", e))?;
+            .map_err(|e| ShardError::hdf5(stats_h5, "opening dataset `mean_image`", e))?;
         let shape = mean_ds.shape();
         if shape.len() != 3 || shape[2] != 3 {
-            return Err(LoaderError::format(
+            return Err(ShardError::format(
                 stats_h5,
                 format!("`mean_image` has shape {shape:?}, expected [H, W, 3]"),
             ));
@@ -62,7 +62,7 @@ impl Stats {
         let (height, width) = (shape[0], shape[1]);
         let mean_image = mean_ds
             .read_raw::<f32>()
-            .map_err(|e| LoaderError::hdf5(stats_h5, "reading `mean_image`", e))?;
+            .map_err(|e| ShardError::hdf5(stats_h5, "reading `mean_image`", e))?;
 
         let rgb_mean = read(RGB_MEAN, &[3])?;
         let rgb_cov = read(RGB_COV, &[3, 3])?;
@@ -71,7 +71,7 @@ impl Stats {
         let count = file
             .dataset(COUNT)
             .and_then(|d| d.read_scalar::<u64>())
-            .map_err(|e| LoaderError::hdf5(stats_h5, "reading `count`", e))?;
+            .map_err(|e| ShardError::hdf5(stats_h5, "reading `count`", e))?;
 
         let stats = Stats {
             height,
@@ -84,7 +84,7 @@ impl Stats {
             count,
         };
         if let Some(bad) = stats.mean_image.iter().find(|v| !v.is_finite()) {
-            return Err(LoaderError::format(
+            return Err(ShardError::format(
                 stats_h5,
                 format!("`mean_image` holds a non-finite value {bad}"),
             ));
@@ -95,7 +95,7 @@ impl Stats {
             .chain(stats.eigvecs.iter().flatten())
             .any(|v| !v.is_finite())
         {
-            return Err(LoaderError::format(
+            return Err(ShardError::format(
                 stats_h5,
                 "`eigvals` or `eigvecs` holds a non-finite value",
             ));

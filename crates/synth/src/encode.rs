@@ -19,8 +19,7 @@ fn jpeg(
     let mut out = Vec::with_capacity(data.len() / 8);
     let mut enc = Encoder::new(&mut out, quality);
     enc.set_progressive(progressive);
-    enc.encode(data, w as u16, h as u16, color)
-        .map_err(|e| SynthError::Encode(e.to_string()))?;
+    enc.encode(data, w as u16, h as u16, color)?;
     Ok(out)
 }
 
@@ -54,15 +53,9 @@ fn png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>, SynthError> {
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
         enc.set_compression(png::Compression::Fast);
-        let mut writer = enc
-            .write_header()
-            .map_err(|e| SynthError::Encode(e.to_string()))?;
-        writer
-            .write_image_data(rgb)
-            .map_err(|e| SynthError::Encode(e.to_string()))?;
-        writer
-            .finish()
-            .map_err(|e| SynthError::Encode(e.to_string()))?;
+        let mut writer = enc.write_header()?;
+        writer.write_image_data(rgb)?;
+        writer.finish()?;
     }
     Ok(out)
 }

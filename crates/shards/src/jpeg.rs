@@ -14,13 +14,14 @@ thread_local! {
 
 /// A JPEG stream that could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum JpegError {
     /// The encoder refused the image.
-    #[error("JPEG encoding failed: {0}")]
-    Encode(String),
+    #[error("JPEG encoding failed")]
+    Encode(#[source] turbojpeg::Error),
     /// The stream is not a decodable JPEG.
-    #[error("JPEG decoding failed: {0}")]
-    Decode(String),
+    #[error("JPEG decoding failed")]
+    Decode(#[source] turbojpeg::Error),
     /// The stream decodes to another size than the shard declares.
     #[error("JPEG holds a {got_w}x{got_h} image, expected {want_w}x{want_h}")]
     Size {
@@ -62,13 +63,13 @@ pub fn encode_jpeg(
         let codec = &mut *codec.borrow_mut();
         let compressor = match &mut codec.0 {
             Some(c) => c,
-            slot => slot.insert(Compressor::new().map_err(|e| JpegError::Encode(e.to_string()))?),
+            slot => slot.insert(Compressor::new().map_err(JpegError::Encode)?),
         };
         compressor.set_quality(quality.clamp(1, 100) as i32);
         compressor.set_subsamp(Subsamp::Sub2x2);
         let bytes = compressor
             .compress_to_owned(image)
-            .map_err(|e| JpegError::Encode(e.to_string()))?;
+            .map_err(JpegError::Encode)?;
         out.clear();
         out.extend_from_slice(&bytes);
         Ok(())
@@ -94,11 +95,9 @@ pub fn decode_jpeg_into(
         let codec = &mut *codec.borrow_mut();
         let decompressor = match &mut codec.1 {
             Some(d) => d,
-            slot => slot.insert(Decompressor::new().map_err(|e| JpegError::Decode(e.to_string()))?),
+            slot => slot.insert(Decompressor::new().map_err(JpegError::Decode)?),
         };
-        let header = decompressor
-            .read_header(bytes)
-            .map_err(|e| JpegError::Decode(e.to_string()))?;
+        let header = decompressor.read_header(bytes).map_err(JpegError::Decode)?;
         if (header.width, header.height) != (width, height) {
             return Err(JpegError::Size {
                 got_w: header.width,
@@ -116,7 +115,7 @@ pub fn decode_jpeg_into(
         };
         decompressor
             .decompress(bytes, image)
-            .map_err(|e| JpegError::Decode(e.to_string()))
+            .map_err(JpegError::Decode)
     })
 }
 

@@ -11,16 +11,15 @@ use std::str::FromStr;
 use hdf5::types::VarLenUnicode;
 use ndarray::{s, Array1, Array4};
 
-use crate::format::{self, ClassEntry, Encoding, ShardWriter};
-use crate::{LoaderError, Stats};
+use crate::{names, ClassEntry, DatasetDir, Encoding, ShardError, ShardWriter, Split, Stats};
 
 /// How the `images` dataset of each shard is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImageStorage {
     /// The contract, raw: chunked `[1, H, W, 3]`, no filters, with the
-    /// `image_offsets` index ([`format::ShardWriter`]).
+    /// `image_offsets` index ([`ShardWriter`]).
     ChunkPerImage,
-    /// The contract, JPEG at this quality ([`format::ShardWriter`]).
+    /// The contract, JPEG at this quality ([`ShardWriter`]).
     Jpeg(u8),
     /// Chunked `[1, H, W, 3]` without the `image_offsets` index (shards
     /// written before the index existed).
@@ -161,28 +160,28 @@ pub fn stored_image(index: u64, side: usize, storage: ImageStorage) -> Vec<u8> {
     match storage {
         ImageStorage::Jpeg(quality) => {
             let mut bytes = Vec::new();
-            format::encode_jpeg(&image, side, side, quality, &mut bytes).expect("encodes");
+            crate::encode_jpeg(&image, side, side, quality, &mut bytes).expect("encodes");
             let mut back = vec![0u8; image.len()];
-            format::decode_jpeg_into(&bytes, side, side, &mut back).expect("decodes");
+            crate::decode_jpeg_into(&bytes, side, side, &mut back).expect("decodes");
             back
         }
         _ => image,
     }
 }
 
-/// Writes `out_dir/split/shard-00000.h5`, ... as `spec` says and returns their paths.
+/// Writes `out_dir/<split>/shard-00000.h5`, ... as `spec` says and returns their paths.
 pub fn write_split(
     out_dir: &Path,
-    split: &str,
+    split: Split,
     spec: &ShardSpec,
-) -> Result<Vec<PathBuf>, LoaderError> {
-    let dir = format::split_dir(out_dir, split);
+) -> Result<Vec<PathBuf>, ShardError> {
+    let dir = DatasetDir::new(out_dir).split(split);
     std::fs::create_dir_all(&dir)
-        .map_err(|e| LoaderError::io(&dir, "creating the split directory", e))?;
+        .map_err(|e| ShardError::io(&dir, "creating the split directory", e))?;
     let mut first = 0u64;
     let mut paths = Vec::new();
     for (s, &n) in spec.images_per_shard.iter().enumerate() {
-        let path = dir.join(format::shard_file_name(s as u64));
+        let path = dir.join(crate::shard_file_name(s as u64));
         match spec.storage {
             ImageStorage::ChunkPerImage => {
                 write_shard_through_format(&path, first, n, spec, Encoding::Raw)?
@@ -191,7 +190,7 @@ pub fn write_split(
                 write_shard_through_format(&path, first, n, spec, Encoding::Jpeg { quality })?
             }
             _ => write_shard_by_hand(&path, first, n, spec)
-                .map_err(|e| LoaderError::hdf5(&path, "writing a test shard", e))?,
+                .map_err(|e| ShardError::hdf5(&path, "writing a test shard", e))?,
         }
         first += n as u64;
         paths.push(path);
@@ -205,13 +204,17 @@ fn write_shard_through_format(
     n: usize,
     spec: &ShardSpec,
     encoding: Encoding,
-) -> Result<(), LoaderError> {
+) -> Result<(), ShardError> {
     let mut writer = ShardWriter::create(path, spec.side, encoding, n)?;
     let mut stored = Vec::new();
     for i in first..first + n as u64 {
         encoding
             .encode(&pattern_image(i, spec.side), spec.side, &mut stored)
-            .map_err(|e| LoaderError::format(path, e.to_string()))?;
+            .map_err(|source| ShardError::Jpeg {
+                path: path.to_owned(),
+                what: format!("encoding test image {i}"),
+                source,
+            })?;
         writer.push(
             &stored,
             pattern_label(i, spec.num_classes),
@@ -231,17 +234,17 @@ fn write_shard_by_hand(path: &Path, first: u64, n: usize, spec: &ShardSpec) -> h
         ImageStorage::ChunkPerImageUnindexed => builder
             .chunk([1, side, side, 3])
             .shape([n, side, side, 3])
-            .create(format::IMAGES)?,
-        ImageStorage::Contiguous => builder.shape([n, side, side, 3]).create(format::IMAGES)?,
+            .create(names::IMAGES)?,
+        ImageStorage::Contiguous => builder.shape([n, side, side, 3]).create(names::IMAGES)?,
         ImageStorage::ChunkPerImageShuffled => builder
             .chunk([1, side, side, 3])
             .shuffle()
             .shape([n, side, side, 3])
-            .create(format::IMAGES)?,
+            .create(names::IMAGES)?,
         ImageStorage::ChunksOf(k) => builder
             .chunk([k, side, side, 3])
             .shape([n, side, side, 3])
-            .create(format::IMAGES)?,
+            .create(names::IMAGES)?,
         ImageStorage::ChunkPerImage | ImageStorage::Jpeg(_) => {
             unreachable!("written through the format module")
         }
@@ -264,25 +267,25 @@ fn write_shard_by_hand(path: &Path, first: u64, n: usize, spec: &ShardSpec) -> h
         .collect();
     file.new_dataset_builder()
         .with_data(&labels)
-        .create(format::LABELS)?;
+        .create(names::LABELS)?;
     let names: Array1<VarLenUnicode> = (0..n)
         .map(|i| VarLenUnicode::from_str(&pattern_name(first + i as u64)).expect("ASCII name"))
         .collect();
     file.new_dataset_builder()
         .with_data(&names)
-        .create(format::NAMES)?;
+        .create(names::NAMES)?;
     Ok(())
 }
 
 /// Writes `out_dir/stats.h5` with the datasets of the format contract.
-pub fn write_stats(out_dir: &Path, stats: &Stats) -> Result<PathBuf, LoaderError> {
-    let path = format::stats_path(out_dir);
-    format::write_stats(&path, stats)?;
+pub fn write_stats(out_dir: &Path, stats: &Stats) -> Result<PathBuf, ShardError> {
+    let path = DatasetDir::new(out_dir).stats();
+    crate::write_stats(&path, stats)?;
     Ok(path)
 }
 
 /// Writes `out_dir/classes.tsv` with `num_classes` made-up classes.
-pub fn write_classes(out_dir: &Path, num_classes: usize) -> Result<PathBuf, LoaderError> {
+pub fn write_classes(out_dir: &Path, num_classes: usize) -> Result<PathBuf, ShardError> {
     let classes: Vec<ClassEntry> = (0..num_classes)
         .map(|i| ClassEntry {
             index: i,
@@ -290,19 +293,20 @@ pub fn write_classes(out_dir: &Path, num_classes: usize) -> Result<PathBuf, Load
             words: format!("class {i}, test"),
         })
         .collect();
-    format::write_classes(out_dir, &classes)?;
-    Ok(format::classes_path(out_dir))
+    let path = DatasetDir::new(out_dir).classes();
+    crate::write_classes(&path, &classes)?;
+    Ok(path)
 }
 
 /// Writes a whole `OUT` directory: `train/` as `spec`, `val/` with one shard
 /// of up to 16 images, `stats.h5` and `classes.tsv`.
-pub fn write_dataset(out_dir: &Path, spec: &ShardSpec) -> Result<(), LoaderError> {
-    write_split(out_dir, "train", spec)?;
+pub fn write_dataset(out_dir: &Path, spec: &ShardSpec) -> Result<(), ShardError> {
+    write_split(out_dir, Split::Train, spec)?;
     let val = ShardSpec {
         images_per_shard: vec![spec.total().clamp(1, 16)],
         ..spec.clone()
     };
-    write_split(out_dir, "val", &val)?;
+    write_split(out_dir, Split::Val, &val)?;
     write_stats(out_dir, &spec.stats())?;
     write_classes(out_dir, spec.num_classes)?;
     Ok(())

@@ -255,6 +255,7 @@ fn is_val_name(name: &str) -> bool {
 
 /// Errors of the generator.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SynthError {
     /// Invalid configuration.
     #[error("invalid synthetic dataset config: {0}")]
@@ -267,12 +268,15 @@ pub enum SynthError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// Encoding a picture failed.
+    /// Encoding a picture as JPEG failed.
     #[error("encoding a picture: {0}")]
-    Encode(String),
+    Jpeg(#[from] jpeg_encoder::EncodingError),
+    /// Encoding a picture as PNG failed.
+    #[error("encoding a picture: {0}")]
+    Png(#[from] png::EncodingError),
     /// Writing `meta.mat` failed.
     #[error("writing meta.mat: {0}")]
-    Mat(#[from] crate::matv5::MatError),
+    Mat(#[from] matv5::MatError),
 }
 
 pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> SynthError + '_ {

@@ -1,0 +1,16 @@
+//! One photo (JPEG or PNG, told apart by its magic bytes) to the 256x256 RGB
+//! image a preprocessed dataset stores: decoded, its shorter side scaled to
+//! 256 and the central square kept, in one antialiased resampling pass.
+//!
+//! [`Decoder256`] reuses its buffers across images (the preprocess
+//! pipeline's workers); [`decode_to_256`] converts one image alone (`predict`).
+
+mod error;
+mod image;
+mod lanczos;
+
+pub use error::{DecodeError, PixelProblem};
+pub use image::{
+    center_crop_box, decode_to_256, Decoder256, JpegScaling, ResizeFilter, IMAGE_BYTES,
+    MAX_SOURCE_SIDE, SIDE,
+};
