@@ -489,8 +489,9 @@ fn process_split(
     let (stop_kind, mut open, written_count) = written?;
     match stop_kind {
         Stop::Halted => {
-            // Leave the temporary files behind, as an abrupt kill would.
-            drop(open);
+            // Leave the temporary files behind, as an abrupt kill would:
+            // dropping the writers would remove them.
+            std::mem::forget(open);
             return Err(PreprocessError::Interrupted);
         }
         Stop::Cancelled => {
@@ -573,11 +574,13 @@ impl Writer<'_> {
             while let Some(d) = pending.remove(&next) {
                 let g = next / group_len;
                 if g != group {
-                    for (id, w) in std::mem::take(&mut open) {
+                    let mut closing = std::mem::take(&mut open).into_iter();
+                    while let Some((id, w)) = closing.next() {
                         finished.add(id, w.finish()?);
                         finished_shards += 1;
                         if cfg.halt_after_shards.is_some_and(|h| finished_shards >= h) {
-                            return Ok((Stop::Halted, open, written));
+                            // The rest stay unfinished, as after a kill.
+                            return Ok((Stop::Halted, closing.collect(), written));
                         }
                     }
                     group = g;
