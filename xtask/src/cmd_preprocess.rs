@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use preprocess::{
     FinishSummary, JpegScaling, NoProgress, Part, PartSummary, PreprocessConfig, ProgressSink,
     ResizeFilter, Split, SplitSummary, Summary, DEFAULT_IMAGES_PER_SHARD, DEFAULT_OPEN_SHARDS,
+    DEFAULT_WORKERS,
 };
 use shards::Encoding;
 
@@ -70,7 +71,7 @@ pub struct PreprocessArgs {
     #[arg(long, default_value_t = DEFAULT_OPEN_SHARDS)]
     pub open_shards: usize,
     /// Decode/resize threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULT_WORKERS)]
     pub workers: usize,
     /// Resampling filter of the shorter-side-to-256 resize (both antialias).
     #[arg(long, value_enum, default_value_t = FilterArg::Lanczos3)]

@@ -99,11 +99,11 @@ impl LoaderConfig {
     /// one worker per available core.
     pub fn train() -> Self {
         LoaderConfig {
-            batch_size: 128,
+            batch_size: DEFAULT_BATCH_SIZE,
             mode: Mode::Train,
             seed: 0,
             threads: default_threads(),
-            prefetch: 2,
+            prefetch: DEFAULT_PREFETCH,
             drop_last: false,
             rank: 0,
             world_size: 1,
@@ -138,6 +138,14 @@ impl Default for LoaderConfig {
     }
 }
 
-fn default_threads() -> usize {
+/// The paper's batch: 128 images.
+pub const DEFAULT_BATCH_SIZE: usize = 128;
+
+/// Batches a loader builds ahead beyond one per worker thread.
+pub const DEFAULT_PREFETCH: usize = 2;
+
+/// Worker threads when none are asked for: one per available core (2 where
+/// the count cannot be read).
+pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }

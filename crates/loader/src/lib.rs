@@ -61,7 +61,10 @@ mod sampler;
 mod tensors;
 
 pub use batch::{Batch, CropInfo};
-pub use config::{LoaderConfig, MeanSubtraction, Mode, Output};
+pub use config::{
+    default_threads, LoaderConfig, MeanSubtraction, Mode, Output, DEFAULT_BATCH_SIZE,
+    DEFAULT_PREFETCH,
+};
 pub use dataset::Dataset;
 pub use error::{ConfigError, LoaderError};
 pub use loader::{Epoch, Loader};

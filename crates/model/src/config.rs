@@ -253,6 +253,7 @@ pub struct SpatialSizes {
 
 /// A configuration the network cannot be built from.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A total width that does not split into two towers.
     #[error("{layer} width {width} must be positive and even (it is split over two towers)")]

@@ -14,6 +14,7 @@ pub struct Placement {
 
 /// A placement string that cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlacementError {
     /// Not `cpu`, `cuda:N`, or two of them separated by a comma.
     #[error(

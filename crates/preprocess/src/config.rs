@@ -11,6 +11,8 @@ use crate::part::Part;
 
 /// Default `--images-per-shard`.
 pub const DEFAULT_IMAGES_PER_SHARD: usize = 1024;
+/// Default `--workers`: 0, one per available core.
+pub const DEFAULT_WORKERS: usize = 0;
 /// Default `--open-shards`.
 pub const DEFAULT_OPEN_SHARDS: usize = 32;
 
@@ -66,7 +68,7 @@ impl Default for PreprocessConfig {
             out: PathBuf::new(),
             images_per_shard: DEFAULT_IMAGES_PER_SHARD,
             open_shards: DEFAULT_OPEN_SHARDS,
-            workers: 0,
+            workers: DEFAULT_WORKERS,
             filter: ResizeFilter::default(),
             jpeg_scaling: JpegScaling::default(),
             encoding: Encoding::Raw,

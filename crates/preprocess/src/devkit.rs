@@ -43,6 +43,7 @@ pub struct Devkit {
 
 /// Errors reading the devkit or a class table; each names the file.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DevkitError {
     /// The file could not be opened or read.
     #[error("{path}: {source}")]
@@ -53,12 +54,14 @@ pub enum DevkitError {
         source: std::io::Error,
     },
     /// The archive is not a readable tar.gz.
-    #[error("{path}: not a readable tar.gz archive: {message}")]
+    #[error("{path}: not a readable tar.gz archive: {}{source}", .member.as_ref().map(|m| format!("reading member {m}: ")).unwrap_or_default())]
     BadArchive {
         /// The archive.
         path: PathBuf,
+        /// The member being read, when the failure was inside one.
+        member: Option<String>,
         /// What went wrong.
-        message: String,
+        source: std::io::Error,
     },
     /// A required member is missing from the archive.
     #[error("{path}: no member ending in '{suffix}' (is this ILSVRC2012_devkit_t12.tar.gz?)")]
@@ -152,9 +155,10 @@ pub fn read_devkit(path: &Path) -> Result<Devkit, DevkitError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let bad = |e: std::io::Error| DevkitError::BadArchive {
+    let bad = |source: std::io::Error| DevkitError::BadArchive {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        member: None,
+        source,
     };
     let gz = flate2::read::GzDecoder::new(std::io::BufReader::new(file));
     let mut archive = tar::Archive::new(gz);
@@ -176,9 +180,10 @@ pub fn read_devkit(path: &Path) -> Result<Devkit, DevkitError> {
         let mut bytes = Vec::with_capacity(entry.size() as usize);
         entry
             .read_to_end(&mut bytes)
-            .map_err(|e| DevkitError::BadArchive {
+            .map_err(|source| DevkitError::BadArchive {
                 path: path.to_path_buf(),
-                message: format!("reading member {name}: {e}"),
+                member: Some(name.clone()),
+                source,
             })?;
         *slot = Some((name, bytes));
         if meta.is_some() && gt.is_some() {

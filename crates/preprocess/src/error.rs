@@ -24,14 +24,14 @@ pub enum PreprocessError {
         source: std::io::Error,
     },
     /// An input tar is truncated or corrupt.
-    #[error("{file}: corrupt or truncated tar at member `{member}`: {reason}")]
+    #[error("{file}: corrupt or truncated tar at member `{member}`: {source}")]
     Tar {
         /// The tar file (for an inner tar: `outer.tar/inner.tar`).
         file: String,
         /// The member being read, or the last good member when a header failed.
         member: String,
         /// What went wrong.
-        reason: String,
+        source: std::io::Error,
     },
     /// The devkit could not be read.
     #[error("devkit {path}: {source}")]

@@ -22,7 +22,9 @@ mod stats;
 mod summary;
 mod tables;
 
-pub use config::{PreprocessConfig, DEFAULT_IMAGES_PER_SHARD, DEFAULT_OPEN_SHARDS};
+pub use config::{
+    PreprocessConfig, DEFAULT_IMAGES_PER_SHARD, DEFAULT_OPEN_SHARDS, DEFAULT_WORKERS,
+};
 pub use decode::{JpegScaling, ResizeFilter};
 pub use devkit::{parse_val_number, read_devkit, ClassInfo, Devkit, DevkitError};
 pub use error::{OptionsError, PreprocessError};

@@ -27,6 +27,7 @@ pub struct Part {
 
 /// A part could not be worked out from `--part` or the Slurm environment.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PartError {
     /// Not of the form `I/N`.
     #[error("`{spec}` is not I/N (e.g. 0/3: the first of three parts)")]

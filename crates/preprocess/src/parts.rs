@@ -212,6 +212,76 @@ fn missing_parts(out: &Path, count: u32) -> Result<Vec<MissingPart>, PreprocessE
     Ok(missing)
 }
 
+/// The `.done` records of all `count` parts, refused unless they used the
+/// same classes and splits.
+fn agreeing_records(out: &Path, count: u32) -> Result<Vec<PartRecord>, PreprocessError> {
+    let records: Vec<PartRecord> = (0..count)
+        .map(|index| PartRecord::read(out, Part { index, count }))
+        .collect::<Result<_, _>>()?;
+    let reference = &records[0];
+    for (index, r) in records.iter().enumerate().skip(1) {
+        let disagree = |what| PreprocessError::PartsDisagree {
+            out: out.to_path_buf(),
+            part: Part {
+                index: index as u32,
+                count,
+            },
+            what,
+        };
+        if r.classes != reference.classes || r.classes_from_devkit != reference.classes_from_devkit
+        {
+            return Err(disagree("classes"));
+        }
+        if !r.splits.keys().eq(reference.splits.keys()) {
+            return Err(disagree("splits"));
+        }
+    }
+    Ok(records)
+}
+
+/// What the shards of `split` on disk hold, refused unless they are exactly
+/// the shards the parts' records report.
+fn gather_claimed_split(
+    out: &Path,
+    split: Split,
+    records: &[PartRecord],
+) -> Result<Gathered, PreprocessError> {
+    let count = records.len() as u32;
+    // The shards the parts report, and which part reported each.
+    let mut claimed: BTreeMap<String, Part> = BTreeMap::new();
+    for (index, r) in records.iter().enumerate() {
+        for shard in &r.splits[split.name()].manifest.shards {
+            let part = Part {
+                index: index as u32,
+                count,
+            };
+            claimed.insert(shard.file.clone(), part);
+        }
+    }
+    let gathered = gather_split(out, split, None, Default::default())?;
+    let on_disk: BTreeSet<&str> = gathered
+        .manifest
+        .shards
+        .iter()
+        .map(|s| s.file.as_str())
+        .collect();
+    if let Some((file, part)) = claimed.iter().find(|(f, _)| !on_disk.contains(f.as_str())) {
+        return Err(PreprocessError::PartShardMissing {
+            out: out.to_path_buf(),
+            part: *part,
+            file: file.clone(),
+        });
+    }
+    if let Some(file) = on_disk.iter().find(|f| !claimed.contains_key(**f)) {
+        return Err(PreprocessError::UnclaimedShard {
+            out: out.to_path_buf(),
+            file: file.to_string(),
+            count,
+        });
+    }
+    Ok(gathered)
+}
+
 /// Finishes a dataset converted in parts: checks that every part is
 /// complete, that all parts used the same classes and splits and that the
 /// shards on disk are exactly those the parts report, then writes
@@ -242,27 +312,8 @@ pub fn finish(out: &Path) -> Result<FinishSummary, PreprocessError> {
             missing,
         });
     }
-    let records: Vec<PartRecord> = (0..count)
-        .map(|index| PartRecord::read(out, Part { index, count }))
-        .collect::<Result<_, _>>()?;
+    let records = agreeing_records(out, count)?;
     let reference = &records[0];
-    for (index, r) in records.iter().enumerate().skip(1) {
-        let disagree = |what| PreprocessError::PartsDisagree {
-            out: out.to_path_buf(),
-            part: Part {
-                index: index as u32,
-                count,
-            },
-            what,
-        };
-        if r.classes != reference.classes || r.classes_from_devkit != reference.classes_from_devkit
-        {
-            return Err(disagree("classes"));
-        }
-        if !r.splits.keys().eq(reference.splits.keys()) {
-            return Err(disagree("splits"));
-        }
-    }
 
     let classes: Vec<ClassInfo> = reference
         .classes
@@ -288,38 +339,7 @@ pub fn finish(out: &Path) -> Result<FinishSummary, PreprocessError> {
         if !reference.splits.contains_key(split.name()) {
             continue;
         }
-        // The shards the parts report, and which part reported each.
-        let mut claimed: BTreeMap<String, Part> = BTreeMap::new();
-        for (index, r) in records.iter().enumerate() {
-            for shard in &r.splits[split.name()].manifest.shards {
-                let part = Part {
-                    index: index as u32,
-                    count,
-                };
-                claimed.insert(shard.file.clone(), part);
-            }
-        }
-        let gathered = gather_split(out, split, None, Default::default())?;
-        let on_disk: BTreeSet<&str> = gathered
-            .manifest
-            .shards
-            .iter()
-            .map(|s| s.file.as_str())
-            .collect();
-        if let Some((file, part)) = claimed.iter().find(|(f, _)| !on_disk.contains(f.as_str())) {
-            return Err(PreprocessError::PartShardMissing {
-                out: out.to_path_buf(),
-                part: *part,
-                file: file.clone(),
-            });
-        }
-        if let Some(file) = on_disk.iter().find(|f| !claimed.contains_key(**f)) {
-            return Err(PreprocessError::UnclaimedShard {
-                out: out.to_path_buf(),
-                file: file.to_string(),
-                count,
-            });
-        }
+        let gathered = gather_claimed_split(out, split, &records)?;
         if let Some(st) = write_split_tables(out, split, &gathered)? {
             summary.stats = Some(st);
         }

@@ -486,28 +486,8 @@ fn process_split(
             .and_then(|r| r);
         (written, reader_result)
     });
-    let (stop_kind, mut open, written_count) = written?;
-    match stop_kind {
-        Stop::Halted => {
-            // Leave the temporary files behind, as an abrupt kill would:
-            // dropping the writers would remove them.
-            std::mem::forget(open);
-            return Err(PreprocessError::Interrupted);
-        }
-        Stop::Cancelled => {
-            remove_open(open);
-            return Err(PreprocessError::Interrupted);
-        }
-        Stop::Finished => {}
-    }
-    if let Err(e) = reader_result {
-        // Completed shards stay; the open (incomplete) group is dropped.
-        remove_open(open);
-        return Err(e);
-    }
-    for (id, w) in std::mem::take(&mut open) {
-        finished.add(id, w.finish()?);
-    }
+    let (stop_kind, open, written_count) = written?;
+    close_open_shards(stop_kind, open, reader_result, &mut finished)?;
 
     // Gather the split from all its shards (this run's and earlier runs').
     let gathered = gather_split(&cfg.out, split, cfg.part, finished)?;
@@ -521,6 +501,38 @@ fn process_split(
         part: cfg.part,
     };
     Ok((summary, gathered))
+}
+
+/// Ends the shards still open when the writer stopped: finishes them when
+/// the input ended, removes them when the run was stopped or the reader
+/// failed (completed shards stay), and leaves them as they are after a
+/// halt, as an abrupt kill would.
+fn close_open_shards(
+    stop: Stop,
+    open: BTreeMap<u64, PipelineShard>,
+    reader_result: Result<(), PreprocessError>,
+    finished: &mut FinishedShards,
+) -> Result<(), PreprocessError> {
+    match stop {
+        Stop::Halted => {
+            // Dropping the writers would remove their temporary files.
+            std::mem::forget(open);
+            return Err(PreprocessError::Interrupted);
+        }
+        Stop::Cancelled => {
+            remove_open(open);
+            return Err(PreprocessError::Interrupted);
+        }
+        Stop::Finished => {}
+    }
+    if let Err(e) = reader_result {
+        remove_open(open);
+        return Err(e);
+    }
+    for (id, w) in open {
+        finished.add(id, w.finish()?);
+    }
+    Ok(())
 }
 
 fn remove_open(open: BTreeMap<u64, PipelineShard>) {

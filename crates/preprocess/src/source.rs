@@ -282,11 +282,11 @@ fn member_file_name(path_bytes: &[u8]) -> String {
         .to_string()
 }
 
-fn tar_err(file: &str, member: &str, e: impl std::fmt::Display) -> PreprocessError {
+fn tar_err(file: &str, member: &str, source: std::io::Error) -> PreprocessError {
     PreprocessError::Tar {
         file: file.to_string(),
         member: member.to_string(),
-        reason: e.to_string(),
+        source,
     }
 }
 
@@ -302,10 +302,11 @@ fn read_entry(
         .read_to_end(&mut data)
         .map_err(|e| tar_err(file, member, e))?;
     if data.len() as u64 != size {
+        let short = format!("member truncated: read {} of {size} bytes", data.len());
         return Err(tar_err(
             file,
             member,
-            format!("member truncated: read {} of {size} bytes", data.len()),
+            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, short),
         ));
     }
     Ok(data)

@@ -191,6 +191,86 @@ impl ShardWriter {
         let side = self.side;
         let store = self.store.take().expect("store present until finish");
         let f = &self.file;
+        let images = self.close_images(store, n)?;
+        // The index, when every label fits it and it fits the user block.
+        let index = self
+            .labels
+            .iter()
+            .map(|&l| u32::try_from(l).ok())
+            .collect::<Option<Vec<u32>>>()
+            .map(|labels| ShardIndex {
+                height: side as u32,
+                width: side as u32,
+                labels,
+                images,
+            })
+            .filter(|index| index.encoded_len() as u64 <= self.user_block);
+        f.new_dataset_builder()
+            .with_data(&Array1::from(std::mem::take(&mut self.labels)))
+            .create(LABELS)
+            .map_err(herr("writing labels"))?;
+        let skipped = std::mem::take(&mut self.skipped);
+        for (name, values) in [
+            (NAMES, std::mem::take(&mut self.names)),
+            (SKIPPED_NAMES, skipped.iter().map(|(m, _)| vlu(m)).collect()),
+            (
+                SKIPPED_REASONS,
+                skipped.iter().map(|(_, r)| vlu(r)).collect(),
+            ),
+        ] {
+            f.new_dataset_builder()
+                .with_data(&Array1::from(values))
+                .create(name)
+                .map_err(herr(name))?;
+        }
+        if let Some(sums) = &sums {
+            if sums.pixel_sum.len() != side * side * 3 {
+                return Err(ShardError::format(
+                    &tmp,
+                    format!(
+                        "statistics sums of {} values for {side}x{side} images",
+                        sums.pixel_sum.len()
+                    ),
+                ));
+            }
+            write_sums(f, side, sums).map_err(herr("writing statistics sums"))?;
+        }
+        let ShardWriter { file, target, .. } = self;
+        file.close().map_err(herr("closing"))?;
+        if let Some(index) = index {
+            let plain = File::options()
+                .write(true)
+                .open(&tmp)
+                .map_err(|e| ShardError::io(&tmp, "opening to write the shard index", e))?;
+            plain
+                .write_all_at(&index.encode(), 0)
+                .map_err(|e| ShardError::io(&tmp, "writing the shard index", e))?;
+        }
+        let final_path = target.path().to_owned();
+        target
+            .commit()
+            .map_err(|e| ShardError::io(e.path, "renaming the finished shard", e.source))?;
+        Ok(ShardRecord {
+            path: final_path,
+            images: n as u64,
+            skipped,
+            sums,
+        })
+    }
+
+    /// Writes what the image store holds into the file (raw: sizes the
+    /// `images` dataset and records each chunk's offset; JPEG: copies the
+    /// spilled streams into one contiguous `jpeg` dataset) and returns where
+    /// each image lies, for the index.
+    fn close_images(&self, store: Store, n: usize) -> Result<IndexedImages, ShardError> {
+        let tmp = self.target.tmp().to_owned();
+        let herr = |what: &str| {
+            let tmp = tmp.clone();
+            let what = what.to_string();
+            move |e: hdf5::Error| ShardError::hdf5(&tmp, what, e)
+        };
+        let side = self.side;
+        let f = &self.file;
         let images = match store {
             Store::Raw { images, .. } => {
                 images
@@ -253,61 +333,7 @@ impl ShardWriter {
                 IndexedImages::Jpeg { base, offsets }
             }
         };
-        // The index, when every label fits it and it fits the user block.
-        let index = self
-            .labels
-            .iter()
-            .map(|&l| u32::try_from(l).ok())
-            .collect::<Option<Vec<u32>>>()
-            .map(|labels| ShardIndex {
-                height: side as u32,
-                width: side as u32,
-                labels,
-                images,
-            })
-            .filter(|index| index.encoded_len() as u64 <= self.user_block);
-        f.new_dataset_builder()
-            .with_data(&Array1::from(std::mem::take(&mut self.labels)))
-            .create(LABELS)
-            .map_err(herr("writing labels"))?;
-        let skipped = std::mem::take(&mut self.skipped);
-        for (name, values) in [
-            (NAMES, std::mem::take(&mut self.names)),
-            (SKIPPED_NAMES, skipped.iter().map(|(m, _)| vlu(m)).collect()),
-            (
-                SKIPPED_REASONS,
-                skipped.iter().map(|(_, r)| vlu(r)).collect(),
-            ),
-        ] {
-            f.new_dataset_builder()
-                .with_data(&Array1::from(values))
-                .create(name)
-                .map_err(herr(name))?;
-        }
-        if let Some(sums) = &sums {
-            write_sums(f, side, sums).map_err(herr("writing statistics sums"))?;
-        }
-        let ShardWriter { file, target, .. } = self;
-        file.close().map_err(herr("closing"))?;
-        if let Some(index) = index {
-            let plain = File::options()
-                .write(true)
-                .open(&tmp)
-                .map_err(|e| ShardError::io(&tmp, "opening to write the shard index", e))?;
-            plain
-                .write_all_at(&index.encode(), 0)
-                .map_err(|e| ShardError::io(&tmp, "writing the shard index", e))?;
-        }
-        let final_path = target.path().to_owned();
-        target
-            .commit()
-            .map_err(|e| ShardError::io(e.path, "renaming the finished shard", e.source))?;
-        Ok(ShardRecord {
-            path: final_path,
-            images: n as u64,
-            skipped,
-            sums,
-        })
+        Ok(images)
     }
 
     /// Deletes the unfinished shard (and its spill file).
@@ -333,15 +359,15 @@ fn write_sums(f: &hdf5::File, side: usize, sums: &ShardSums) -> hdf5::Result<()>
     // half the bytes of u64 (0.75 MB per 256x256 shard) at no CPU cost;
     // readers take any integer type (HDF5 converts).
     let shape = (side, side, 3);
-    let bad = |e: ndarray::ShapeError| hdf5::Error::from(e.to_string().as_str());
+    let whole = "the sums hold side x side x 3 values (checked by finish)";
     if sums.count <= (u32::MAX / 255) as u64 {
         let px: Vec<u32> = sums.pixel_sum.iter().map(|&v| v as u32).collect();
         f.new_dataset_builder()
-            .with_data(&Array3::from_shape_vec(shape, px).map_err(bad)?)
+            .with_data(&Array3::from_shape_vec(shape, px).expect(whole))
             .create(STATS_PIXEL_SUM)?;
     } else {
         f.new_dataset_builder()
-            .with_data(&Array3::from_shape_vec(shape, sums.pixel_sum.clone()).map_err(bad)?)
+            .with_data(&Array3::from_shape_vec(shape, sums.pixel_sum.clone()).expect(whole))
             .create(STATS_PIXEL_SUM)?;
     }
     f.new_dataset_builder()
@@ -403,12 +429,22 @@ fn chunk_offsets(
 /// processes writing the same statistics at the same time do not disturb
 /// each other.
 pub fn write_stats(path: &Path, stats: &Stats) -> Result<(), ShardError> {
+    let shape = (stats.height, stats.width, 3);
+    let Ok(mean) = Array3::from_shape_vec(shape, stats.mean_image.clone()) else {
+        return Err(ShardError::format(
+            path,
+            format!(
+                "a mean image of {} values for {}x{} images",
+                stats.mean_image.len(),
+                stats.height,
+                stats.width
+            ),
+        ));
+    };
     let target = AtomicFile::new(path);
     let tmp = target.tmp();
     let write = || -> hdf5::Result<()> {
         let file = hdf5::File::create(tmp)?;
-        let mean = Array3::from_shape_vec((stats.height, stats.width, 3), stats.mean_image.clone())
-            .map_err(|e| hdf5::Error::from(e.to_string().as_str()))?;
         file.new_dataset_builder()
             .with_data(&mean)
             .create(MEAN_IMAGE)?;

@@ -13,6 +13,8 @@ use loader::{Dataset, DatasetDir, Split};
 
 /// Images in ImageNet's (ILSVRC-2012) training set.
 const IMAGENET_TRAIN_IMAGES: f64 = 1_281_167.0;
+/// Default of `--images`.
+const DEFAULT_IMAGES: usize = 0;
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -26,7 +28,7 @@ pub struct Args {
     #[arg(long, default_value_t = Split::Train)]
     split: Split,
     /// Compare at most this many images (evenly spaced); 0 = all.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULT_IMAGES)]
     images: usize,
 }
 
@@ -104,6 +106,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             histogram[x.abs_diff(y) as usize] += 1;
         }
     }
+    print_difference(&histogram, indices.len());
+    println!(
+        "whole-image reads on one thread: raw {:.0} images/s, jpeg (read + decode) {:.0} images/s",
+        indices.len() as f64 / raw_secs,
+        indices.len() as f64 / jpeg_secs
+    );
+    println!("{:.2}x smaller", raw_per / jpeg_per);
+    Ok(())
+}
+
+/// Prints the mean, RMS, PSNR, 99th percentile and maximum of the absolute
+/// pixel differences counted in `histogram`, over `images` images.
+fn print_difference(histogram: &[u64; 256], images: usize) {
     let values: u64 = histogram.iter().sum();
     let mean = histogram
         .iter()
@@ -130,16 +145,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let max = histogram.iter().rposition(|&c| c > 0).unwrap_or(0);
     println!(
         "pixel difference over {} images: mean {mean:.2}, RMS {:.2} (PSNR {:.1} dB), 99th percentile {}, max {max}",
-        indices.len(),
+        images,
         mse.sqrt(),
         10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10(),
         quantile(0.99)
     );
-    println!(
-        "whole-image reads on one thread: raw {:.0} images/s, jpeg (read + decode) {:.0} images/s",
-        indices.len() as f64 / raw_secs,
-        indices.len() as f64 / jpeg_secs
-    );
-    println!("{:.2}x smaller", raw_per / jpeg_per);
-    Ok(())
 }

@@ -6,7 +6,19 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args as ClapArgs, ValueEnum};
-use loader::{Dataset, DatasetDir, Loader, LoaderConfig, Mode, Output, Split, Stats};
+use loader::{
+    Dataset, DatasetDir, Loader, LoaderConfig, Mode, Output, Split, Stats, DEFAULT_BATCH_SIZE,
+    DEFAULT_PREFETCH,
+};
+
+/// Default of `--threads`.
+const DEFAULT_THREADS: usize = 2;
+/// Default of `--batches`.
+const DEFAULT_BATCHES: usize = 64;
+/// Default of `--warmup`.
+const DEFAULT_WARMUP: usize = 4;
+/// Default of `--images`.
+const DEFAULT_IMAGES: usize = 2048;
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -19,19 +31,19 @@ pub struct Args {
     #[arg(long, default_value_t = Split::Train)]
     split: Split,
     /// Worker threads.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = DEFAULT_THREADS)]
     threads: usize,
     /// Images per batch.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
     batch_size: usize,
     /// Batches to time (epochs are repeated as needed).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = DEFAULT_BATCHES)]
     batches: usize,
     /// Batches run before timing starts.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = DEFAULT_WARMUP)]
     warmup: usize,
     /// Batches prefetched beyond one per worker.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = DEFAULT_PREFETCH)]
     prefetch: usize,
     /// Crops to produce.
     #[arg(long, value_enum, default_value_t = BenchMode::Train)]
@@ -40,7 +52,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = BenchOutput::F32)]
     output: BenchOutput,
     /// Images to generate when --data is not given.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = DEFAULT_IMAGES)]
     images: usize,
     /// Keep the generated dataset in this directory (e.g. to run the PyTorch
     /// peer `scripts/peers/loader_torch.py` on the same shards).

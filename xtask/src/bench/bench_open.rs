@@ -9,6 +9,10 @@ use std::time::Instant;
 use anyhow::{ensure, Context};
 use clap::Args as ClapArgs;
 use loader::Dataset;
+/// Default of `--shards`.
+const DEFAULT_SHARDS: usize = 1252;
+/// Default of `--repeats`.
+const DEFAULT_REPEATS: usize = 5;
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -17,10 +21,10 @@ pub struct Args {
     split_dir: PathBuf,
     /// Shards to open (the split's own shards repeated as needed; 1,252 is
     /// ImageNet train at 1,024 images per shard).
-    #[arg(long, default_value_t = 1252)]
+    #[arg(long, default_value_t = DEFAULT_SHARDS)]
     shards: usize,
     /// Timed opens (the median is reported).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = DEFAULT_REPEATS)]
     repeats: usize,
     /// Scratch directory for the links (on the same file system as the
     /// shards; default: next to the split directory).

@@ -13,6 +13,20 @@ use preprocess::{NoProgress, PreprocessConfig};
 use synth::SynthConfig;
 
 use crate::cmd_preprocess::{FilterArg, JpegScalingArg};
+/// Default of `--work`.
+const DEFAULT_WORK: &str = "target/bench-preprocess";
+/// Default of `--workers`.
+const DEFAULT_WORKERS: usize = 0;
+/// Default of `--classes`.
+const DEFAULT_CLASSES: usize = 8;
+/// Default of `--train-per-class`.
+const DEFAULT_TRAIN_PER_CLASS: usize = 150;
+/// Default of `--min-side`.
+const DEFAULT_MIN_SIDE: u32 = 333;
+/// Default of `--max-side`.
+const DEFAULT_MAX_SIDE: u32 = 500;
+/// Default of `--peer-workers`.
+const DEFAULT_PEER_WORKERS: usize = 2;
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -22,23 +36,23 @@ pub struct Args {
     #[arg(long)]
     data: Option<PathBuf>,
     /// Working directory: generated data and the outputs of both tools.
-    #[arg(long, default_value = "target/bench-preprocess")]
+    #[arg(long, default_value = DEFAULT_WORK)]
     work: PathBuf,
     /// Decode/resize threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULT_WORKERS)]
     workers: usize,
     /// Generated data: number of classes.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = DEFAULT_CLASSES)]
     classes: usize,
     /// Generated data: train images per class.
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = DEFAULT_TRAIN_PER_CLASS)]
     train_per_class: usize,
     /// Generated data: smallest image side (ImageNet photos are mostly
     /// about 500x375).
-    #[arg(long, default_value_t = 333)]
+    #[arg(long, default_value_t = DEFAULT_MIN_SIDE)]
     min_side: u32,
     /// Generated data: largest image side.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = DEFAULT_MAX_SIDE)]
     max_side: u32,
     /// Resampling filter.
     #[arg(long, value_enum, default_value_t = FilterArg::Lanczos3)]
@@ -51,7 +65,7 @@ pub struct Args {
     #[arg(long)]
     peer: bool,
     /// Processes for the peer.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = DEFAULT_PEER_WORKERS)]
     peer_workers: usize,
 }
 
