@@ -85,7 +85,7 @@ def read_shard_images(f, start, stop):
     """Images start..stop of an open shard as uint8 [n, H, W, 3] (RGB).
 
     The one place here that knows how a shard stores its images (the layout
-    is documented in crates/loader/src/format/mod.rs): the raw u8 `images`
+    is documented in crates/shards/src/lib.rs): the raw u8 `images`
     dataset, or JPEG streams in `jpeg` at `jpeg_offsets`, decoded with
     Pillow (needed for JPEG shards only)."""
     if "jpeg" not in f:
@@ -103,7 +103,7 @@ def read_shard_images(f, start, stop):
 
 def shard_paths(split_dir):
     """The split's shards in id order: `shard-` + at least five digits + `.h5`,
-    the file-name rule of crates/loader/src/format/mod.rs."""
+    the file-name rule of crates/shards/src/layout.rs."""
     shards = []
     for n in os.listdir(split_dir):
         digits = n[len("shard-"):-len(".h5")] if n.startswith("shard-") and n.endswith(".h5") else ""
