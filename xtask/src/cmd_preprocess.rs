@@ -83,6 +83,14 @@ pub struct PreprocessArgs {
     /// same output below 512 px); `full` decodes every JPEG at full size.
     #[arg(long, value_enum, default_value_t = JpegScalingArg::Draft)]
     pub jpeg_scaling: JpegScalingArg,
+    /// The most pixels (width x height) an input image may declare: larger
+    /// ones are skipped from their header, before any pixel buffer is
+    /// allocated, and listed in skipped.tsv with their size (decompression
+    /// bombs: a few hundred bytes claiming gigapixels). The default is
+    /// Pillow's limit, so the same files pass as with Pillow. Recorded in
+    /// dataset.json: a resume must give the same.
+    #[arg(long, value_name = "PIXELS", default_value_t = decode::DEFAULT_MAX_PIXELS)]
+    pub max_pixels: u64,
     /// How shards store each 256x256 image: `raw` pixels (196,608 bytes,
     /// no decoding when read; the default) or `jpeg` re-encoded at --quality
     /// (several times smaller; the loader decodes it in its worker threads).
@@ -159,6 +167,7 @@ impl PreprocessArgs {
         cfg.workers = self.workers;
         cfg.filter = self.filter.into();
         cfg.jpeg_scaling = self.jpeg_scaling.into();
+        cfg.max_pixels = self.max_pixels;
         cfg.encoding = match self.encoding {
             EncodingArg::Raw => Encoding::Raw,
             EncodingArg::Jpeg => Encoding::Jpeg {

@@ -31,6 +31,25 @@ pub enum DecodeError {
         /// What was wrong.
         problem: PixelProblem,
     },
+    /// The header declares more pixels than the decoder's limit (refused
+    /// before any pixel buffer is allocated: a decompression bomb, or a
+    /// photo too large to be worth it).
+    #[error("{width}x{height} image: {} pixels, over the limit of {limit}", *.width as u64 * *.height as u64)]
+    TooManyPixels {
+        /// Image width in pixels.
+        width: usize,
+        /// Image height in pixels.
+        height: usize,
+        /// The limit in pixels.
+        limit: u64,
+    },
+    /// The JPEG stream ends before its image does (libjpeg would fill the
+    /// rest with grey).
+    #[error("JPEG: the stream ends before the image does: {source}")]
+    Truncated {
+        /// libjpeg's warning, as TurboJPEG reports it.
+        source: turbojpeg::Error,
+    },
     /// Width or height is zero or absurdly large.
     #[error("unsupported image size {width}x{height}")]
     BadSize {

@@ -100,11 +100,56 @@ impl JpegScaling {
     }
 }
 
+/// Pillow's limit (`Image.MAX_IMAGE_PIXELS * 2`, past which it raises
+/// `DecompressionBombError`): 178,956,970 pixels, so that the same files pass
+/// as with the Python peers.
+pub const DEFAULT_MAX_PIXELS: u64 = 178_956_970;
+
+/// How a [`Decoder256`] decodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// The resize filter.
+    pub filter: ResizeFilter,
+    /// How JPEGs are decoded before the resize.
+    pub jpeg_scaling: JpegScaling,
+    /// The most pixels (width x height) an image may declare; larger ones
+    /// are refused from their header, before any pixel buffer is allocated
+    /// ([`DecodeError::TooManyPixels`]). The largest buffers a decoder then
+    /// holds are about `3 * max_pixels / d^2` bytes for a JPEG decoded at
+    /// 1/d in the DCT domain, and `7 * max_pixels` for one decoded at full
+    /// size by zune-jpeg (CMYK, damaged streams: 4 bytes a pixel raw, 3 RGB).
+    pub max_pixels: u64,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            filter: ResizeFilter::default(),
+            jpeg_scaling: JpegScaling::default(),
+            max_pixels: DEFAULT_MAX_PIXELS,
+        }
+    }
+}
+
+/// What decoding one image found besides its pixels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decoded {
+    /// Width of the stored image.
+    pub width: usize,
+    /// Height of the stored image.
+    pub height: usize,
+    /// A warning libjpeg gave while decoding it completely (for example
+    /// `Corrupt JPEG data: 4 extraneous bytes before marker 0xd9`): the
+    /// image is whole, and the warning is worth reporting.
+    pub warning: Option<String>,
+}
+
 /// A reusable decoder: keeps the resizer and the full-size RGB buffer
 /// between images (one per worker thread).
 pub struct Decoder256 {
     filter: ResizeFilter,
     jpeg_scaling: JpegScaling,
+    max_pixels: u64,
     /// libjpeg-turbo: made on first use, dropped after a stream it reported
     /// an error on; `Some(None)` when it cannot be made (zune-jpeg then
     /// decodes everything).
@@ -121,22 +166,25 @@ impl Default for Decoder256 {
 }
 
 impl Decoder256 {
-    /// A new decoder with empty buffers and the default filter.
+    /// A new decoder with empty buffers and the default options.
     pub fn new() -> Self {
-        Self::with_filter(ResizeFilter::default())
+        Self::with_options(DecodeOptions::default())
     }
 
     /// A new decoder with empty buffers using `filter`.
     pub fn with_filter(filter: ResizeFilter) -> Self {
-        Self::with_options(filter, JpegScaling::default())
+        Self::with_options(DecodeOptions {
+            filter,
+            ..DecodeOptions::default()
+        })
     }
 
-    /// A new decoder with empty buffers using `filter`, decoding JPEGs as
-    /// `jpeg_scaling` says.
-    pub fn with_options(filter: ResizeFilter, jpeg_scaling: JpegScaling) -> Self {
+    /// A new decoder with empty buffers decoding as `options` say.
+    pub fn with_options(options: DecodeOptions) -> Self {
         Decoder256 {
-            filter,
-            jpeg_scaling,
+            filter: options.filter,
+            jpeg_scaling: options.jpeg_scaling,
+            max_pixels: options.max_pixels,
             turbo: None,
             resizer: Resizer::new(),
             rgb: Vec::new(),
@@ -146,20 +194,32 @@ impl Decoder256 {
 
     /// Decodes `bytes` (JPEG or PNG) into `out` (`IMAGE_BYTES` long): RGB,
     /// HWC, shorter side scaled to 256, central 256x256 patch.
-    pub fn decode_into(&mut self, bytes: &[u8], out: &mut [u8]) -> Result<(), DecodeError> {
+    ///
+    /// Refused: an image that declares more pixels than the limit, and a
+    /// JPEG whose stream ends before its image does (libjpeg's "premature
+    /// end" warnings: the missing part would be grey fill). Kept, with the
+    /// warning in [`Decoded::warning`]: an image that libjpeg decoded
+    /// completely while warning about it.
+    pub fn decode_into(&mut self, bytes: &[u8], out: &mut [u8]) -> Result<Decoded, DecodeError> {
         assert_eq!(out.len(), IMAGE_BYTES, "output buffer must be 256*256*3");
         if bytes.is_empty() {
             return Err(DecodeError::Empty);
         }
-        let (w, h) = if bytes.starts_with(&JPEG_MAGIC) {
+        let decoded = if bytes.starts_with(&JPEG_MAGIC) {
             self.decode_jpeg(bytes)?
         } else if bytes.starts_with(&PNG_MAGIC) {
-            self.decode_png(bytes)?
+            let (width, height) = self.decode_png(bytes)?;
+            Decoded {
+                width,
+                height,
+                warning: None,
+            }
         } else {
             let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
             return Err(DecodeError::UnknownFormat(head.join(" ")));
         };
-        self.resize_center(w, h, out)
+        self.resize_center(decoded.width, decoded.height, out)?;
+        Ok(decoded)
     }
 
     /// Decodes a JPEG into `self.rgb`; returns (width, height). libjpeg-turbo
@@ -167,48 +227,85 @@ impl Decoder256 {
     /// declines: CMYK and YCCK, which it cannot convert, and any stream it
     /// reports a problem with (a truncated file, say), so that the
     /// strictness rules below decide.
-    fn decode_jpeg(&mut self, bytes: &[u8]) -> Result<(usize, usize), DecodeError> {
-        if let Some(dims) = self.decode_jpeg_turbo(bytes) {
-            return Ok(dims);
-        }
-        self.decode_jpeg_zune(bytes)
+    fn decode_jpeg(&mut self, bytes: &[u8]) -> Result<Decoded, DecodeError> {
+        let warning = match self.decode_jpeg_turbo(bytes)? {
+            Turbo::Decoded(decoded) => return Ok(decoded),
+            Turbo::Declined { warning } => warning,
+        };
+        let (width, height) = self.decode_jpeg_zune(bytes)?;
+        Ok(Decoded {
+            width,
+            height,
+            warning,
+        })
     }
 
-    /// libjpeg-turbo into `self.rgb`, or `None` when it declines the stream.
-    /// A handle that reported an error is dropped, so that the choice of
-    /// decoder for an image never depends on the images before it.
-    fn decode_jpeg_turbo(&mut self, bytes: &[u8]) -> Option<(usize, usize)> {
-        let turbo = self
+    /// libjpeg-turbo into `self.rgb`, or [`Turbo::Declined`] (zune-jpeg
+    /// then decides). A handle that reported a problem is dropped, so that
+    /// the choice of decoder for an image never depends on the images before
+    /// it.
+    fn decode_jpeg_turbo(&mut self, bytes: &[u8]) -> Result<Turbo, DecodeError> {
+        let max_pixels = self.max_pixels;
+        let declined = Turbo::Declined { warning: None };
+        let Some(turbo) = self
             .turbo
             .get_or_insert_with(|| Decompressor::new().ok())
-            .as_mut()?;
-        let decoded = (|| {
-            let header = turbo.read_header(bytes).ok()?;
-            let (w, h) = (header.width, header.height);
-            if matches!(header.colorspace, Colorspace::CMYK | Colorspace::YCCK)
-                || check_size(w, h).is_err()
-            {
-                return None;
+            .as_mut()
+        else {
+            return Ok(declined);
+        };
+        let header = match turbo.read_header(bytes) {
+            Ok(header) => header,
+            Err(e) => {
+                // TurboJPEG gives no header after a warning about it.
+                self.turbo = None;
+                return match LibjpegWarning::of(&e) {
+                    Some(LibjpegWarning::Truncated) => Err(DecodeError::Truncated { source: e }),
+                    Some(LibjpegWarning::Benign(text)) => Ok(Turbo::Declined {
+                        warning: Some(text),
+                    }),
+                    None => Ok(declined),
+                };
             }
-            // TurboJPEG scales in the DCT domain to the largest of its
-            // factors that fits the size asked for: exactly 1/d here.
-            let d = self.jpeg_scaling.denominator(w, h);
-            let (w, h) = (w.div_ceil(d), h.div_ceil(d));
-            self.rgb.resize(w * h * 3, 0);
-            let image = turbojpeg::Image {
-                pixels: &mut self.rgb[..],
-                width: w,
-                pitch: w * 3,
-                height: h,
-                format: turbojpeg::PixelFormat::RGB,
-            };
-            turbo.decompress(bytes, image).ok()?;
-            Some((w, h))
-        })();
-        if decoded.is_none() {
-            self.turbo = None;
+        };
+        let (w, h) = (header.width, header.height);
+        check_size(w, h, max_pixels)?;
+        if matches!(header.colorspace, Colorspace::CMYK | Colorspace::YCCK) {
+            return Ok(declined);
         }
-        decoded
+        // TurboJPEG scales in the DCT domain to the largest of its factors
+        // that fits the size asked for: exactly 1/d here.
+        let d = self.jpeg_scaling.denominator(w, h);
+        let (w, h) = (w.div_ceil(d), h.div_ceil(d));
+        self.rgb.resize(w * h * 3, 0);
+        let image = turbojpeg::Image {
+            pixels: &mut self.rgb[..],
+            width: w,
+            pitch: w * 3,
+            height: h,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        let warning = match turbo.decompress(bytes, image) {
+            Ok(()) => None,
+            Err(e) => {
+                self.turbo = None;
+                match LibjpegWarning::of(&e) {
+                    // The stream ends before the image does: the rest is fill.
+                    Some(LibjpegWarning::Truncated) => {
+                        return Err(DecodeError::Truncated { source: e });
+                    }
+                    // Decoded completely; worth reporting.
+                    Some(LibjpegWarning::Benign(text)) => Some(text),
+                    // A fatal error: zune-jpeg decides.
+                    None => return Ok(declined),
+                }
+            }
+        };
+        Ok(Turbo::Decoded(Decoded {
+            width: w,
+            height: h,
+            warning,
+        }))
     }
 
     /// zune-jpeg into `self.rgb`; returns (width, height).
@@ -235,8 +332,7 @@ impl Decoder256 {
         let (w, h) = dec
             .dimensions()
             .ok_or(jpeg_pixels(PixelProblem::NoDimensions))?;
-        let (w, h) = (w, h);
-        check_size(w, h)?;
+        check_size(w, h, self.max_pixels)?;
         let size = dec
             .output_buffer_size()
             .ok_or(jpeg_pixels(PixelProblem::TooLarge))?;
@@ -269,7 +365,7 @@ impl Decoder256 {
             let info = reader.info();
             (info.width as usize, info.height as usize)
         };
-        check_size(w, h)?;
+        check_size(w, h, self.max_pixels)?;
         let size = reader
             .output_buffer_size()
             .ok_or(png_pixels(PixelProblem::TooLarge))?;
@@ -322,6 +418,58 @@ pub fn decode_to_256(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
     Ok(out)
 }
 
+/// What libjpeg-turbo made of a JPEG.
+enum Turbo {
+    /// Decoded into the decoder's RGB buffer.
+    Decoded(Decoded),
+    /// Left to zune-jpeg (CMYK and YCCK, streams libjpeg cannot read, or
+    /// whose header it only warned about: then with the warning).
+    Declined { warning: Option<String> },
+}
+
+/// What a libjpeg warning means for the image it was given for.
+#[derive(Debug, PartialEq, Eq)]
+enum LibjpegWarning {
+    /// The stream ends before the image does (`JWRN_JPEG_EOF`,
+    /// `JWRN_HIT_MARKER`): the decoder filled the rest.
+    Truncated,
+    /// Any other warning (libjpeg's `JWRN_*` messages in `jerror.h`): the
+    /// image was decoded completely.
+    Benign(String),
+}
+
+impl LibjpegWarning {
+    /// Warnings, told from fatal errors by their messages: libjpeg's
+    /// warning texts (`jerror.h`, `JWRN_*`) as TurboJPEG reports them.
+    const WARNING_TEXTS: [&'static str; 7] = [
+        "Corrupt JPEG data",
+        "Premature end of JPEG file",
+        "Warning: unknown JFIF revision",
+        "Invalid SOS parameters for sequential JPEG",
+        "Inconsistent progression sequence",
+        "Unknown Adobe color transform code",
+        "Application transferred too",
+    ];
+    const TRUNCATED_TEXTS: [&'static str; 2] = [
+        "Premature end of JPEG file",
+        "premature end of data segment",
+    ];
+
+    fn of(error: &turbojpeg::Error) -> Option<LibjpegWarning> {
+        let turbojpeg::Error::TurboJpegError(text) = error else {
+            return None;
+        };
+        if !Self::WARNING_TEXTS.iter().any(|w| text.contains(w)) {
+            return None;
+        }
+        Some(if Self::TRUNCATED_TEXTS.iter().any(|w| text.contains(w)) {
+            LibjpegWarning::Truncated
+        } else {
+            LibjpegWarning::Benign(text.clone())
+        })
+    }
+}
+
 /// The source rectangle (left, top, width, height) that becomes the
 /// central 256x256 patch after scaling the shorter side to 256: the image
 /// scaled to `round(w * 256 / s) x round(h * 256 / s)`, cropped at
@@ -341,7 +489,16 @@ pub fn center_crop_box(w: usize, h: usize) -> (f64, f64, f64, f64) {
     (left, top, cw, ch)
 }
 
-fn check_size(w: usize, h: usize) -> Result<(), DecodeError> {
+/// Refuses a `w x h` image over the pixel limit, and sizes no decoder can
+/// hold.
+fn check_size(w: usize, h: usize, max_pixels: u64) -> Result<(), DecodeError> {
+    if w as u64 * h as u64 > max_pixels {
+        return Err(DecodeError::TooManyPixels {
+            width: w,
+            height: h,
+            limit: max_pixels,
+        });
+    }
     if w == 0 || h == 0 || w > MAX_SOURCE_SIDE || h > MAX_SOURCE_SIDE {
         return Err(DecodeError::BadSize {
             width: w,
@@ -454,9 +611,13 @@ mod tests {
     fn draft_decoding_is_close_to_full_decoding_and_only_for_large_photos() {
         let decode = |bytes: &[u8], scaling| {
             let mut out = vec![0u8; IMAGE_BYTES];
-            Decoder256::with_options(ResizeFilter::Lanczos3, scaling)
-                .decode_into(bytes, &mut out)
-                .unwrap();
+            Decoder256::with_options(DecodeOptions {
+                filter: ResizeFilter::Lanczos3,
+                jpeg_scaling: scaling,
+                ..DecodeOptions::default()
+            })
+            .decode_into(bytes, &mut out)
+            .unwrap();
             out
         };
         // Small photos decode the same either way.

@@ -11,6 +11,6 @@ mod lanczos;
 
 pub use error::{DecodeError, PixelProblem};
 pub use image::{
-    center_crop_box, decode_to_256, Decoder256, JpegScaling, ResizeFilter, IMAGE_BYTES,
-    MAX_SOURCE_SIDE, SIDE,
+    center_crop_box, decode_to_256, DecodeOptions, Decoded, Decoder256, JpegScaling, ResizeFilter,
+    DEFAULT_MAX_PIXELS, IMAGE_BYTES, MAX_SOURCE_SIDE, SIDE,
 };

@@ -44,6 +44,10 @@ pub struct PreprocessConfig {
     /// How JPEGs are decoded before the resize (DCT-domain scaling of large
     /// photos, or full size).
     pub jpeg_scaling: JpegScaling,
+    /// The most pixels an input image may declare; larger ones are skipped
+    /// from their header, before any pixel buffer is allocated (default:
+    /// Pillow's limit, [`decode::DEFAULT_MAX_PIXELS`]).
+    pub max_pixels: u64,
     /// How shards store images: raw pixels (the default) or JPEG.
     pub encoding: Encoding,
     /// Set to `true` (e.g. from a Ctrl-C handler) to stop soon; open
@@ -71,6 +75,7 @@ impl Default for PreprocessConfig {
             workers: DEFAULT_WORKERS,
             filter: ResizeFilter::default(),
             jpeg_scaling: JpegScaling::default(),
+            max_pixels: decode::DEFAULT_MAX_PIXELS,
             encoding: Encoding::Raw,
             cancel: None,
             halt_after_shards: None,

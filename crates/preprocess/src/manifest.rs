@@ -69,6 +69,9 @@ pub struct DatasetIdentity {
     /// `--encoding` with its quality: `raw`, or `jpeg-q90` (absent: raw).
     #[serde(default = "raw_encoding")]
     pub encoding: String,
+    /// `--max-pixels` (absent: no limit, as before the option existed).
+    #[serde(default = "no_pixel_limit")]
+    pub max_pixels: u64,
     /// The devkit, when one was given.
     pub devkit: Option<InputId>,
     /// Per split (`train`, `val`): its input.
@@ -81,6 +84,18 @@ fn raw_encoding() -> String {
 
 fn full_scaling() -> String {
     "full".into()
+}
+
+fn no_pixel_limit() -> u64 {
+    u64::MAX
+}
+
+/// A pixel limit as the refusal names it.
+fn pixel_limit(limit: u64) -> String {
+    match limit {
+        u64::MAX => "no limit".into(),
+        n => n.to_string(),
+    }
 }
 
 pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, PreprocessError> {
@@ -137,6 +152,13 @@ pub(crate) fn check_and_record_identity(
             return Err(refuse(format!(
                 "it was written with --jpeg-scaling {}, not {}",
                 old.jpeg_scaling, new.jpeg_scaling
+            )));
+        }
+        if old.max_pixels != new.max_pixels {
+            return Err(refuse(format!(
+                "it was written with --max-pixels {}, not {}",
+                pixel_limit(old.max_pixels),
+                pixel_limit(new.max_pixels)
             )));
         }
         if old.images_per_shard != new.images_per_shard || old.open_shards != new.open_shards {

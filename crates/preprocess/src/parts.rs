@@ -54,6 +54,9 @@ pub struct PartSplit {
     pub manifest: SplitManifest,
     /// Its inputs that could not be used: `[member, reason]`, in shard order.
     pub skipped_inputs: Vec<(String, String)>,
+    /// Its images kept although their decoder warned: `[member, warning]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<(String, String)>,
 }
 
 /// The content of `OUT/parts/part-0000I-of-0000N.done`.
@@ -99,6 +102,7 @@ impl PartRecord {
             PartSplit {
                 manifest: gathered.manifest,
                 skipped_inputs: gathered.skipped,
+                warnings: gathered.warnings,
             },
         );
     }

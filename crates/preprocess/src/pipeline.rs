@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use decode::{Decoder256, IMAGE_BYTES};
+use decode::{DecodeOptions, Decoder256, IMAGE_BYTES};
 use shards::atomic::TMP_SUFFIX;
 use shards::{DatasetDir, Encoding, JpegError, Split};
 
@@ -153,6 +153,7 @@ fn identity(cfg: &PreprocessConfig, inputs: &Inputs) -> Result<DatasetIdentity, 
         open_shards: cfg.open_shards,
         resize_filter: cfg.filter.name().to_string(),
         jpeg_scaling: cfg.jpeg_scaling.name().to_string(),
+        max_pixels: cfg.max_pixels,
         encoding: match cfg.encoding {
             Encoding::Raw => "raw".into(),
             Encoding::Jpeg { quality } => format!("jpeg-q{quality}"),
@@ -269,6 +270,8 @@ enum Outcome {
         /// What the shard stores when it is not the pixels (a JPEG stream).
         encoded: Option<Vec<u8>>,
         color: ImageColorSums,
+        /// What the decoder warned about, when it did.
+        warning: Option<String>,
     },
     Skipped(String),
     /// Its shard is not written by this run (already complete, or another
@@ -309,7 +312,11 @@ fn worker(
     cfg: &PreprocessConfig,
     with_stats: bool,
 ) {
-    let mut dec = Decoder256::with_options(cfg.filter, cfg.jpeg_scaling);
+    let mut dec = Decoder256::with_options(DecodeOptions {
+        filter: cfg.filter,
+        jpeg_scaling: cfg.jpeg_scaling,
+        max_pixels: cfg.max_pixels,
+    });
     for m in rx.iter() {
         let outcome = if !filter.writes(m.index) {
             Outcome::NotWritten
@@ -323,7 +330,7 @@ fn worker(
                         .try_recv()
                         .unwrap_or_else(|_| vec![0u8; IMAGE_BYTES]);
                     match dec.decode_into(&bytes, &mut image) {
-                        Ok(()) => {
+                        Ok(decoded) => {
                             let color = if with_stats {
                                 ImageColorSums::of(&image)
                             } else {
@@ -335,6 +342,7 @@ fn worker(
                                     image,
                                     encoded,
                                     color,
+                                    warning: decoded.warning,
                                 },
                                 Err(e) => Outcome::Skipped(e.to_string()),
                             }
@@ -609,10 +617,14 @@ impl Writer<'_> {
                         image,
                         encoded,
                         color,
+                        warning,
                     } => {
                         let stored = encoded.as_deref().unwrap_or(&image);
-                        open_shard(&mut open, dir, id, cfg, with_stats)?
-                            .push_image(&image, stored, label, &d.name, &color)?;
+                        let shard = open_shard(&mut open, dir, id, cfg, with_stats)?;
+                        shard.push_image(&image, stored, label, &d.name, &color)?;
+                        if let Some(warning) = warning {
+                            shard.push_warning(&d.name, &warning);
+                        }
                         written += 1;
                         let _ = recycle_tx.try_send(image);
                     }

@@ -49,6 +49,11 @@ impl PipelineShard {
         Ok(())
     }
 
+    /// Records a warning about an image pushed to this shard.
+    pub(crate) fn push_warning(&mut self, name: &str, warning: &str) {
+        self.writer.push_warning(name, warning);
+    }
+
     /// Records an input that could not be used.
     pub(crate) fn push_skipped(&mut self, name: &str, reason: &str) {
         self.writer.push_skipped(name, reason);

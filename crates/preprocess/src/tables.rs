@@ -66,6 +66,8 @@ pub(crate) struct Gathered {
     pub sums: Option<ShardSums>,
     /// Skipped inputs `(member, reason)` in shard order.
     pub skipped: Vec<(String, String)>,
+    /// Images kept despite a decoder warning `(member, warning)`, in shard order.
+    pub warnings: Vec<(String, String)>,
 }
 
 /// What the shards a run finished record, kept as they finish: each shard's
@@ -110,6 +112,7 @@ pub(crate) fn gather_split(
         manifest: SplitManifest::default(),
         sums: (split == Split::Train).then(|| ShardSums::zero(IMAGE_BYTES)),
         skipped: Vec::new(),
+        warnings: Vec::new(),
     };
     let manifest = &mut gathered.manifest;
     for (id, path) in shards::list_shards(&dir)? {
@@ -128,6 +131,7 @@ pub(crate) fn gather_split(
         manifest.images += record.images;
         manifest.skipped += record.skipped.len() as u64;
         gathered.skipped.extend(record.skipped);
+        gathered.warnings.extend(record.warnings);
         if let (Some(acc), Some(st)) = (&mut gathered.sums, &record.sums) {
             acc.add(st);
         }
@@ -139,16 +143,17 @@ pub(crate) fn gather_split(
     Ok(gathered)
 }
 
-/// Writes a whole split's tables from what its shards hold: `skipped.tsv`
-/// and, for train, `stats.h5` (returned; `None` when the split holds no
-/// image).
+/// Writes a whole split's tables from what its shards hold: `skipped.tsv`,
+/// `warnings.tsv` and, for train, `stats.h5` (returned; `None` when the
+/// split holds no image).
 pub(crate) fn write_split_tables(
     out: &Path,
     split: Split,
     gathered: &Gathered,
 ) -> Result<Option<Stats>, PreprocessError> {
     let data = DatasetDir::new(out);
-    write_skipped(&data.skipped(split), &gathered.skipped)?;
+    write_members(&data.skipped(split), &gathered.skipped)?;
+    write_members(&data.warnings(split), &gathered.warnings)?;
     let Some(st) = gathered.sums.as_ref().and_then(finish_stats) else {
         return Ok(None);
     };
@@ -156,10 +161,10 @@ pub(crate) fn write_split_tables(
     Ok(Some(st))
 }
 
-/// Writes `OUT/<split>/skipped.tsv` (`member<TAB>reason` lines).
-fn write_skipped(path: &Path, skipped: &[(String, String)]) -> Result<(), PreprocessError> {
+/// Writes `member<TAB>text` lines (`skipped.tsv`, `warnings.tsv`).
+fn write_members(path: &Path, members: &[(String, String)]) -> Result<(), PreprocessError> {
     let mut text = String::new();
-    for (name, reason) in skipped {
+    for (name, reason) in members {
         let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
         text.push_str(&format!("{}\t{}\n", clean(name), clean(reason)));
     }

@@ -12,6 +12,7 @@ const STATS_FILE: &str = "stats.h5";
 const MANIFEST_FILE: &str = "manifest.json";
 const DATASET_ID_FILE: &str = "dataset.json";
 const SKIPPED_FILE: &str = "skipped.tsv";
+const WARNINGS_FILE: &str = "warnings.tsv";
 const PARTS_DIR: &str = "parts";
 
 /// A dataset split.
@@ -69,6 +70,7 @@ impl std::fmt::Display for Split {
 ///   manifest.json           shards and counts of the whole    (manifest)
 ///   train/shard-00000.h5    shards; names from shard_file_name (split, train)
 ///   train/skipped.tsv       member<TAB>reason of every input that was not usable (skipped)
+///   train/warnings.tsv      member<TAB>warning of images kept despite one  (warnings)
 ///   val/...
 ///   parts/                  only when converted in parts       (parts, part_file)
 ///     part-00001-of-00003.started   part 1 of 3 has begun
@@ -131,6 +133,11 @@ impl DatasetDir {
     /// `OUT/<split>/skipped.tsv`.
     pub fn skipped(&self, split: Split) -> PathBuf {
         self.split(split).join(SKIPPED_FILE)
+    }
+
+    /// `OUT/<split>/warnings.tsv`: images kept although their decoder warned.
+    pub fn warnings(&self, split: Split) -> PathBuf {
+        self.split(split).join(WARNINGS_FILE)
     }
 
     /// `OUT/parts`: the records of a dataset converted in parts.
@@ -254,6 +261,7 @@ mod tests {
             d.skipped(Split::Train),
             PathBuf::from("/o/train/skipped.tsv")
         );
+        assert_eq!(d.warnings(Split::Val), PathBuf::from("/o/val/warnings.tsv"));
         assert_eq!(d.parts(), PathBuf::from("/o/parts"));
         assert_eq!(Split::ALL.map(|s| s.to_string()), ["train", "val"]);
         assert_eq!("val".parse(), Ok(Split::Val));

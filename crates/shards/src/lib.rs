@@ -25,6 +25,7 @@
 //! | `labels` | `i64` | `[n]` | class index |
 //! | `names` | UTF-8 | `[n]` | source member name |
 //! | `skipped_names`, `skipped_reasons` | UTF-8 | `[m]` | inputs of this shard that could not be decoded |
+//! | `warning_names`, `warning_texts` | UTF-8 | `[w]` | only when `w > 0`: images kept although their decoder warned |
 //! | `stats_pixel_sum` | `u32` | `[H, W, 3]` | train only: per-pixel sums ([`ShardSums`]; `u64` past 16,843,009 images) |
 //! | `stats_rgb_sum` | `u64` | `[3]` | train only |
 //! | `stats_rgb_outer_sum` | `u64` | `[3, 3]` | train only |

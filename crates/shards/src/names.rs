@@ -18,6 +18,11 @@ pub const NAMES: &str = "names";
 pub const SKIPPED_NAMES: &str = "skipped_names";
 /// Shard: why, one per [`SKIPPED_NAMES`] entry.
 pub const SKIPPED_REASONS: &str = "skipped_reasons";
+/// Shard, only when there are any: images kept although the decoder warned
+/// about them, UTF-8 `[w]`.
+pub const WARNING_NAMES: &str = "warning_names";
+/// Shard: the warning, one per [`WARNING_NAMES`] entry.
+pub const WARNING_TEXTS: &str = "warning_texts";
 /// Train shard: per-pixel sum, `u32 [H, W, 3]` (`u64` past 16,843,009 images).
 pub const STATS_PIXEL_SUM: &str = "stats_pixel_sum";
 /// Train shard: sum of R, G, B, `u64 [3]`.

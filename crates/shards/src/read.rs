@@ -502,11 +502,14 @@ pub struct ShardRecord {
     pub images: u64,
     /// Inputs that could not be used: (member name, reason).
     pub skipped: Vec<(String, String)>,
+    /// Images kept although their decoder warned: (member name, warning).
+    pub warnings: Vec<(String, String)>,
     /// The statistics sums (train shards only).
     pub sums: Option<ShardSums>,
 }
 
-/// Reads a finished shard's image count, skipped inputs and statistics sums.
+/// Reads a finished shard's image count, skipped inputs, warnings and
+/// statistics sums.
 pub fn read_shard_record(path: &Path) -> Result<ShardRecord, ShardError> {
     let herr = |what: &str| {
         let what = what.to_string();
@@ -529,6 +532,14 @@ pub fn read_shard_record(path: &Path) -> Result<ShardRecord, ShardError> {
         .into_iter()
         .zip(strings(SKIPPED_REASONS)?)
         .collect();
+    let warnings = if f.link_exists(WARNING_NAMES) {
+        strings(WARNING_NAMES)?
+            .into_iter()
+            .zip(strings(WARNING_TEXTS)?)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let sums = if f.link_exists(STATS_PIXEL_SUM) {
         let u64s = |name: &str| -> Result<Vec<u64>, ShardError> {
             f.dataset(name)
@@ -561,6 +572,7 @@ pub fn read_shard_record(path: &Path) -> Result<ShardRecord, ShardError> {
         path: path.to_path_buf(),
         images,
         skipped,
+        warnings,
         sums,
     })
 }

@@ -37,6 +37,7 @@ pub struct ShardWriter {
     labels: Vec<i64>,
     names: Vec<VarLenUnicode>,
     skipped: Vec<(String, String)>,
+    warnings: Vec<(String, String)>,
 }
 
 enum Store {
@@ -115,6 +116,7 @@ impl ShardWriter {
             labels: Vec::new(),
             names: Vec::new(),
             skipped: Vec::new(),
+            warnings: Vec::new(),
         })
     }
 
@@ -176,6 +178,12 @@ impl ShardWriter {
         self.skipped.push((name.to_owned(), reason.to_owned()));
     }
 
+    /// Records a warning about an image written to this shard (kept
+    /// although its decoder warned about it).
+    pub fn push_warning(&mut self, name: &str, warning: &str) {
+        self.warnings.push((name.to_owned(), warning.to_owned()));
+    }
+
     /// Writes the index, labels, names, skipped records and (train shards)
     /// the statistics sums, closes the file and renames it to its final name.
     /// Returns what the finished shard records, as
@@ -223,6 +231,26 @@ impl ShardWriter {
                 .create(name)
                 .map_err(herr(name))?;
         }
+        // Only when there are any: a shard without warnings is as before.
+        let warnings = std::mem::take(&mut self.warnings);
+        if !warnings.is_empty() {
+            for (name, values) in [
+                (
+                    WARNING_NAMES,
+                    warnings.iter().map(|(m, _)| vlu(m)).collect(),
+                ),
+                (
+                    WARNING_TEXTS,
+                    warnings.iter().map(|(_, w)| vlu(w)).collect(),
+                ),
+            ] {
+                let values: Vec<VarLenUnicode> = values;
+                f.new_dataset_builder()
+                    .with_data(&Array1::from(values))
+                    .create(name)
+                    .map_err(herr(name))?;
+            }
+        }
         if let Some(sums) = &sums {
             if sums.pixel_sum.len() != side * side * 3 {
                 return Err(ShardError::format(
@@ -254,6 +282,7 @@ impl ShardWriter {
             path: final_path,
             images: n as u64,
             skipped,
+            warnings,
             sums,
         })
     }
