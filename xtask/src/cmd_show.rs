@@ -59,8 +59,8 @@ pub struct DataArgs {
     #[arg(long)]
     pub thumb: Option<usize>,
     /// Tower placement: `cpu`, `cuda:0`, or `cuda:0,cuda:1`.
-    #[arg(long, default_value = "cpu")]
-    pub devices: String,
+    #[arg(long, default_value_t = trainer::Devices::default())]
+    pub devices: trainer::Devices,
 }
 
 #[derive(Args, Debug)]
@@ -202,7 +202,7 @@ fn run_neighbours(a: NeighboursArgs) -> anyhow::Result<()> {
             k: a.neighbours,
             thumb: a.data.thumb.unwrap_or(defaults.thumb),
             batch_size: a.batch_size,
-            threads: a.threads.unwrap_or_else(crate::cmd_train::default_threads),
+            threads: a.threads.unwrap_or_else(trainer::default_threads),
         },
         &mut |done, total| {
             let bar = bar.get_or_insert_with(|| {

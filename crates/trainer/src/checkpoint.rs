@@ -131,18 +131,24 @@ impl Checkpoint {
     /// variables, e.g. from `AlexNet::new`).
     pub fn load_params(&self, varmap: &mut VarMap) -> Result<()> {
         let p = self.params_path();
-        varmap.load(&p).map_err(|e| TrainerError::Checkpoint {
-            path: p,
-            reason: format!("loading parameters: {e}"),
-        })
+        varmap
+            .load(&p)
+            .map_err(|source| TrainerError::CheckpointTensors {
+                path: p,
+                action: "loading parameters",
+                source,
+            })
     }
 
     /// Loads the momentum buffers (on the CPU; the optimizer moves them).
     pub fn load_momentum(&self) -> Result<HashMap<String, Tensor>> {
         let p = self.momentum_path();
-        candle_core::safetensors::load(&p, &Device::Cpu).map_err(|e| TrainerError::Checkpoint {
-            path: p,
-            reason: format!("reading momentum buffers: {e}"),
+        candle_core::safetensors::load(&p, &Device::Cpu).map_err(|source| {
+            TrainerError::CheckpointTensors {
+                path: p,
+                action: "reading momentum buffers",
+                source,
+            }
         })
     }
 
@@ -244,15 +250,17 @@ pub fn save(
     let params_path = tmp.join(PARAMS_FILE);
     params
         .save(&params_path)
-        .map_err(|e| TrainerError::Checkpoint {
+        .map_err(|source| TrainerError::CheckpointTensors {
             path: params_path.clone(),
-            reason: format!("writing parameters: {e}"),
+            action: "writing parameters",
+            source,
         })?;
     let momentum_path = tmp.join(MOMENTUM_FILE);
-    candle_core::safetensors::save(momentum, &momentum_path).map_err(|e| {
-        TrainerError::Checkpoint {
+    candle_core::safetensors::save(momentum, &momentum_path).map_err(|source| {
+        TrainerError::CheckpointTensors {
             path: momentum_path.clone(),
-            reason: format!("writing momentum buffers: {e}"),
+            action: "writing momentum buffers",
+            source,
         }
     })?;
     for p in [&params_path, &momentum_path] {

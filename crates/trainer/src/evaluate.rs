@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use candle_core::Device;
 use candle_nn::VarMap;
 use loader::{Dataset, Loader, LoaderConfig, Mode, Stats};
-use model::{AlexNet, ForwardMode, Placement};
+use model::{AlexNet, ForwardMode};
 
 use crate::checkpoint::Checkpoint;
-use crate::error::{Result, TrainerError};
+use crate::devices::Devices;
+use crate::error::Result;
 use crate::per_class::PerClass;
 use crate::topk::TopKCounter;
 use crate::views::average_view_probabilities;
@@ -54,11 +55,8 @@ pub fn evaluate(
     let mut done = 0;
     let mut counter = TopKCounter::default();
     let mut per_class = PerClass::new(num_classes);
-    for batch in loader
-        .epoch(0)
-        .map_err(|e| TrainerError::Data(e.to_string()))?
-    {
-        let batch = batch.map_err(|e| TrainerError::Data(e.to_string()))?;
+    for batch in loader.epoch(0)? {
+        let batch = batch?;
         let (mut images, mut labels) = batch.to_tensors(&device)?;
         let mut n = batch.len();
         drop(batch);
@@ -107,8 +105,8 @@ pub fn evaluate(
 }
 
 /// Rebuilds the network of `ck` on `devices` and loads its parameters.
-pub fn load_network(ck: &Checkpoint, devices: &str) -> Result<AlexNet> {
-    let placement = Placement::parse(devices)?;
+pub fn load_network(ck: &Checkpoint, devices: &Devices) -> Result<AlexNet> {
+    let placement = devices.placement()?;
     let cfg = ck.state.architecture.to_config(ck.state.num_classes);
     let mut varmap = VarMap::new();
     let init = ck.state.init.parse().unwrap_or_default();
@@ -126,7 +124,7 @@ pub struct CheckpointEvalConfig {
     /// recorded in the checkpoint.
     pub data_dir: Option<PathBuf>,
     /// Tower placement.
-    pub devices: String,
+    pub devices: Devices,
     /// Images per batch (10-crop batches hold 10 rows per image).
     pub batch_size: usize,
     /// Loader threads.
@@ -177,9 +175,9 @@ pub fn evaluate_checkpoint(
     } else {
         ck.stats_path()
     };
-    let stats = Stats::open(&stats_path).map_err(|e| TrainerError::Data(e.to_string()))?;
+    let stats = Stats::open(&stats_path)?;
     let mut run = |mode: Mode, label: &str| -> Result<EvalResult> {
-        let dataset = Dataset::open(&val_dir).map_err(|e| TrainerError::Data(e.to_string()))?;
+        let dataset = Dataset::open(&val_dir)?;
         let batch_size = if mode == Mode::TenCrop {
             (cfg.batch_size / 10).max(1)
         } else {
@@ -195,8 +193,7 @@ pub fn evaluate_checkpoint(
                 crop: ck.state.architecture.input_size,
                 ..LoaderConfig::eval()
             },
-        )
-        .map_err(|e| TrainerError::Data(e.to_string()))?;
+        )?;
         let total = loader.batches_per_epoch();
         evaluate(&net, &loader, &EvalOptions::default(), &mut |done| {
             progress(EvalProgress {

@@ -31,16 +31,13 @@ pub mod arch;
 pub mod atomic;
 pub mod checkpoint;
 pub mod config;
+mod devices;
 pub mod distributed;
 pub mod error;
 pub mod evaluate;
 pub mod events;
 pub mod figures;
 pub mod metrics;
-#[cfg(feature = "mpi")]
-pub mod mpi;
-#[cfg(feature = "nccl")]
-pub mod nccl;
 pub mod per_class;
 pub mod plot;
 pub mod predict;
@@ -51,8 +48,15 @@ pub mod views;
 
 pub use arch::Architecture;
 pub use checkpoint::{Checkpoint, CheckpointState};
-pub use config::{CheckpointEvery, RunSettings, ScheduleKind, TrainConfig};
-pub use distributed::{BatchShare, Collective, GradientReducer, SingleProcess};
+pub use config::{
+    default_threads, CheckpointEvery, RunOptions, RunSettings, ScheduleKind, TrainConfig,
+    DEFAULT_COLLECTIVE_TIMEOUT, DEFAULT_EPOCHS, DEFAULT_EVAL_BATCH, DEFAULT_PREFETCH,
+};
+pub use devices::Devices;
+pub use distributed::{
+    job_collective, BatchShare, Collective, GradientReducer, GradientSums, LaunchMismatch,
+    SingleProcess,
+};
 pub use error::{Result, TrainerError};
 pub use evaluate::{
     evaluate, evaluate_checkpoint, CheckpointEval, CheckpointEvalConfig, EvalOptions, EvalProgress,

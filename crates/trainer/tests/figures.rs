@@ -73,7 +73,7 @@ fn figures_of_a_tiny_checkpoint() {
     assert!(fig.summary().contains("tower A") && fig.summary().contains("tower B"));
 
     // Figure 4 (left): top-5 bars, the true class's in red.
-    let src = FigureSource::open(&run, Some(&data), "cpu").unwrap();
+    let src = FigureSource::open(&run, Some(&data), &trainer::Devices::default()).unwrap();
     let out = tmp.path().join("predictions.png");
     let picked = [0u64, 5, 7];
     let opts = PredictionsOptions {

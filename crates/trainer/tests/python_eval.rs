@@ -70,7 +70,7 @@ fn read_npy(path: &Path) -> (Vec<f64>, usize, usize) {
 /// Logits of the centre crops of the validation split, in stored order.
 fn rust_logits(run: &Path, data: &Path) -> Vec<f32> {
     let ck = Checkpoint::open(run).unwrap();
-    let net = load_network(&ck, "cpu").unwrap();
+    let net = load_network(&ck, &trainer::Devices::default()).unwrap();
     let loader = Loader::new(
         Dataset::open(&data.join("val")).unwrap(),
         Stats::open(&data.join("stats.h5")).unwrap(),

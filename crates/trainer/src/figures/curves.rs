@@ -48,7 +48,7 @@ const COLOURS: [RGBColor; 6] = [
 /// paper's solid ReLU and dashed tanh).
 pub fn draw_error_curves(out: &Path, runs: &[RunCurve], threshold: Option<f64>) -> Result<()> {
     if runs.is_empty() {
-        return Err(TrainerError::Config("no runs to plot".into()));
+        return Err(TrainerError::NoRuns);
     }
     register_font();
     let tmp = out.with_extension(format!("tmp-{}.png", std::process::id()));

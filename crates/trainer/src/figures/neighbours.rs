@@ -14,7 +14,7 @@ use loader::{Loader, LoaderConfig};
 
 use super::canvas::{Canvas, RgbImage};
 use super::{ellipsize, read_image, FigureSource};
-use crate::error::{Result, TrainerError};
+use crate::error::Result;
 
 /// The `k` smallest `(distance, index)` pairs seen so far, ascending (ties
 /// keep the smaller index first).
@@ -154,10 +154,6 @@ pub struct NeighboursFigure {
     pub train_images: usize,
 }
 
-fn data_err(e: loader::LoaderError) -> TrainerError {
-    TrainerError::Data(e.to_string())
-}
-
 /// Finds, for validation images `queries`, the `opts.k` nearest training
 /// images in fc7 activations, and draws them to `out` (PNG): one row per
 /// query, the query on the left; under each neighbour its distance and
@@ -258,13 +254,12 @@ pub fn nearest_training_images(
             crop: src.input_size(),
             ..LoaderConfig::eval()
         },
-    )
-    .map_err(data_err)?;
+    )?;
     let total = loader.batches_per_epoch();
     let mut done = 0;
     let device = src.net.output_device().clone();
-    for batch in loader.epoch(0).map_err(data_err)? {
-        let batch = batch.map_err(data_err)?;
+    for batch in loader.epoch(0)? {
+        let batch = batch?;
         let (images, _) = batch.to_tensors(&device)?;
         let indices = batch.indices().to_vec();
         drop(batch);
