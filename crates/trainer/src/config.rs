@@ -399,26 +399,20 @@ pub struct RunSettings {
 }
 
 impl RunSettings {
-    /// Every setting of `cfg`, as if given.
+    /// The settings of `cfg` that a run resumed with it takes from it (as
+    /// if given on the command line): the network, initialisation, seed,
+    /// batch and SGD constants. The schedule and its state come from the
+    /// checkpoint.
     fn of(cfg: &TrainConfig) -> Self {
-        let s = &cfg.schedule;
-        let (schedule, patience, step_epochs) = match s.rule {
-            ScheduleRule::Plateau { patience, .. } => (ScheduleKind::Plateau, Some(patience), None),
-            ScheduleRule::Step { step_epochs } => (ScheduleKind::Step, None, Some(step_epochs)),
-        };
         Self {
             model: Some(cfg.architecture.name.clone()),
             activation: Some(cfg.architecture.activation),
             init: Some(cfg.init),
             batch_size: Some(cfg.batch_size),
-            lr: Some(s.lr / s.factor.powi(s.reductions as i32)),
             momentum: Some(cfg.momentum),
             weight_decay: Some(cfg.weight_decay),
-            schedule: Some(schedule),
-            patience,
-            step_epochs,
-            max_reductions: Some(s.max_reductions),
             seed: Some(cfg.seed),
+            ..Self::default()
         }
     }
 

@@ -204,7 +204,11 @@ fn resume_accepts_repeated_settings_and_names_changed_ones() {
     assert_eq!(plain.schedule.lr, 0.02);
     assert_eq!(plain.seed, 9);
     // No --data: the dataset the run trained on.
-    let from_run = TrainConfig::for_run(&no_data).unwrap();
+    let from_run = TrainConfig::for_run(&RunOptions {
+        data: None,
+        ..resume(&RunSettings::default())
+    })
+    .unwrap();
     assert_eq!(from_run.data_dir, std::fs::canonicalize(&data).unwrap());
 
     let changed = RunSettings {
