@@ -93,8 +93,12 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
         if command -v mungekey >/dev/null; then mungekey --create; else create-munge-key; fi
     }
     chown munge:munge /run/munge 2>/dev/null || true
-    # --force: as root it would otherwise refuse over the log file's owner.
-    /usr/sbin/munged --force
+    # --force: as root it would otherwise refuse over the log file's owner
+    # (its warning about that is kept in $STATE/munged.err).
+    /usr/sbin/munged --force 2>"$STATE/munged.err" || {
+        cat "$STATE/munged.err" >&2
+        die "munged did not start"
+    }
     for _ in $(seq 50); do
         [[ -s /run/munge/munged.pid ]] && break
         sleep 0.1
