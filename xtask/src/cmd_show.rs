@@ -193,7 +193,7 @@ fn run_neighbours(a: NeighboursArgs) -> anyhow::Result<()> {
     let val_len = src.split("val")?.len();
     let picked = figures::pick_images(val_len, a.data.count, a.data.seed);
     let defaults = neighbours::NeighboursOptions::default();
-    let mut bar: Option<indicatif::ProgressBar> = None;
+    let bars = crate::train_progress::EvalBars::new(!a.quiet);
     let fig = neighbours::draw_neighbours(
         &src,
         &picked,
@@ -204,18 +204,9 @@ fn run_neighbours(a: NeighboursArgs) -> anyhow::Result<()> {
             batch_size: a.batch_size,
             threads: a.threads.unwrap_or_else(trainer::default_threads),
         },
-        &mut |done, total| {
-            let bar = bar.get_or_insert_with(|| {
-                let b = crate::train_progress::progress_bar(!a.quiet, total as u64);
-                b.set_prefix("fc7 features");
-                b
-            });
-            bar.set_position(done as u64);
-        },
+        &bars,
     )?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    drop(bars);
     let mut same = 0;
     let mut shown = 0;
     for row in &fig.rows {

@@ -372,8 +372,8 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         threads: args.threads.unwrap_or_else(trainer::default_threads),
         ten_crop: args.ten_crop,
     };
-    let mut bars = EvalBars::new(!args.quiet);
-    let result = trainer::evaluate_checkpoint(&eval, &mut |p| bars.update(p))?;
+    let bars = EvalBars::new(!args.quiet);
+    let result = trainer::evaluate_checkpoint(&eval, &bars)?;
     drop(bars);
     print_eval(&result);
     if let Some(path) = &args.per_class {
@@ -528,7 +528,7 @@ pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
 
     // 4. Evaluate the final checkpoint, centre crop and 10-crop.
     println!("[4/4] evaluating the final checkpoint");
-    let mut bars = EvalBars::new(true);
+    let bars = EvalBars::new(true);
     let result = trainer::evaluate_checkpoint(
         &CheckpointEvalConfig {
             checkpoint: run_dir.clone(),
@@ -538,7 +538,7 @@ pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
             threads,
             ten_crop: true,
         },
-        &mut |p| bars.update(p),
+        &bars,
     )?;
     drop(bars);
     print_eval(&result);

@@ -1,10 +1,11 @@
 //! Renders the trainer's events: progress bars on stderr, a line per epoch
 //! on stdout.
 
+use std::cell::RefCell;
 use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use trainer::{CheckpointReason, EvalProgress, LrDecision, TrainEvent, TrainSink};
+use trainer::{CheckpointReason, LrDecision, TrainEvent, TrainSink};
 
 /// A progress bar in the project's style (hidden when `visible` is false).
 pub fn progress_bar(visible: bool, len: u64) -> ProgressBar {
@@ -139,7 +140,7 @@ impl TrainSink for TrainPrinter {
                 bar.set_prefix(format!("val {epoch}"));
                 self.replace_bar(Some(bar));
             }
-            TrainEvent::ValidationBatch { done } => {
+            TrainEvent::EvalBatch { done, .. } => {
                 self.with_bar(|bar| bar.set_position(*done as u64))
             }
             TrainEvent::EpochFinished {
@@ -193,7 +194,7 @@ impl TrainSink for TrainPrinter {
 /// Draws [`EvalProgress`] as one bar per pass.
 pub struct EvalBars {
     visible: bool,
-    current: Option<(String, ProgressBar)>,
+    current: RefCell<Option<(String, ProgressBar)>>,
 }
 
 impl EvalBars {
@@ -201,29 +202,35 @@ impl EvalBars {
     pub fn new(visible: bool) -> Self {
         Self {
             visible,
-            current: None,
+            current: RefCell::new(None),
         }
     }
+}
 
-    /// Shows one progress report.
-    pub fn update(&mut self, p: EvalProgress<'_>) {
-        if self.current.as_ref().is_none_or(|(pass, _)| pass != p.pass) {
-            if let Some((_, old)) = self.current.take() {
+impl TrainSink for EvalBars {
+    /// Shows the progress of each pass on its own bar.
+    fn event(&self, event: &TrainEvent<'_>) {
+        let TrainEvent::EvalBatch { pass, done, total } = event else {
+            return;
+        };
+        let mut current = self.current.borrow_mut();
+        if current.as_ref().is_none_or(|(p, _)| p != pass) {
+            if let Some((_, old)) = current.take() {
                 old.finish_and_clear();
             }
-            let bar = progress_bar(self.visible, p.total as u64);
-            bar.set_prefix(p.pass.to_string());
-            self.current = Some((p.pass.to_string(), bar));
+            let bar = progress_bar(self.visible, *total as u64);
+            bar.set_prefix(pass.to_string());
+            *current = Some((pass.to_string(), bar));
         }
-        if let Some((_, bar)) = &self.current {
-            bar.set_position(p.done as u64);
+        if let Some((_, bar)) = current.as_ref() {
+            bar.set_position(*done as u64);
         }
     }
 }
 
 impl Drop for EvalBars {
     fn drop(&mut self) {
-        if let Some((_, bar)) = self.current.take() {
+        if let Some((_, bar)) = self.current.get_mut().take() {
             bar.finish_and_clear();
         }
     }

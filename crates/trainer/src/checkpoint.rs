@@ -136,7 +136,7 @@ impl Checkpoint {
             .map_err(|source| TrainerError::CheckpointTensors {
                 path: p,
                 action: "loading parameters",
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -147,7 +147,7 @@ impl Checkpoint {
             TrainerError::CheckpointTensors {
                 path: p,
                 action: "reading momentum buffers",
-                source,
+                source: Box::new(source),
             }
         })
     }
@@ -253,14 +253,14 @@ pub fn save(
         .map_err(|source| TrainerError::CheckpointTensors {
             path: params_path.clone(),
             action: "writing parameters",
-            source,
+            source: Box::new(source),
         })?;
     let momentum_path = tmp.join(MOMENTUM_FILE);
     candle_core::safetensors::save(momentum, &momentum_path).map_err(|source| {
         TrainerError::CheckpointTensors {
             path: momentum_path.clone(),
             action: "writing momentum buffers",
-            source,
+            source: Box::new(source),
         }
     })?;
     for p in [&params_path, &momentum_path] {

@@ -63,7 +63,7 @@ pub enum TrainerError {
         /// What was being done (`loading parameters`, ...).
         action: &'static str,
         /// The underlying error.
-        source: candle_core::Error,
+        source: Box<candle_core::Error>,
     },
     /// A checkpoint names an initialisation this build does not know.
     #[error("checkpoint {path}: {source}")]
@@ -82,7 +82,7 @@ pub enum TrainerError {
         /// The image file.
         path: PathBuf,
         /// The underlying error.
-        source: preprocess::DecodeError,
+        source: Box<preprocess::DecodeError>,
     },
     /// A class table does not have the classes a checkpoint was trained on.
     #[error("{path} lists {listed} classes, the checkpoint was trained on {trained}")]

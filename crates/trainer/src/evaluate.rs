@@ -11,18 +11,31 @@ use model::{AlexNet, ForwardMode};
 use crate::checkpoint::Checkpoint;
 use crate::devices::Devices;
 use crate::error::Result;
+use crate::events::{TrainEvent, TrainSink};
 use crate::per_class::PerClass;
 use crate::topk::TopKCounter;
 use crate::views::average_view_probabilities;
 
 /// Options of [`evaluate`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct EvalOptions {
     /// Count only the first this many images the loader delivers (a rank
     /// of a data-parallel job: the loader pads the ranks' shares by
     /// wrapping around, and padded images must not count twice). `None`:
     /// all.
     pub max_images: Option<usize>,
+    /// The pass's name in its [`TrainEvent::EvalBatch`] events.
+    pub pass: &'static str,
+}
+
+impl Default for EvalOptions {
+    /// All images, pass `evaluation`.
+    fn default() -> Self {
+        Self {
+            max_images: None,
+            pass: "evaluation",
+        }
+    }
 }
 
 /// What [`evaluate`] counted.
@@ -46,8 +59,16 @@ pub fn evaluate(
     net: &AlexNet,
     loader: &Loader,
     opts: &EvalOptions,
-    on_batch: &mut dyn FnMut(usize),
+    sink: &dyn TrainSink,
 ) -> Result<EvalResult> {
+    let total = loader.batches_per_epoch();
+    let on_batch = |done| {
+        sink.event(&TrainEvent::EvalBatch {
+            pass: opts.pass,
+            done,
+            total,
+        })
+    };
     let views = loader.config().mode.views();
     let num_classes = net.config().num_classes;
     let device = net.output_device().clone();
@@ -133,18 +154,6 @@ pub struct CheckpointEvalConfig {
     pub ten_crop: bool,
 }
 
-/// Progress of [`evaluate_checkpoint`]: a pass (`centre crop`, `10-crop`)
-/// with its batches done and in all.
-#[derive(Clone, Copy, Debug)]
-pub struct EvalProgress<'a> {
-    /// Which pass.
-    pub pass: &'a str,
-    /// Batches done.
-    pub done: usize,
-    /// Batches in the pass.
-    pub total: usize,
-}
-
 /// Centre-crop (and optionally 10-crop) results of a checkpoint.
 #[derive(Clone, Debug)]
 pub struct CheckpointEval {
@@ -157,10 +166,10 @@ pub struct CheckpointEval {
 }
 
 /// Evaluates a checkpoint on the validation shards of its dataset,
-/// telling `progress` after each batch.
+/// telling `sink` after each batch ([`TrainEvent::EvalBatch`]).
 pub fn evaluate_checkpoint(
     cfg: &CheckpointEvalConfig,
-    progress: &mut dyn FnMut(EvalProgress<'_>),
+    sink: &dyn TrainSink,
 ) -> Result<CheckpointEval> {
     let ck = Checkpoint::open(&cfg.checkpoint)?;
     let data_dir = cfg
@@ -176,7 +185,7 @@ pub fn evaluate_checkpoint(
         ck.stats_path()
     };
     let stats = Stats::open(&stats_path)?;
-    let mut run = |mode: Mode, label: &str| -> Result<EvalResult> {
+    let run = |mode: Mode, pass: &'static str| -> Result<EvalResult> {
         let dataset = Dataset::open(&val_dir)?;
         let batch_size = if mode == Mode::TenCrop {
             (cfg.batch_size / 10).max(1)
@@ -194,14 +203,11 @@ pub fn evaluate_checkpoint(
                 ..LoaderConfig::eval()
             },
         )?;
-        let total = loader.batches_per_epoch();
-        evaluate(&net, &loader, &EvalOptions::default(), &mut |done| {
-            progress(EvalProgress {
-                pass: label,
-                done,
-                total,
-            })
-        })
+        let opts = EvalOptions {
+            pass,
+            ..EvalOptions::default()
+        };
+        evaluate(&net, &loader, &opts, sink)
     };
     let centre = run(Mode::CenterCrop, "centre crop")?;
     let ten_crop = if cfg.ten_crop {

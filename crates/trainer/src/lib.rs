@@ -59,8 +59,7 @@ pub use distributed::{
 };
 pub use error::{Result, TrainerError};
 pub use evaluate::{
-    evaluate, evaluate_checkpoint, CheckpointEval, CheckpointEvalConfig, EvalOptions, EvalProgress,
-    EvalResult,
+    evaluate, evaluate_checkpoint, CheckpointEval, CheckpointEvalConfig, EvalOptions, EvalResult,
 };
 pub use events::{CheckpointReason, NoEvents, RunSummary, StepReport, TrainEvent, TrainSink};
 pub use metrics::{EpochMetrics, MetricsFiles};

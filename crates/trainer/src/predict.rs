@@ -77,7 +77,7 @@ impl Predictor {
         let bytes = std::fs::read(path).map_err(io_err(path))?;
         let rgb = preprocess::decode_to_256(&bytes).map_err(|source| TrainerError::Decode {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
         self.predict_rgb(&rgb, k)
     }

@@ -506,14 +506,14 @@ impl<'c> Trainer<'c> {
             epoch,
             batches: self.val_loader.batches_per_epoch(),
         });
-        let mut on_batch = |done: usize| sink.event(&TrainEvent::ValidationBatch { done });
         let mine = evaluate(
             &self.net,
             &self.val_loader,
             &EvalOptions {
                 max_images: Some(self.val_images_mine),
+                pass: "validation",
             },
-            &mut on_batch,
+            sink,
         )?;
         self.sum_counter(&mine.counter, stop.load(Ordering::SeqCst))
     }
@@ -728,7 +728,7 @@ fn initial_state(
                 .map_err(|source| TrainerError::CheckpointTensors {
                     path: ck.momentum_path(),
                     action: "loading momentum buffers",
-                    source,
+                    source: Box::new(source),
                 })?;
             let mut s = ck.state.clone();
             s.epochs = cfg.epochs;

@@ -119,7 +119,14 @@ fn figures_of_a_tiny_checkpoint() {
         batch_size: 7,
         ..NeighboursOptions::default()
     };
-    let fig = draw_neighbours(&src, &[PLANTED_VAL as u64, 1], &out, &opts, &mut |_, _| {}).unwrap();
+    let fig = draw_neighbours(
+        &src,
+        &[PLANTED_VAL as u64, 1],
+        &out,
+        &opts,
+        &trainer::NoEvents,
+    )
+    .unwrap();
     let png = read_png(&out).unwrap();
     assert_eq!(
         (png.width, png.height),
@@ -163,7 +170,7 @@ fn figures_of_a_tiny_checkpoint() {
     assert_eq!((png.width as u32, png.height as u32), curves::SIZE);
 
     // Per-class counts add up to the headline counts.
-    let eval = evaluate_checkpoint(&common::eval_config(&run, &data), &mut |_| {}).unwrap();
+    let eval = evaluate_checkpoint(&common::eval_config(&run, &data), &trainer::NoEvents).unwrap();
     let c = &eval.centre;
     let sum = |f: fn(&trainer::ClassCounts) -> u64| c.per_class.counts.iter().map(f).sum::<u64>();
     assert_eq!(sum(|k| k.images), c.counter.images);

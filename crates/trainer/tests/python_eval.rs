@@ -120,7 +120,8 @@ fn numpy_forward_of_the_script_matches_the_rust_evaluation() {
         cfg.architecture.activation = activation;
         train(&cfg, &AtomicBool::new(false)).unwrap();
 
-        let eval = evaluate_checkpoint(&common::eval_config(&run, &data), &mut |_| {}).unwrap();
+        let eval =
+            evaluate_checkpoint(&common::eval_config(&run, &data), &trainer::NoEvents).unwrap();
         let c = eval.centre.counter;
 
         let logits_path = tmp.path().join(format!("logits-{activation}.npy"));

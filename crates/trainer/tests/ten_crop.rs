@@ -295,7 +295,7 @@ fn ten_crop_top1_loss_and_per_class_match_a_hand_computation() {
         &net,
         &loader(&dir, Mode::TenCrop, 3),
         &EvalOptions::default(),
-        &mut |_| {},
+        &trainer::NoEvents,
     )
     .unwrap();
     assert_eq!(got.views, 10);
@@ -327,7 +327,7 @@ fn ten_crop_top1_loss_and_per_class_match_a_hand_computation() {
         &net,
         &loader(&dir, Mode::CenterCrop, 3),
         &EvalOptions::default(),
-        &mut |_| {},
+        &trainer::NoEvents,
     )
     .unwrap();
     assert_eq!(got.views, 1);

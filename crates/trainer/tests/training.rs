@@ -117,7 +117,7 @@ fn tiny_run_learns_and_resume_matches_an_uninterrupted_run() {
             ten_crop: true,
             ..common::eval_config(&full_dir, &data)
         },
-        &mut |_| {},
+        &trainer::NoEvents,
     )
     .unwrap();
     assert_eq!(eval.centre.counter.top1_error(), last.val_top1_error);

@@ -70,7 +70,7 @@ pub struct NcclCollective {
 
 impl NcclCollective {
     /// Joins one communicator per CUDA device in `devices` (this rank's
-    /// tower devices, e.g. from [`crate::distributed::local_devices`]).
+    /// tower devices, e.g. from [`crate::Devices::for_local_rank`]).
     /// `always`: run the sums even in a job of one rank.
     pub fn new(
         host: Box<dyn Collective>,

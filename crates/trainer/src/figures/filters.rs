@@ -166,7 +166,7 @@ pub fn conv1_kernels(ck: &Checkpoint) -> Result<(Vec<Vec<f32>>, usize, usize)> {
         .map_err(|source| TrainerError::CheckpointTensors {
             path: path.clone(),
             action: "reading parameters",
-            source,
+            source: Box::new(source),
         })?;
     let towers = if ck.state.architecture.single_tower {
         1
