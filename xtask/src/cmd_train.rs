@@ -225,7 +225,7 @@ pub struct QuickstartArgs {
     #[arg(long, default_value = "quickstart")]
     pub dir: PathBuf,
     /// Training epochs.
-    #[arg(long, default_value_t = trainer::config::QUICKSTART_EPOCHS)]
+    #[arg(long, default_value_t = trainer::QUICKSTART_EPOCHS)]
     pub epochs: usize,
     /// Loader (and preprocess) threads (when not given, the cores this
     /// process may use).
@@ -516,8 +516,8 @@ pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
         cfg.devices,
         cfg.epochs,
         cfg.batch_size,
-        trainer::config::QUICKSTART_LR,
-        trainer::config::QUICKSTART_LR / 10.0
+        trainer::QUICKSTART_LR,
+        trainer::QUICKSTART_LR / 10.0
     );
     let stop = install_stop_flag()?;
     let out =

@@ -251,6 +251,7 @@ impl GradientReducer {
 
 /// Copies a flat `f32` tensor to the host, for collectives that sum host
 /// memory (MPI).
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 pub fn host_values(flat: &Tensor) -> Result<Vec<f32>> {
     Ok(flat.to_device(&Device::Cpu)?.to_vec1::<f32>()?)
 }

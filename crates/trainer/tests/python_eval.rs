@@ -20,7 +20,7 @@ use candle_core::Device;
 use loader::{Dataset, Loader, LoaderConfig, Stats};
 use model::{Activation, ForwardMode};
 use reference_python::reference_python;
-use trainer::evaluate::load_network;
+use trainer::load_network;
 use trainer::{evaluate_checkpoint, train, Checkpoint};
 
 fn workspace() -> PathBuf {

@@ -28,7 +28,7 @@ use candle_nn::VarMap;
 use loader::format::{self, Encoding, ShardWriter};
 use loader::{Dataset, Loader, LoaderConfig, Mode, Stats};
 use model::{Activation, AlexNet, AlexNetConfig, Init, LrnConfig, Placement, Towers};
-use trainer::evaluate::{evaluate, EvalOptions};
+use trainer::{evaluate, EvalOptions};
 
 const SIDE: usize = 72;
 const CROP: usize = 64;
