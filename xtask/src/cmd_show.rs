@@ -44,18 +44,18 @@ pub struct CheckpointArgs {
 /// Options of the figures that read the dataset.
 #[derive(Args, Debug)]
 pub struct DataArgs {
-    /// The preprocess output [default: the directory the run trained on].
+    /// The preprocess output (when not given, the directory the run trained on).
     #[arg(long, value_name = "OUT")]
     pub data: Option<PathBuf>,
     /// Validation images to show.
     #[arg(long, default_value_t = 8)]
     pub count: usize,
-    /// Draw the images at random with this seed [default: spread evenly
-    /// over the validation split].
+    /// Draw the images at random with this seed (when not given, spread
+    /// evenly over the validation split).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Side of each image in the figure, pixels [default: 128 for
-    /// predictions, 96 for neighbours].
+    /// Side of each image in the figure, pixels (when not given, 128 for
+    /// predictions, 96 for neighbours).
     #[arg(long)]
     pub thumb: Option<usize>,
     /// Tower placement: `cpu`, `cuda:0`, or `cuda:0,cuda:1`.
@@ -98,7 +98,7 @@ pub struct NeighboursArgs {
     /// Images per batch of the training-feature pass.
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
-    /// Loader threads [default: number of cores].
+    /// Loader threads (when not given, the cores this process may use).
     #[arg(long)]
     pub threads: Option<usize>,
     /// No progress bar.

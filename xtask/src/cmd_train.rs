@@ -449,54 +449,10 @@ pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
     let threads = args.threads.unwrap_or_else(trainer::default_threads);
     let dir = &args.dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let synth_dir = dir.join("imagenet-synthetic");
     let data = dir.join("shards");
     let run_dir = dir.join("run");
-
-    // 1. A synthetic dataset in ImageNet's three-file layout.
-    let synth_cfg = quickstart_synth_config();
-    let train_tar = synth_dir.join(preprocess::synth::TRAIN_TAR);
-    let val_tar = synth_dir.join(preprocess::synth::VAL_TAR);
-    let devkit = synth_dir.join(preprocess::synth::DEVKIT_TAR_GZ);
-    if train_tar.is_file() && val_tar.is_file() && devkit.is_file() {
-        println!("[1/4] synthetic ImageNet: reusing {}", synth_dir.display());
-    } else {
-        println!(
-            "[1/4] synthesising an ImageNet-layout dataset ({} classes x {} train images, {} val) in {}",
-            synth_cfg.classes,
-            synth_cfg.train_per_class,
-            synth_cfg.val_images,
-            synth_dir.display()
-        );
-        preprocess::synth::generate(&synth_dir, &synth_cfg)
-            .with_context(|| format!("generating {}", synth_dir.display()))?;
-    }
-
-    // 2. Preprocess: the same command as for ImageNet (resumes if done).
-    println!("[2/4] preprocessing into {}", data.display());
-    let mut pcfg = preprocess::PreprocessConfig::new(&data);
-    pcfg.train_tar = Some(train_tar);
-    pcfg.val_tar = Some(val_tar);
-    pcfg.devkit = Some(devkit);
-    pcfg.workers = threads;
-    let bars = crate::cmd_preprocess::BarProgress::default();
-    let summary = match preprocess::run(&pcfg, &bars) {
-        // Shards of an earlier quick start, written with other options
-        // (an older version's): they are the quick start's own, so convert
-        // again rather than stop.
-        Err(preprocess::PreprocessError::DifferentDataset { reason, .. }) => {
-            println!(
-                "      {} holds shards written differently ({reason}); converting again",
-                data.display()
-            );
-            std::fs::remove_dir_all(&data)
-                .with_context(|| format!("removing {}", data.display()))?;
-            preprocess::run(&pcfg, &crate::cmd_preprocess::BarProgress::default())
-        }
-        other => other,
-    }
-    .with_context(|| format!("preprocessing into {}", data.display()))?;
-    println!("{}", crate::cmd_preprocess::summary_line(&summary));
+    let tars = quickstart_dataset(&dir.join("imagenet-synthetic"))?;
+    quickstart_preprocess(tars, &data, threads)?;
 
     // 3. Train alexnet-small on the CPU.
     if run_dir.exists() {
@@ -507,10 +463,14 @@ pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&run_dir)
             .with_context(|| format!("removing {}", run_dir.display()))?;
     }
-    let mut cfg = TrainConfig::quickstart(&data, &run_dir)?;
-    cfg.devices = args.devices.clone();
-    cfg.epochs = args.epochs;
-    cfg.threads = threads;
+    let cfg = TrainConfig::quickstart(&RunOptions {
+        data: Some(data.clone()),
+        run_dir: Some(run_dir.clone()),
+        devices: args.devices.clone(),
+        epochs: args.epochs,
+        threads: Some(threads),
+        ..RunOptions::default()
+    })?;
     println!(
         "[3/4] training alexnet-small on {} for {} epochs (init pytorch, batch {}, lr {} for one epoch, then {})",
         cfg.devices,
@@ -554,6 +514,66 @@ pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
         run_dir.display()
     );
     report_outcome(&out, false)
+}
+
+/// The quick start's three ImageNet files: train tar, val tar, devkit.
+type QuickstartFiles = (PathBuf, PathBuf, PathBuf);
+
+/// 1. A synthetic dataset in ImageNet's three-file layout in `synth_dir`
+///    (kept from an earlier quick start).
+fn quickstart_dataset(synth_dir: &std::path::Path) -> anyhow::Result<QuickstartFiles> {
+    let synth_cfg = quickstart_synth_config();
+    let train_tar = synth_dir.join(preprocess::synth::TRAIN_TAR);
+    let val_tar = synth_dir.join(preprocess::synth::VAL_TAR);
+    let devkit = synth_dir.join(preprocess::synth::DEVKIT_TAR_GZ);
+    if train_tar.is_file() && val_tar.is_file() && devkit.is_file() {
+        println!("[1/4] synthetic ImageNet: reusing {}", synth_dir.display());
+    } else {
+        println!(
+            "[1/4] synthesising an ImageNet-layout dataset ({} classes x {} train images, {} val) in {}",
+            synth_cfg.classes,
+            synth_cfg.train_per_class,
+            synth_cfg.val_images,
+            synth_dir.display()
+        );
+        preprocess::synth::generate(synth_dir, &synth_cfg)
+            .with_context(|| format!("generating {}", synth_dir.display()))?;
+    }
+    Ok((train_tar, val_tar, devkit))
+}
+
+/// 2. Preprocess into `data`: the same command as for ImageNet (resumes
+///    if done).
+fn quickstart_preprocess(
+    (train_tar, val_tar, devkit): QuickstartFiles,
+    data: &std::path::Path,
+    threads: usize,
+) -> anyhow::Result<()> {
+    println!("[2/4] preprocessing into {}", data.display());
+    let mut pcfg = preprocess::PreprocessConfig::new(data);
+    pcfg.train_tar = Some(train_tar);
+    pcfg.val_tar = Some(val_tar);
+    pcfg.devkit = Some(devkit);
+    pcfg.workers = threads;
+    let bars = crate::cmd_preprocess::BarProgress::default();
+    let summary = match preprocess::run(&pcfg, &bars) {
+        // Shards of an earlier quick start, written with other options
+        // (an older version's): they are the quick start's own, so convert
+        // again rather than stop.
+        Err(preprocess::PreprocessError::DifferentDataset { reason, .. }) => {
+            println!(
+                "      {} holds shards written differently ({reason}); converting again",
+                data.display()
+            );
+            std::fs::remove_dir_all(data)
+                .with_context(|| format!("removing {}", data.display()))?;
+            preprocess::run(&pcfg, &crate::cmd_preprocess::BarProgress::default())
+        }
+        other => other,
+    }
+    .with_context(|| format!("preprocessing into {}", data.display()))?;
+    println!("{}", crate::cmd_preprocess::summary_line(&summary));
+    Ok(())
 }
 
 /// The synthetic dataset of the quick start: the preprocess crate's

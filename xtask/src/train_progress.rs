@@ -2,10 +2,11 @@
 //! on stdout.
 
 use std::cell::RefCell;
+use std::path::Path;
 use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use trainer::{CheckpointReason, LrDecision, TrainEvent, TrainSink};
+use trainer::{CheckpointReason, EpochMetrics, LrDecision, RunSummary, TrainEvent, TrainSink};
 
 /// A progress bar in the project's style (hidden when `visible` is false).
 pub fn progress_bar(visible: bool, len: u64) -> ProgressBar {
@@ -61,35 +62,7 @@ impl TrainPrinter {
 impl TrainSink for TrainPrinter {
     fn event(&self, event: &TrainEvent<'_>) {
         match event {
-            TrainEvent::Started(s) => {
-                println!(
-                    "training {} ({} parameters, {} classes, init {}, {}) on {} ({}) | {} train / {} val images | batch {} | {} batches per epoch",
-                    s.model,
-                    s.parameters,
-                    s.classes,
-                    s.init,
-                    s.activation,
-                    s.devices,
-                    s.precision,
-                    s.train_images,
-                    s.val_images,
-                    s.batch_size,
-                    s.batches_per_epoch
-                );
-                for warning in &s.data_warnings {
-                    eprintln!("warning: {warning}");
-                }
-                if s.world_size > 1 {
-                    println!(
-                        "data parallel: {} ranks over {}, {} images per rank per batch, {:.1} MB of gradients summed per step in {} buckets",
-                        s.world_size,
-                        s.transport,
-                        s.batch_size / s.world_size,
-                        s.allreduce_bytes as f64 / 1e6,
-                        s.allreduce_buckets
-                    );
-                }
-            }
+            TrainEvent::Started(s) => print_started(s),
             TrainEvent::FreshStart { run_dir } => println!(
                 "--resume: {} has no checkpoint yet; starting from the beginning",
                 run_dir.display()
@@ -99,21 +72,7 @@ impl TrainSink for TrainPrinter {
                 epochs_done,
                 step,
                 batches_into_epoch,
-            } => println!(
-                "resuming from {} (epoch {} done, step {}{})",
-                checkpoint.display(),
-                epochs_done,
-                step,
-                if *batches_into_epoch > 0 {
-                    format!(
-                        ", {} batches into epoch {}",
-                        batches_into_epoch,
-                        epochs_done + 1
-                    )
-                } else {
-                    String::new()
-                }
-            ),
+            } => print_resumed(checkpoint, *epochs_done, *step, *batches_into_epoch),
             TrainEvent::EpochStarted {
                 epoch,
                 epochs,
@@ -144,35 +103,14 @@ impl TrainSink for TrainPrinter {
                 self.with_bar(|bar| bar.set_position(*done as u64))
             }
             TrainEvent::EpochFinished {
-                metrics: m,
+                metrics,
                 epochs,
                 allreduce_share,
                 decision,
                 reason,
             } => {
                 self.replace_bar(None);
-                let comm = if *allreduce_share > 0.0 {
-                    format!(", all-reduce {:.1}%", 100.0 * allreduce_share)
-                } else {
-                    String::new()
-                };
-                println!(
-                    "epoch {}/{}: train loss {:.4}, top-1 {:.2}%, top-5 {:.2}% | val loss {:.4}, top-1 {:.2}%, top-5 {:.2}% | lr {} | {:.1} img/s, data wait {:.1}%{} | {:.0}s + {:.0}s val",
-                    m.epoch,
-                    epochs,
-                    m.train_loss,
-                    m.train_top1_error,
-                    m.train_top5_error,
-                    m.val_loss,
-                    m.val_top1_error,
-                    m.val_top5_error,
-                    m.lr,
-                    m.images_per_sec,
-                    100.0 * m.data_wait_share,
-                    comm,
-                    m.train_seconds,
-                    m.val_seconds
-                );
+                print_epoch(metrics, *epochs, *allreduce_share);
                 if let LrDecision::Reduced { from, to } = decision {
                     println!(
                         "learning rate {from} -> {to} ({})",
@@ -191,7 +129,80 @@ impl TrainSink for TrainPrinter {
     }
 }
 
-/// Draws [`EvalProgress`] as one bar per pass.
+/// The run's first lines: what trains on what, and over how many ranks.
+fn print_started(s: &RunSummary) {
+    println!(
+        "training {} ({} parameters, {} classes, init {}, {}) on {} ({}) | {} train / {} val images | batch {} | {} batches per epoch",
+        s.model,
+        s.parameters,
+        s.classes,
+        s.init,
+        s.activation,
+        s.devices,
+        s.precision,
+        s.train_images,
+        s.val_images,
+        s.batch_size,
+        s.batches_per_epoch
+    );
+    for warning in &s.data_warnings {
+        eprintln!("warning: {warning}");
+    }
+    if s.world_size > 1 {
+        println!(
+            "data parallel: {} ranks over {}, {} images per rank per batch, {:.1} MB of gradients summed per step in {} buckets",
+            s.world_size,
+            s.transport,
+            s.batch_size / s.world_size,
+            s.allreduce_bytes as f64 / 1e6,
+            s.allreduce_buckets
+        );
+    }
+}
+
+fn print_resumed(checkpoint: &Path, epochs_done: usize, step: u64, batches_into_epoch: usize) {
+    let within = if batches_into_epoch > 0 {
+        format!(
+            ", {batches_into_epoch} batches into epoch {}",
+            epochs_done + 1
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "resuming from {} (epoch {epochs_done} done, step {step}{within})",
+        checkpoint.display()
+    );
+}
+
+/// An epoch's line.
+fn print_epoch(m: &EpochMetrics, epochs: usize, allreduce_share: f64) {
+    let comm = if allreduce_share > 0.0 {
+        format!(", all-reduce {:.1}%", 100.0 * allreduce_share)
+    } else {
+        String::new()
+    };
+    println!(
+        "epoch {}/{}: train loss {:.4}, top-1 {:.2}%, top-5 {:.2}% | val loss {:.4}, top-1 {:.2}%, top-5 {:.2}% | lr {} | {:.1} img/s, data wait {:.1}%{} | {:.0}s + {:.0}s val",
+        m.epoch,
+        epochs,
+        m.train_loss,
+        m.train_top1_error,
+        m.train_top5_error,
+        m.val_loss,
+        m.val_top1_error,
+        m.val_top5_error,
+        m.lr,
+        m.images_per_sec,
+        100.0 * m.data_wait_share,
+        comm,
+        m.train_seconds,
+        m.val_seconds
+    );
+}
+
+/// Draws the evaluation passes' [`TrainEvent::EvalBatch`] events as one
+/// bar per pass.
 pub struct EvalBars {
     visible: bool,
     current: RefCell<Option<(String, ProgressBar)>>,

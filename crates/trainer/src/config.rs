@@ -235,16 +235,40 @@ impl TrainConfig {
     /// several epochs on a small dataset), batch 64, and the rate 0.005 for
     /// one epoch, then 0.0005. Measured on the quick-start data, a constant
     /// 0.005 oscillates (val error 29% -> 37% in epochs 3-4) while this
-    /// schedule reaches about 9% val top-1 error after 4 epochs.
-    pub fn quickstart(data_dir: &Path, run_dir: &Path) -> Result<Self> {
-        let mut cfg = Self::paper(data_dir, run_dir, Architecture::by_name("alexnet-small")?);
+    /// schedule reaches about 9% val top-1 error after 4 epochs
+    /// ([`QUICKSTART_EPOCHS`]). The recipe's settings are fixed; the other
+    /// options (dataset, run directory, devices, epochs, threads, ...) come
+    /// from `opts`, whose dataset must be given.
+    pub fn quickstart(opts: &RunOptions) -> Result<Self> {
+        let model = "alexnet-small";
+        let run_dir = opts
+            .run_dir
+            .clone()
+            .unwrap_or_else(|| default_run_dir(model));
+        let data_dir = opts
+            .data
+            .clone()
+            .ok_or_else(|| TrainerError::NoDataDir(run_dir.clone()))?;
+        let mut cfg = Self::paper(&data_dir, &run_dir, Architecture::by_name(model)?);
         cfg.init = Init::PyTorch;
-        cfg.epochs = QUICKSTART_EPOCHS;
         cfg.batch_size = QUICKSTART_BATCH;
         let mut schedule = LrSchedule::step(QUICKSTART_LR, 1);
         schedule.max_reductions = 1;
         cfg.schedule = schedule;
-        Ok(cfg)
+        Ok(cfg.with_options(opts))
+    }
+
+    /// The options of `opts` that are not the run's settings.
+    fn with_options(mut self, opts: &RunOptions) -> Self {
+        self.resume = opts.resume;
+        self.devices = opts.devices.clone();
+        self.precision = opts.precision;
+        self.epochs = opts.epochs;
+        self.threads = opts.threads.unwrap_or_else(default_threads);
+        self.prefetch = opts.prefetch;
+        self.checkpoint_every = opts.checkpoint_every;
+        self.stop_at_step = opts.stop_at_step;
+        self
     }
 
     /// The configuration of a run started (or restarted) from a command
@@ -274,7 +298,7 @@ impl TrainConfig {
             (None, Some(ck)) => ck.state.data_dir.clone(),
             (None, None) => return Err(TrainerError::NoDataDir(run_dir)),
         };
-        let mut cfg = match existing {
+        let cfg = match existing {
             Some(ck) => {
                 settings.check_against(&ck, &run_dir)?;
                 let mut cfg = Self::paper(&data_dir, &run_dir, ck.state.architecture.clone())
@@ -292,15 +316,7 @@ impl TrainConfig {
                 cfg
             }
         };
-        cfg.resume = opts.resume;
-        cfg.devices = opts.devices.clone();
-        cfg.precision = opts.precision;
-        cfg.epochs = opts.epochs;
-        cfg.threads = opts.threads.unwrap_or_else(default_threads);
-        cfg.prefetch = opts.prefetch;
-        cfg.checkpoint_every = opts.checkpoint_every;
-        cfg.stop_at_step = opts.stop_at_step;
-        Ok(cfg)
+        Ok(cfg.with_options(opts))
     }
 
     /// The run's checkpoint to resume from, when `resume` is set: the one

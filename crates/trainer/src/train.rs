@@ -341,12 +341,7 @@ impl<'c> Trainer<'c> {
             if stop_asked || self.cfg.stop_at_step.is_some_and(|s| self.state.step >= s) {
                 drop(batch);
                 drop(batches);
-                self.state.partial = Some(PartialEpoch {
-                    batches_done: b,
-                    counter,
-                    train_seconds: train_time.as_secs_f64(),
-                    wait_seconds: wait_time.as_secs_f64(),
-                });
+                self.state.partial = Some(partial_epoch(b, counter, train_time, wait_time));
                 // A checkpoint of this very step (periodic, or the
                 // resumed one) already holds this position.
                 if self.last_saved.0 != self.state.step || self.last_checkpoint.is_none() {
@@ -375,12 +370,7 @@ impl<'c> Trainer<'c> {
                 allreduce_seconds: result.allreduce.as_secs_f64(),
             }));
             if b < batches_per_epoch && self.periodic_checkpoint_due() {
-                self.state.partial = Some(PartialEpoch {
-                    batches_done: b,
-                    counter,
-                    train_seconds: train_time.as_secs_f64(),
-                    wait_seconds: wait_time.as_secs_f64(),
-                });
+                self.state.partial = Some(partial_epoch(b, counter, train_time, wait_time));
                 self.checkpoint(CheckpointReason::Periodic, sink)?;
                 self.state.partial = None;
             }
@@ -600,6 +590,21 @@ impl<'c> Trainer<'c> {
         sink.event(&TrainEvent::Checkpointed { dir: &dir, why });
         self.last_checkpoint = Some(dir.clone());
         Ok(Some(dir))
+    }
+}
+
+/// The position of an epoch interrupted after `batches_done` batches.
+fn partial_epoch(
+    batches_done: usize,
+    counter: TopKCounter,
+    train: Duration,
+    wait: Duration,
+) -> PartialEpoch {
+    PartialEpoch {
+        batches_done,
+        counter,
+        train_seconds: train.as_secs_f64(),
+        wait_seconds: wait.as_secs_f64(),
     }
 }
 
