@@ -234,12 +234,12 @@ pub enum TrainerError {
     #[error(transparent)]
     LaunchMismatch(#[from] crate::distributed::LaunchMismatch),
     /// The plot could not be drawn.
-    #[error("plot {path}: {reason}")]
+    #[error("plot {path}: {source}")]
     Plot {
         /// The PNG being written.
         path: PathBuf,
         /// What went wrong.
-        reason: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 

@@ -30,14 +30,14 @@ pub fn draw_curves(path: &Path, history: &[EpochMetrics]) -> Result<()> {
     register_font();
     // The bitmap encoder picks the format from the extension: keep `.png` last.
     let tmp = path.with_extension(format!("tmp-{}.png", std::process::id()));
-    draw(&tmp, history).map_err(|e| TrainerError::Plot {
+    draw(&tmp, history).map_err(|source| TrainerError::Plot {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        source,
     })?;
     std::fs::rename(&tmp, path).map_err(crate::error::io_err(path))
 }
 
-type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+type DrawResult = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 /// A curve: legend name, the value it plots, its colour.
 type Curve = (&'static str, fn(&EpochMetrics) -> f64, RGBColor);

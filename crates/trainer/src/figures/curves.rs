@@ -52,14 +52,14 @@ pub fn draw_error_curves(out: &Path, runs: &[RunCurve], threshold: Option<f64>) 
     }
     register_font();
     let tmp = out.with_extension(format!("tmp-{}.png", std::process::id()));
-    draw(&tmp, runs, threshold).map_err(|e| TrainerError::Plot {
+    draw(&tmp, runs, threshold).map_err(|source| TrainerError::Plot {
         path: out.to_path_buf(),
-        reason: e.to_string(),
+        source,
     })?;
     std::fs::rename(&tmp, out).map_err(crate::error::io_err(out))
 }
 
-type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+type DrawResult = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 fn draw(path: &Path, runs: &[RunCurve], threshold: Option<f64>) -> DrawResult {
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
