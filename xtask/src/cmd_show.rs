@@ -48,7 +48,7 @@ pub struct DataArgs {
     #[arg(long, value_name = "OUT")]
     pub data: Option<PathBuf>,
     /// Validation images to show.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = figures::DEFAULT_COUNT)]
     pub count: usize,
     /// Draw the images at random with this seed (when not given, spread
     /// evenly over the validation split).
@@ -68,10 +68,10 @@ pub struct FiltersArgs {
     #[command(flatten)]
     pub common: CheckpointArgs,
     /// Screen pixels per kernel weight.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = filters::FiltersOptions::default().scale)]
     pub scale: usize,
     /// Kernels per row.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = filters::FiltersOptions::default().columns)]
     pub columns: usize,
 }
 
@@ -82,7 +82,7 @@ pub struct PredictionsArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Images per row.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = predictions::PredictionsOptions::default().columns)]
     pub columns: usize,
 }
 
@@ -93,10 +93,10 @@ pub struct NeighboursArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Training images per validation image (the paper: 6).
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = neighbours::NeighboursOptions::default().k)]
     pub neighbours: usize,
     /// Images per batch of the training-feature pass.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = neighbours::NeighboursOptions::default().batch_size)]
     pub batch_size: usize,
     /// Loader threads (when not given, the cores this process may use).
     #[arg(long)]
@@ -113,7 +113,7 @@ pub struct CurvesArgs {
     pub runs: Vec<PathBuf>,
     /// Draw a dashed line at this training error (percent) and print the
     /// first epoch each run reaches it (the paper compares at 25%).
-    #[arg(long, default_value_t = 25.0)]
+    #[arg(long, default_value_t = curves::PAPER_THRESHOLD)]
     pub threshold: f64,
     /// The PNG file to write.
     #[arg(long, value_name = "FILE.png")]

@@ -77,7 +77,7 @@ pub struct TrainArgs {
     /// Also checkpoint inside each epoch: every N optimizer steps (`500`),
     /// or after a time (`30m`, `90s`, `2h`); `epoch` only at the end of
     /// each epoch. A job killed without warning loses at most this much.
-    #[arg(long, default_value_t = CheckpointEvery::Epoch, value_name = "STEPS|TIME")]
+    #[arg(long, default_value_t = CheckpointEvery::default(), value_name = "STEPS|TIME")]
     pub checkpoint_every: CheckpointEvery,
     /// Several ranks: seconds one rank waits in a gradient all-reduce for
     /// the others before it ends the job (a rank that hangs rather than dies).
@@ -210,7 +210,7 @@ pub struct PredictArgs {
     #[arg(long, default_value_t = Devices::default())]
     pub devices: Devices,
     /// Classes to show per image.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = trainer::DEFAULT_TOP)]
     pub top: usize,
     /// The image files.
     #[arg(required = true)]
@@ -222,7 +222,7 @@ pub struct PredictArgs {
 #[derive(Args, Debug)]
 pub struct QuickstartArgs {
     /// Working directory: synthetic files, shards and the run go here.
-    #[arg(long, default_value = "quickstart")]
+    #[arg(long, default_value = trainer::QUICKSTART_DIR)]
     pub dir: PathBuf,
     /// Training epochs.
     #[arg(long, default_value_t = trainer::QUICKSTART_EPOCHS)]

@@ -91,21 +91,27 @@ fn sbatch(sbatch_args: &[&str], script: &str, args: &[&str], env: &[(&str, &str)
     c
 }
 
-/// `scontrol show job`'s `JobState`.
-fn job_state(id: &str) -> String {
+/// `scontrol show job`'s `JobState` and `Restarts` (times requeued).
+fn job_state(id: &str) -> (String, u32) {
     let (_, text) = run(Command::new("scontrol").args(["show", "job", id, "-o"]));
-    text.split_whitespace()
-        .find_map(|f| f.strip_prefix("JobState="))
-        .unwrap_or("UNKNOWN")
-        .to_string()
+    let field = |name: &str| {
+        text.split_whitespace()
+            .find_map(|f| f.strip_prefix(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    (field("JobState="), field("Restarts=").parse().unwrap_or(0))
 }
 
-/// Waits for job `id` to end, starting it at once when it waits for its
-/// begin time (as a requeued job does); its final state.
-fn wait_for(id: &str, limit: Duration) -> String {
+/// Waits for job `id`, requeued once, to run again and end, starting it
+/// at once when it waits for its begin time; its final state. (While its
+/// first run is being ended, the job may read as ended, FAILED, for a
+/// moment: only the second run's end counts.)
+fn wait_for_requeued(id: &str, limit: Duration) -> String {
     let start = Instant::now();
+    let mut running_again = false;
     loop {
-        let state = job_state(id);
+        let (state, restarts) = job_state(id);
         match state.as_str() {
             "PENDING" | "REQUEUED" => {
                 let _ = run(Command::new("scontrol").args([
@@ -114,12 +120,14 @@ fn wait_for(id: &str, limit: Duration) -> String {
                     "starttime=now",
                 ]));
             }
+            "RUNNING" if restarts >= 1 => running_again = true,
             "RUNNING" | "CONFIGURING" | "COMPLETING" => {}
-            _ => return state,
+            _ if running_again => return state,
+            _ => {}
         }
         assert!(
             start.elapsed() < limit,
-            "job {id} still {state} after {limit:?}"
+            "job {id} still {state} (restarts {restarts}) after {limit:?}"
         );
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -263,7 +271,7 @@ fn job_scripts_under_a_real_slurm() {
     }
     let (ok, text) = run(Command::new("scontrol").args(["requeue", &id]));
     assert!(ok, "scontrol requeue {id}: {text}");
-    let state = wait_for(&id, Duration::from_secs(240));
+    let state = wait_for_requeued(&id, Duration::from_secs(240));
     let out = read(&requeued_out);
     assert_eq!(state, "COMPLETED", "{out}");
     assert!(out.contains("batches into epoch 1"), "{out}");

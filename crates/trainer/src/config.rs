@@ -360,6 +360,8 @@ impl TrainConfig {
     }
 }
 
+/// The quick start's working directory (synthetic files, shards, run).
+pub const QUICKSTART_DIR: &str = "quickstart";
 /// Quick-start epochs.
 pub const QUICKSTART_EPOCHS: usize = 4;
 /// Quick-start batch size.

@@ -51,7 +51,7 @@ pub use checkpoint::{Checkpoint, CheckpointState};
 pub use config::{
     default_threads, CheckpointEvery, RunOptions, RunSettings, ScheduleKind, TrainConfig,
     DEFAULT_COLLECTIVE_TIMEOUT, DEFAULT_EPOCHS, DEFAULT_EVAL_BATCH, DEFAULT_PREFETCH,
-    QUICKSTART_EPOCHS, QUICKSTART_LR,
+    QUICKSTART_DIR, QUICKSTART_EPOCHS, QUICKSTART_LR,
 };
 pub use devices::Devices;
 pub use distributed::{job_collective, Collective, GradientSums, LaunchMismatch, SingleProcess};
@@ -63,7 +63,7 @@ pub use evaluate::{
 pub use events::{CheckpointReason, NoEvents, RunSummary, StepReport, TrainEvent, TrainSink};
 pub use metrics::{EpochMetrics, MetricsFiles};
 pub use per_class::{ClassCounts, PerClass};
-pub use predict::{ClassScore, Predictor};
+pub use predict::{ClassScore, Predictor, DEFAULT_TOP};
 pub use schedule::{LrDecision, LrSchedule, ScheduleRule};
 pub use topk::TopKCounter;
 pub use train::{train, EpochEnd, TrainOutcome, Trainer};

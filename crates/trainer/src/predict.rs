@@ -14,6 +14,9 @@ use crate::devices::Devices;
 use crate::error::{io_err, Result, TrainerError};
 use crate::evaluate::load_network;
 
+/// Classes shown per image when not told (the paper's top-5).
+pub const DEFAULT_TOP: usize = 5;
+
 /// One class and its probability.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClassScore {

@@ -33,6 +33,9 @@ impl RunCurve {
     }
 }
 
+/// The training error the paper compares ReLU and tanh at (percent).
+pub const PAPER_THRESHOLD: f64 = 25.0;
+
 const COLOURS: [RGBColor; 6] = [
     RGBColor(20, 20, 20),
     RGBColor(200, 40, 40),

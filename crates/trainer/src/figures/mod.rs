@@ -13,6 +13,9 @@
 //! [`canvas::Canvas`]. Every function returns what it drew (positions,
 //! classes, distances), so callers print it and tests check it.
 
+/// Validation images a figure shows when not told.
+pub const DEFAULT_COUNT: usize = 8;
+
 pub mod canvas;
 pub mod curves;
 pub mod filters;
