@@ -45,23 +45,23 @@ pub struct CheckpointArgs {
 /// Options of the figures that read the dataset.
 #[derive(Args, Debug)]
 pub struct DataArgs {
-    /// The preprocess output [default: the directory the run trained on].
+    /// The preprocess output (when not given, the directory the run trained on).
     #[arg(long, value_name = "OUT")]
     pub data: Option<PathBuf>,
     /// Validation images to show.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = figures::DEFAULT_COUNT)]
     pub count: usize,
-    /// Draw the images at random with this seed [default: spread evenly
-    /// over the validation split].
+    /// Draw the images at random with this seed (when not given, spread
+    /// evenly over the validation split).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Side of each image in the figure, pixels [default: 128 for
-    /// predictions, 96 for neighbours].
+    /// Side of each image in the figure, pixels (when not given, 128 for
+    /// predictions, 96 for neighbours).
     #[arg(long)]
     pub thumb: Option<usize>,
     /// Tower placement: `cpu`, `cuda:0`, or `cuda:0,cuda:1`.
-    #[arg(long, default_value = "cpu")]
-    pub devices: String,
+    #[arg(long, default_value_t = trainer::Devices::default())]
+    pub devices: trainer::Devices,
 }
 
 #[derive(Args, Debug)]
@@ -69,10 +69,10 @@ pub struct FiltersArgs {
     #[command(flatten)]
     pub common: CheckpointArgs,
     /// Screen pixels per kernel weight.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = filters::FiltersOptions::default().scale)]
     pub scale: usize,
     /// Kernels per row.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = filters::FiltersOptions::default().columns)]
     pub columns: usize,
 }
 
@@ -83,7 +83,7 @@ pub struct PredictionsArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Images per row.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = predictions::PredictionsOptions::default().columns)]
     pub columns: usize,
 }
 
@@ -94,12 +94,12 @@ pub struct NeighboursArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Training images per validation image (the paper: 6).
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = neighbours::NeighboursOptions::default().k)]
     pub neighbours: usize,
     /// Images per batch of the training-feature pass.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = neighbours::NeighboursOptions::default().batch_size)]
     pub batch_size: usize,
-    /// Loader threads [default: number of cores].
+    /// Loader threads (when not given, the cores this process may use).
     #[arg(long)]
     pub threads: Option<usize>,
     /// No progress bar.
@@ -114,7 +114,7 @@ pub struct CurvesArgs {
     pub runs: Vec<PathBuf>,
     /// Draw a dashed line at this training error (percent) and print the
     /// first epoch each run reaches it (the paper compares at 25%).
-    #[arg(long, default_value_t = 25.0)]
+    #[arg(long, default_value_t = curves::PAPER_THRESHOLD)]
     pub threshold: f64,
     /// The PNG file to write.
     #[arg(long, value_name = "FILE.png")]
@@ -194,7 +194,7 @@ fn run_neighbours(a: NeighboursArgs) -> anyhow::Result<()> {
     let val_len = src.split(Split::Val)?.len();
     let picked = figures::pick_images(val_len, a.data.count, a.data.seed);
     let defaults = neighbours::NeighboursOptions::default();
-    let mut bar: Option<indicatif::ProgressBar> = None;
+    let bars = crate::train_progress::EvalBars::new(!a.quiet);
     let fig = neighbours::draw_neighbours(
         &src,
         &picked,
@@ -203,20 +203,11 @@ fn run_neighbours(a: NeighboursArgs) -> anyhow::Result<()> {
             k: a.neighbours,
             thumb: a.data.thumb.unwrap_or(defaults.thumb),
             batch_size: a.batch_size,
-            threads: a.threads.unwrap_or_else(crate::cmd_train::default_threads),
+            threads: a.threads.unwrap_or_else(trainer::default_threads),
         },
-        &mut |done, total| {
-            let bar = bar.get_or_insert_with(|| {
-                let b = crate::train_progress::progress_bar(!a.quiet, total as u64);
-                b.set_prefix("fc7 features");
-                b
-            });
-            bar.set_position(done as u64);
-        },
+        &bars,
     )?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    drop(bars);
     let mut same = 0;
     let mut shown = 0;
     for row in &fig.rows {

@@ -1,7 +1,7 @@
 //! `cargo xtask train | eval | predict | quickstart`: thin layers over the
 //! `trainer` crate.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,11 +9,34 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use trainer::{
-    CheckpointEvalConfig, CheckpointEvery, Collective, NoEvents, Predictor, RunSettings,
-    ScheduleKind, SingleProcess, TrainConfig, TrainOutcome, TrainSink,
+    CheckpointEvalConfig, CheckpointEvery, Collective, Devices, GradientSums, NoEvents, Predictor,
+    RunOptions, RunSettings, ScheduleKind, SingleProcess, TrainConfig, TrainOutcome, TrainSink,
 };
 
 use crate::train_progress::{EvalBars, TrainPrinter};
+
+/// `--gradient-sums` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GradientSumsArg {
+    /// NCCL when the devices are CUDA, the job has several ranks and the
+    /// binary has the `nccl` feature; otherwise MPI through host memory.
+    Auto,
+    /// MPI through host memory.
+    Host,
+    /// NCCL, even for one rank alone (a check of the NCCL path against a
+    /// process without sums).
+    Nccl,
+}
+
+impl From<GradientSumsArg> for GradientSums {
+    fn from(a: GradientSumsArg) -> Self {
+        match a {
+            GradientSumsArg::Auto => Self::Auto,
+            GradientSumsArg::Host => Self::Host,
+            GradientSumsArg::Nccl => Self::Nccl,
+        }
+    }
+}
 
 /// `--schedule` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -35,10 +58,13 @@ pub enum ScheduleArg {
 /// rank 0 prints and writes files.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// The output directory of `cargo xtask preprocess` (train/, val/, stats.h5, classes.tsv).
-    #[arg(long, value_name = "OUT")]
-    pub data: PathBuf,
-    /// Where metrics, the plot and checkpoints go [default: runs/<model>-<unix time>].
+    /// The output directory of `cargo xtask preprocess` (train/, val/,
+    /// stats.h5, classes.tsv). With --resume, the run's own dataset when
+    /// not given.
+    #[arg(long, value_name = "OUT", required_unless_present = "resume")]
+    pub data: Option<PathBuf>,
+    /// Where metrics, the plot and checkpoints go (when not given,
+    /// runs/<model>-<unix time>).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
     /// Continue the run in --run-dir from its newest checkpoint, exactly
@@ -51,75 +77,79 @@ pub struct TrainArgs {
     /// Also checkpoint inside each epoch: every N optimizer steps (`500`),
     /// or after a time (`30m`, `90s`, `2h`); `epoch` only at the end of
     /// each epoch. A job killed without warning loses at most this much.
-    #[arg(long, default_value = "epoch", value_name = "STEPS|TIME")]
+    #[arg(long, default_value_t = CheckpointEvery::default(), value_name = "STEPS|TIME")]
     pub checkpoint_every: CheckpointEvery,
     /// Several ranks: seconds one rank waits in a gradient all-reduce for
     /// the others before it ends the job (a rank that hangs rather than dies).
-    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    #[arg(long, default_value_t = trainer::DEFAULT_COLLECTIVE_TIMEOUT.as_secs(), value_name = "SECONDS")]
     pub collective_timeout: u64,
     /// What sums the gradients of several ranks: `auto` (NCCL on CUDA
     /// devices in a build with the `nccl` feature, else MPI through host
     /// memory), `host` (MPI), or `nccl` (also for one process alone: a
     /// check of the NCCL path).
-    #[arg(long, value_enum, default_value = "auto")]
-    pub gradient_sums: crate::ranks::GradientSums,
-    /// `alexnet` (the paper's two-tower net) or `alexnet-small` (quarter width).
+    #[arg(long, value_enum, default_value_t = GradientSumsArg::Auto)]
+    pub gradient_sums: GradientSumsArg,
+    /// `alexnet` (the paper's two-tower net, the default) or
+    /// `alexnet-small` (quarter width).
     #[arg(long)]
     pub model: Option<String>,
-    /// Parameter initialisation: `paper` (N(0, 0.01), some biases 1) or `pytorch`.
+    /// Parameter initialisation: `paper` (N(0, 0.01), some biases 1; the
+    /// default) or `pytorch`.
     #[arg(long)]
     pub init: Option<String>,
     /// The non-linearity after every convolution and fc6/fc7: `relu` (the
-    /// paper's) or `tanh` (the saturating units of the paper's Figure 1) [default: relu].
+    /// paper's, the default) or `tanh` (the saturating units of the
+    /// paper's Figure 1).
     #[arg(long)]
     pub activation: Option<String>,
     /// Tower placement: `cpu`, `cuda:0`, or `cuda:0,cuda:1`. With several
     /// ranks per node this is local rank 0's; rank k shifts the CUDA
     /// numbers by k times the devices named (`cuda:0,cuda:1` gives local
     /// rank 1 `cuda:2,cuda:3`).
-    #[arg(long, default_value = "cpu")]
-    pub devices: String,
+    #[arg(long, default_value_t = Devices::default())]
+    pub devices: Devices,
     /// Precision of `f32` products on CUDA: `fp32` (full float32, the
     /// paper's) or `tf32` (tensor cores in cuBLAS and cuDNN).
-    #[arg(long, default_value = "fp32")]
+    #[arg(long, default_value_t = model::Precision::default())]
     pub precision: model::Precision,
     /// Epochs in all (a resumed run continues up to this number).
-    #[arg(long, default_value_t = 90)]
+    #[arg(long, default_value_t = trainer::DEFAULT_EPOCHS)]
     pub epochs: usize,
-    /// Images per batch over all ranks together, as the paper's 128 (each
-    /// of N ranks takes batch/N of them) [default: 128].
+    /// Images per batch over all ranks together (each of N ranks takes
+    /// batch/N of them). A new run's default is the paper's 128; a
+    /// resumed run keeps its own, as for every setting below.
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Initial learning rate [default: 0.01].
+    /// Initial learning rate (the paper's 0.01).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// SGD momentum [default: 0.9].
+    /// SGD momentum (the paper's 0.9).
     #[arg(long)]
     pub momentum: Option<f64>,
-    /// Weight decay [default: 0.0005].
+    /// Weight decay (the paper's 0.0005).
     #[arg(long)]
     pub weight_decay: Option<f64>,
-    /// Learning-rate schedule [default: plateau].
+    /// Learning-rate schedule (plateau, the paper's).
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleArg>,
     /// Plateau schedule: epochs without a new best validation error before
-    /// dividing the rate by 10 [default: 3].
+    /// dividing the rate by 10 (3).
     #[arg(long)]
     pub patience: Option<usize>,
-    /// Step schedule: epochs between reductions [default: 30].
+    /// Step schedule: epochs between reductions (30).
     #[arg(long)]
     pub step_epochs: Option<usize>,
-    /// Most reductions of the learning rate (the paper: 3) [default: 3].
+    /// Most reductions of the learning rate (the paper's 3).
     #[arg(long)]
     pub max_reductions: Option<usize>,
-    /// Seed of initialisation, data order, augmentation and dropout [default: 0].
+    /// Seed of initialisation, data order, augmentation and dropout (0).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Loader threads (per rank) [default: number of cores].
+    /// Loader threads per rank (when not given, the cores this process may use).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Batches the loader may prepare ahead.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = trainer::DEFAULT_PREFETCH)]
     pub prefetch: usize,
     /// Stop (with a checkpoint of the exact position, as Ctrl-C does) after
     /// this many optimizer steps in all; continue later with --resume.
@@ -138,7 +168,7 @@ pub struct EvalArgs {
     /// A run directory (its newest checkpoint) or a checkpoint directory.
     #[arg(long, value_name = "PATH")]
     pub checkpoint: PathBuf,
-    /// The preprocess output [default: the directory the run trained on].
+    /// The preprocess output (when not given, the directory the run trained on).
     #[arg(long, value_name = "OUT")]
     pub data: Option<PathBuf>,
     /// Also the 10-crop test: 4 corners + centre and their mirror images,
@@ -146,12 +176,12 @@ pub struct EvalArgs {
     #[arg(long)]
     pub ten_crop: bool,
     /// Tower placement: `cpu`, `cuda:0`, or `cuda:0,cuda:1`.
-    #[arg(long, default_value = "cpu")]
-    pub devices: String,
+    #[arg(long, default_value_t = Devices::default())]
+    pub devices: Devices,
     /// Images per batch (10-crop batches hold a tenth as many images).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = trainer::DEFAULT_EVAL_BATCH)]
     pub batch_size: usize,
-    /// Loader threads [default: number of cores].
+    /// Loader threads (when not given, the cores this process may use).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Also write each class's top-1 and top-5 error (centre crop) with its
@@ -177,10 +207,10 @@ pub struct PredictArgs {
     #[arg(long, value_name = "OUT")]
     pub data: Option<PathBuf>,
     /// Tower placement: `cpu`, `cuda:0`, or `cuda:0,cuda:1`.
-    #[arg(long, default_value = "cpu")]
-    pub devices: String,
+    #[arg(long, default_value_t = Devices::default())]
+    pub devices: Devices,
     /// Classes to show per image.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = trainer::DEFAULT_TOP)]
     pub top: usize,
     /// The image files.
     #[arg(required = true)]
@@ -192,17 +222,18 @@ pub struct PredictArgs {
 #[derive(Args, Debug)]
 pub struct QuickstartArgs {
     /// Working directory: synthetic files, shards and the run go here.
-    #[arg(long, default_value = "quickstart")]
+    #[arg(long, default_value = trainer::QUICKSTART_DIR)]
     pub dir: PathBuf,
     /// Training epochs.
-    #[arg(long, default_value_t = trainer::config::QUICKSTART_EPOCHS)]
+    #[arg(long, default_value_t = trainer::QUICKSTART_EPOCHS)]
     pub epochs: usize,
-    /// Loader (and preprocess) threads [default: number of cores].
+    /// Loader (and preprocess) threads (when not given, the cores this
+    /// process may use).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Tower placement: `cpu`, `cuda:0`, or `cuda:0,cuda:1`.
-    #[arg(long, default_value = "cpu")]
-    pub devices: String,
+    #[arg(long, default_value_t = Devices::default())]
+    pub devices: Devices,
 }
 
 /// Ctrl-C sets the flag (the trainer checkpoints and stops between
@@ -218,10 +249,6 @@ fn install_stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     })
     .context("installing the Ctrl-C handler")?;
     Ok(stop)
-}
-
-pub(crate) fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 fn run_settings(args: &TrainArgs) -> anyhow::Result<RunSettings> {
@@ -245,20 +272,19 @@ fn run_settings(args: &TrainArgs) -> anyhow::Result<RunSettings> {
 }
 
 fn train_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
-    let mut cfg = TrainConfig::for_run(
-        &args.data,
-        args.run_dir.as_deref(),
-        &run_settings(args)?,
-        args.resume,
-    )?;
-    cfg.devices = args.devices.clone();
-    cfg.precision = args.precision;
-    cfg.epochs = args.epochs;
-    cfg.threads = args.threads.unwrap_or_else(default_threads);
-    cfg.prefetch = args.prefetch;
-    cfg.stop_at_step = args.max_steps;
-    cfg.checkpoint_every = args.checkpoint_every;
-    Ok(cfg)
+    Ok(TrainConfig::for_run(&RunOptions {
+        data: args.data.clone(),
+        run_dir: args.run_dir.clone(),
+        resume: args.resume,
+        settings: run_settings(args)?,
+        devices: args.devices.clone(),
+        precision: args.precision,
+        epochs: args.epochs,
+        threads: args.threads,
+        prefetch: args.prefetch,
+        checkpoint_every: args.checkpoint_every,
+        stop_at_step: args.max_steps,
+    })?)
 }
 
 fn pct(x: f64) -> String {
@@ -266,7 +292,7 @@ fn pct(x: f64) -> String {
 }
 
 /// Prints where things are and the last lines scripts rely on.
-fn report_outcome(out: &TrainOutcome, stopped_by_user: bool, data: &Path) -> anyhow::Result<()> {
+fn report_outcome(out: &TrainOutcome, stopped_by_user: bool) -> anyhow::Result<()> {
     if out.interrupted {
         let ck = out
             .checkpoint
@@ -274,10 +300,10 @@ fn report_outcome(out: &TrainOutcome, stopped_by_user: bool, data: &Path) -> any
             .map_or("-".into(), |p| p.display().to_string());
         println!("checkpoint: {ck}");
         println!("run directory: {}", out.run_dir.display());
+        let epochs = out.history.len();
         println!(
-            "stopped after {} complete epochs; continue with: cargo xtask train --data {} --run-dir {} --resume --epochs N",
-            out.history.len(),
-            data.display(),
+            "stopped after {epochs} complete epoch{}; continue with: cargo xtask train --run-dir {} --resume --epochs N",
+            if epochs == 1 { "" } else { "s" },
             out.run_dir.display()
         );
         if stopped_by_user {
@@ -307,10 +333,10 @@ fn report_outcome(out: &TrainOutcome, stopped_by_user: bool, data: &Path) -> any
 pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     let cfg = train_config(&args)?;
     let stop = install_stop_flag()?;
-    let collective = crate::ranks::job_collective(
-        std::time::Duration::from_secs(args.collective_timeout),
-        args.gradient_sums,
+    let collective = trainer::job_collective(
         &cfg.devices,
+        args.gradient_sums.into(),
+        std::time::Duration::from_secs(args.collective_timeout),
     )?;
     let collective: &dyn Collective = collective.as_ref();
     let printer = TrainPrinter::new(!args.quiet);
@@ -322,9 +348,7 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     let result =
         trainer::Trainer::new(cfg.clone(), collective).and_then(|mut t| t.run(&stop, sink));
     match result {
-        Ok(out) if collective.rank() == 0 => {
-            report_outcome(&out, stop.load(Ordering::SeqCst), &cfg.data_dir)
-        }
+        Ok(out) if collective.rank() == 0 => report_outcome(&out, stop.load(Ordering::SeqCst)),
         Ok(_) => Ok(()),
         Err(e) if collective.world_size() > 1 => {
             // The other ranks may be waiting in a collective: end them all.
@@ -345,11 +369,11 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         data_dir: args.data.clone(),
         devices: args.devices.clone(),
         batch_size: args.batch_size,
-        threads: args.threads.unwrap_or_else(default_threads),
+        threads: args.threads.unwrap_or_else(trainer::default_threads),
         ten_crop: args.ten_crop,
     };
-    let mut bars = EvalBars::new(!args.quiet);
-    let result = trainer::evaluate_checkpoint(&eval, &mut |p| bars.update(p))?;
+    let bars = EvalBars::new(!args.quiet);
+    let result = trainer::evaluate_checkpoint(&eval, &bars)?;
     drop(bars);
     print_eval(&result);
     if let Some(path) = &args.per_class {
@@ -422,57 +446,13 @@ pub fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
 
 pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
-    let threads = args.threads.unwrap_or_else(default_threads);
+    let threads = args.threads.unwrap_or_else(trainer::default_threads);
     let dir = &args.dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let synth_dir = dir.join("imagenet-synthetic");
     let data = dir.join("shards");
     let run_dir = dir.join("run");
-
-    // 1. A synthetic dataset in ImageNet's three-file layout.
-    let synth_cfg = quickstart_synth_config();
-    let train_tar = synth_dir.join(synth::TRAIN_TAR);
-    let val_tar = synth_dir.join(synth::VAL_TAR);
-    let devkit = synth_dir.join(synth::DEVKIT_TAR_GZ);
-    if train_tar.is_file() && val_tar.is_file() && devkit.is_file() {
-        println!("[1/4] synthetic ImageNet: reusing {}", synth_dir.display());
-    } else {
-        println!(
-            "[1/4] synthesising an ImageNet-layout dataset ({} classes x {} train images, {} val) in {}",
-            synth_cfg.classes,
-            synth_cfg.train_per_class,
-            synth_cfg.val_images,
-            synth_dir.display()
-        );
-        synth::generate(&synth_dir, &synth_cfg)
-            .with_context(|| format!("generating {}", synth_dir.display()))?;
-    }
-
-    // 2. Preprocess: the same command as for ImageNet (resumes if done).
-    println!("[2/4] preprocessing into {}", data.display());
-    let mut pcfg = preprocess::PreprocessConfig::new(&data);
-    pcfg.train_tar = Some(train_tar);
-    pcfg.val_tar = Some(val_tar);
-    pcfg.devkit = Some(devkit);
-    pcfg.workers = threads;
-    let bars = crate::cmd_preprocess::BarProgress::default();
-    let summary = match preprocess::run(&pcfg, &bars) {
-        // Shards of an earlier quick start, written with other options
-        // (an older version's): they are the quick start's own, so convert
-        // again rather than stop.
-        Err(preprocess::PreprocessError::DifferentDataset { reason, .. }) => {
-            println!(
-                "      {} holds shards written differently ({reason}); converting again",
-                data.display()
-            );
-            std::fs::remove_dir_all(&data)
-                .with_context(|| format!("removing {}", data.display()))?;
-            preprocess::run(&pcfg, &crate::cmd_preprocess::BarProgress::default())
-        }
-        other => other,
-    }
-    .with_context(|| format!("preprocessing into {}", data.display()))?;
-    println!("{}", crate::cmd_preprocess::summary_line(&summary));
+    let tars = quickstart_dataset(&dir.join("imagenet-synthetic"))?;
+    quickstart_preprocess(tars, &data, threads)?;
 
     // 3. Train alexnet-small on the CPU.
     if run_dir.exists() {
@@ -483,28 +463,32 @@ pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&run_dir)
             .with_context(|| format!("removing {}", run_dir.display()))?;
     }
-    let mut cfg = TrainConfig::quickstart(&data, &run_dir)?;
-    cfg.devices = args.devices.clone();
-    cfg.epochs = args.epochs;
-    cfg.threads = threads;
+    let cfg = TrainConfig::quickstart(&RunOptions {
+        data: Some(data.clone()),
+        run_dir: Some(run_dir.clone()),
+        devices: args.devices.clone(),
+        epochs: args.epochs,
+        threads: Some(threads),
+        ..RunOptions::default()
+    })?;
     println!(
         "[3/4] training alexnet-small on {} for {} epochs (init pytorch, batch {}, lr {} for one epoch, then {})",
         cfg.devices,
         cfg.epochs,
         cfg.batch_size,
-        trainer::config::QUICKSTART_LR,
-        trainer::config::QUICKSTART_LR / 10.0
+        trainer::QUICKSTART_LR,
+        trainer::QUICKSTART_LR / 10.0
     );
     let stop = install_stop_flag()?;
     let out =
         trainer::Trainer::new(cfg.clone(), &SingleProcess)?.run(&stop, &TrainPrinter::new(true))?;
     if out.interrupted {
-        return report_outcome(&out, stop.load(Ordering::SeqCst), &data);
+        return report_outcome(&out, stop.load(Ordering::SeqCst));
     }
 
     // 4. Evaluate the final checkpoint, centre crop and 10-crop.
     println!("[4/4] evaluating the final checkpoint");
-    let mut bars = EvalBars::new(true);
+    let bars = EvalBars::new(true);
     let result = trainer::evaluate_checkpoint(
         &CheckpointEvalConfig {
             checkpoint: run_dir.clone(),
@@ -514,7 +498,7 @@ pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
             threads,
             ten_crop: true,
         },
-        &mut |p| bars.update(p),
+        &bars,
     )?;
     drop(bars);
     print_eval(&result);
@@ -529,7 +513,67 @@ pub fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
         "next: cargo xtask predict --checkpoint {} <photo.jpg>",
         run_dir.display()
     );
-    report_outcome(&out, false, &data)
+    report_outcome(&out, false)
+}
+
+/// The quick start's three ImageNet files: train tar, val tar, devkit.
+type QuickstartFiles = (PathBuf, PathBuf, PathBuf);
+
+/// 1. A synthetic dataset in ImageNet's three-file layout in `synth_dir`
+///    (kept from an earlier quick start).
+fn quickstart_dataset(synth_dir: &std::path::Path) -> anyhow::Result<QuickstartFiles> {
+    let synth_cfg = quickstart_synth_config();
+    let train_tar = synth_dir.join(synth::TRAIN_TAR);
+    let val_tar = synth_dir.join(synth::VAL_TAR);
+    let devkit = synth_dir.join(synth::DEVKIT_TAR_GZ);
+    if train_tar.is_file() && val_tar.is_file() && devkit.is_file() {
+        println!("[1/4] synthetic ImageNet: reusing {}", synth_dir.display());
+    } else {
+        println!(
+            "[1/4] synthesising an ImageNet-layout dataset ({} classes x {} train images, {} val) in {}",
+            synth_cfg.classes,
+            synth_cfg.train_per_class,
+            synth_cfg.val_images,
+            synth_dir.display()
+        );
+        synth::generate(synth_dir, &synth_cfg)
+            .with_context(|| format!("generating {}", synth_dir.display()))?;
+    }
+    Ok((train_tar, val_tar, devkit))
+}
+
+/// 2. Preprocess into `data`: the same command as for ImageNet (resumes
+///    if done).
+fn quickstart_preprocess(
+    (train_tar, val_tar, devkit): QuickstartFiles,
+    data: &std::path::Path,
+    threads: usize,
+) -> anyhow::Result<()> {
+    println!("[2/4] preprocessing into {}", data.display());
+    let mut pcfg = preprocess::PreprocessConfig::new(data);
+    pcfg.train_tar = Some(train_tar);
+    pcfg.val_tar = Some(val_tar);
+    pcfg.devkit = Some(devkit);
+    pcfg.workers = threads;
+    let bars = crate::cmd_preprocess::BarProgress::default();
+    let summary = match preprocess::run(&pcfg, &bars) {
+        // Shards of an earlier quick start, written with other options
+        // (an older version's): they are the quick start's own, so convert
+        // again rather than stop.
+        Err(preprocess::PreprocessError::DifferentDataset { reason, .. }) => {
+            println!(
+                "      {} holds shards written differently ({reason}); converting again",
+                data.display()
+            );
+            std::fs::remove_dir_all(data)
+                .with_context(|| format!("removing {}", data.display()))?;
+            preprocess::run(&pcfg, &crate::cmd_preprocess::BarProgress::default())
+        }
+        other => other,
+    }
+    .with_context(|| format!("preprocessing into {}", data.display()))?;
+    println!("{}", crate::cmd_preprocess::summary_line(&summary));
+    Ok(())
 }
 
 /// The synthetic dataset of the quick start: the preprocess crate's

@@ -10,7 +10,6 @@ mod cmd_preprocess;
 mod cmd_show;
 mod cmd_synth;
 mod cmd_train;
-mod ranks;
 mod train_progress;
 
 #[global_allocator]

@@ -1,10 +1,12 @@
 //! Renders the trainer's events: progress bars on stderr, a line per epoch
 //! on stdout.
 
+use std::cell::RefCell;
+use std::path::Path;
 use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use trainer::{CheckpointReason, EvalProgress, LrDecision, TrainEvent, TrainSink};
+use trainer::{CheckpointReason, EpochMetrics, LrDecision, RunSummary, TrainEvent, TrainSink};
 
 /// A progress bar in the project's style (hidden when `visible` is false).
 pub fn progress_bar(visible: bool, len: u64) -> ProgressBar {
@@ -60,35 +62,7 @@ impl TrainPrinter {
 impl TrainSink for TrainPrinter {
     fn event(&self, event: &TrainEvent<'_>) {
         match event {
-            TrainEvent::Started(s) => {
-                println!(
-                    "training {} ({} parameters, {} classes, init {}, {}) on {} ({}) | {} train / {} val images | batch {} | {} batches per epoch",
-                    s.model,
-                    s.parameters,
-                    s.classes,
-                    s.init,
-                    s.activation,
-                    s.devices,
-                    s.precision,
-                    s.train_images,
-                    s.val_images,
-                    s.batch_size,
-                    s.batches_per_epoch
-                );
-                for warning in &s.data_warnings {
-                    eprintln!("warning: {warning}");
-                }
-                if s.world_size > 1 {
-                    println!(
-                        "data parallel: {} ranks over {}, {} images per rank per batch, {:.1} MB of gradients summed per step in {} buckets",
-                        s.world_size,
-                        s.transport,
-                        s.batch_size / s.world_size,
-                        s.allreduce_bytes as f64 / 1e6,
-                        s.allreduce_buckets
-                    );
-                }
-            }
+            TrainEvent::Started(s) => print_started(s),
             TrainEvent::FreshStart { run_dir } => println!(
                 "--resume: {} has no checkpoint yet; starting from the beginning",
                 run_dir.display()
@@ -98,21 +72,7 @@ impl TrainSink for TrainPrinter {
                 epochs_done,
                 step,
                 batches_into_epoch,
-            } => println!(
-                "resuming from {} (epoch {} done, step {}{})",
-                checkpoint.display(),
-                epochs_done,
-                step,
-                if *batches_into_epoch > 0 {
-                    format!(
-                        ", {} batches into epoch {}",
-                        batches_into_epoch,
-                        epochs_done + 1
-                    )
-                } else {
-                    String::new()
-                }
-            ),
+            } => print_resumed(checkpoint, *epochs_done, *step, *batches_into_epoch),
             TrainEvent::EpochStarted {
                 epoch,
                 epochs,
@@ -139,39 +99,18 @@ impl TrainSink for TrainPrinter {
                 bar.set_prefix(format!("val {epoch}"));
                 self.replace_bar(Some(bar));
             }
-            TrainEvent::ValidationBatch { done } => {
+            TrainEvent::EvalBatch { done, .. } => {
                 self.with_bar(|bar| bar.set_position(*done as u64))
             }
             TrainEvent::EpochFinished {
-                metrics: m,
+                metrics,
                 epochs,
                 allreduce_share,
                 decision,
                 reason,
             } => {
                 self.replace_bar(None);
-                let comm = if *allreduce_share > 0.0 {
-                    format!(", all-reduce {:.1}%", 100.0 * allreduce_share)
-                } else {
-                    String::new()
-                };
-                println!(
-                    "epoch {}/{}: train loss {:.4}, top-1 {:.2}%, top-5 {:.2}% | val loss {:.4}, top-1 {:.2}%, top-5 {:.2}% | lr {} | {:.1} img/s, data wait {:.1}%{} | {:.0}s + {:.0}s val",
-                    m.epoch,
-                    epochs,
-                    m.train_loss,
-                    m.train_top1_error,
-                    m.train_top5_error,
-                    m.val_loss,
-                    m.val_top1_error,
-                    m.val_top5_error,
-                    m.lr,
-                    m.images_per_sec,
-                    100.0 * m.data_wait_share,
-                    comm,
-                    m.train_seconds,
-                    m.val_seconds
-                );
+                print_epoch(metrics, *epochs, *allreduce_share);
                 if let LrDecision::Reduced { from, to } = decision {
                     println!(
                         "learning rate {from} -> {to} ({})",
@@ -190,10 +129,83 @@ impl TrainSink for TrainPrinter {
     }
 }
 
-/// Draws [`EvalProgress`] as one bar per pass.
+/// The run's first lines: what trains on what, and over how many ranks.
+fn print_started(s: &RunSummary) {
+    println!(
+        "training {} ({} parameters, {} classes, init {}, {}) on {} ({}) | {} train / {} val images | batch {} | {} batches per epoch",
+        s.model,
+        s.parameters,
+        s.classes,
+        s.init,
+        s.activation,
+        s.devices,
+        s.precision,
+        s.train_images,
+        s.val_images,
+        s.batch_size,
+        s.batches_per_epoch
+    );
+    for warning in &s.data_warnings {
+        eprintln!("warning: {warning}");
+    }
+    if s.world_size > 1 {
+        println!(
+            "data parallel: {} ranks over {}, {} images per rank per batch, {:.1} MB of gradients summed per step in {} buckets",
+            s.world_size,
+            s.transport,
+            s.batch_size / s.world_size,
+            s.allreduce_bytes as f64 / 1e6,
+            s.allreduce_buckets
+        );
+    }
+}
+
+fn print_resumed(checkpoint: &Path, epochs_done: usize, step: u64, batches_into_epoch: usize) {
+    let within = if batches_into_epoch > 0 {
+        format!(
+            ", {batches_into_epoch} batches into epoch {}",
+            epochs_done + 1
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "resuming from {} (epoch {epochs_done} done, step {step}{within})",
+        checkpoint.display()
+    );
+}
+
+/// An epoch's line.
+fn print_epoch(m: &EpochMetrics, epochs: usize, allreduce_share: f64) {
+    let comm = if allreduce_share > 0.0 {
+        format!(", all-reduce {:.1}%", 100.0 * allreduce_share)
+    } else {
+        String::new()
+    };
+    println!(
+        "epoch {}/{}: train loss {:.4}, top-1 {:.2}%, top-5 {:.2}% | val loss {:.4}, top-1 {:.2}%, top-5 {:.2}% | lr {} | {:.1} img/s, data wait {:.1}%{} | {:.0}s + {:.0}s val",
+        m.epoch,
+        epochs,
+        m.train_loss,
+        m.train_top1_error,
+        m.train_top5_error,
+        m.val_loss,
+        m.val_top1_error,
+        m.val_top5_error,
+        m.lr,
+        m.images_per_sec,
+        100.0 * m.data_wait_share,
+        comm,
+        m.train_seconds,
+        m.val_seconds
+    );
+}
+
+/// Draws the evaluation passes' [`TrainEvent::EvalBatch`] events as one
+/// bar per pass.
 pub struct EvalBars {
     visible: bool,
-    current: Option<(String, ProgressBar)>,
+    current: RefCell<Option<(String, ProgressBar)>>,
 }
 
 impl EvalBars {
@@ -201,29 +213,35 @@ impl EvalBars {
     pub fn new(visible: bool) -> Self {
         Self {
             visible,
-            current: None,
+            current: RefCell::new(None),
         }
     }
+}
 
-    /// Shows one progress report.
-    pub fn update(&mut self, p: EvalProgress<'_>) {
-        if self.current.as_ref().is_none_or(|(pass, _)| pass != p.pass) {
-            if let Some((_, old)) = self.current.take() {
+impl TrainSink for EvalBars {
+    /// Shows the progress of each pass on its own bar.
+    fn event(&self, event: &TrainEvent<'_>) {
+        let TrainEvent::EvalBatch { pass, done, total } = event else {
+            return;
+        };
+        let mut current = self.current.borrow_mut();
+        if current.as_ref().is_none_or(|(p, _)| p != pass) {
+            if let Some((_, old)) = current.take() {
                 old.finish_and_clear();
             }
-            let bar = progress_bar(self.visible, p.total as u64);
-            bar.set_prefix(p.pass.to_string());
-            self.current = Some((p.pass.to_string(), bar));
+            let bar = progress_bar(self.visible, *total as u64);
+            bar.set_prefix(pass.to_string());
+            *current = Some((pass.to_string(), bar));
         }
-        if let Some((_, bar)) = &self.current {
-            bar.set_position(p.done as u64);
+        if let Some((_, bar)) = current.as_ref() {
+            bar.set_position(*done as u64);
         }
     }
 }
 
 impl Drop for EvalBars {
     fn drop(&mut self) {
-        if let Some((_, bar)) = self.current.take() {
+        if let Some((_, bar)) = self.current.get_mut().take() {
             bar.finish_and_clear();
         }
     }

@@ -121,6 +121,55 @@ fn every_subcommand_on_tiny_data() {
         trained.starts_with("final: epoch 1, val top-1 error "),
         "{trained}"
     );
+    // Resuming takes the dataset from the run: no --data needed.
+    let resumed = ok(&[
+        "train",
+        "--run-dir",
+        s(&run),
+        "--resume",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]);
+    assert_eq!(resumed, trained);
+    // Refused before anything is written: a launch whose tasks MPI does not
+    // see (srun under --mpi=none), and a placement this build lacks.
+    let refused = tmp.path().join("refused");
+    let train_into = |dir: &std::path::Path, extra: &[&'static str]| -> Vec<String> {
+        let mut a: Vec<String> = ["train", "--data", s(&raw), "--run-dir", s(dir)]
+            .iter()
+            .map(|x| x.to_string())
+            .collect();
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
+    let out = xtask_env(
+        &strs(&train_into(&refused, &["--quiet"])),
+        &[("SLURM_STEP_NUM_TASKS", "2"), ("SLURM_NTASKS", "2")],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("Slurm started 2 tasks (SLURM_STEP_NUM_TASKS=2), but MPI sees 1 rank"),
+        "{err}"
+    );
+    assert!(
+        !refused.exists(),
+        "a refused launch created {}",
+        refused.display()
+    );
+    if !cfg!(feature = "cuda") {
+        let out = xtask(&strs(&train_into(
+            &refused,
+            &["--devices", "cuda:0,cuda:1"],
+        )));
+        assert!(!out.status.success());
+        assert!(
+            !refused.exists(),
+            "a refused placement created {}",
+            refused.display()
+        );
+    }
     let evaluated = ok(&["eval", "--checkpoint", s(&run), "--data", s(&raw)]);
     assert!(evaluated.starts_with("top-1 error "), "{evaluated}");
     assert!(

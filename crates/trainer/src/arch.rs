@@ -48,11 +48,8 @@ mod activation_name {
 impl Architecture {
     /// `alexnet` (the paper) or `alexnet-small` (quarter width).
     pub fn by_name(name: &str) -> Result<Self> {
-        let cfg = AlexNetConfig::by_name(name, 1).ok_or_else(|| {
-            TrainerError::Config(format!(
-                "unknown model '{name}': expected 'alexnet' or 'alexnet-small'"
-            ))
-        })?;
+        let cfg = AlexNetConfig::by_name(name, 1)
+            .ok_or_else(|| TrainerError::UnknownModel(name.to_string()))?;
         Ok(Self::from_config(name, &cfg))
     }
 

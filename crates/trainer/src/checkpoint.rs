@@ -127,18 +127,24 @@ impl Checkpoint {
     /// variables, e.g. from `AlexNet::new`).
     pub fn load_params(&self, varmap: &mut VarMap) -> Result<()> {
         let p = self.params_path();
-        varmap.load(&p).map_err(|e| TrainerError::Checkpoint {
-            path: p,
-            reason: format!("loading parameters: {e}"),
-        })
+        varmap
+            .load(&p)
+            .map_err(|source| TrainerError::CheckpointTensors {
+                path: p,
+                action: "loading parameters",
+                source: Box::new(source),
+            })
     }
 
     /// Loads the momentum buffers (on the CPU; the optimizer moves them).
     pub fn load_momentum(&self) -> Result<HashMap<String, Tensor>> {
         let p = self.momentum_path();
-        candle_core::safetensors::load(&p, &Device::Cpu).map_err(|e| TrainerError::Checkpoint {
-            path: p,
-            reason: format!("reading momentum buffers: {e}"),
+        candle_core::safetensors::load(&p, &Device::Cpu).map_err(|source| {
+            TrainerError::CheckpointTensors {
+                path: p,
+                action: "reading momentum buffers",
+                source: Box::new(source),
+            }
         })
     }
 
@@ -240,15 +246,17 @@ pub fn save(
     let params_path = tmp.join(PARAMS_FILE);
     params
         .save(&params_path)
-        .map_err(|e| TrainerError::Checkpoint {
+        .map_err(|source| TrainerError::CheckpointTensors {
             path: params_path.clone(),
-            reason: format!("writing parameters: {e}"),
+            action: "writing parameters",
+            source: Box::new(source),
         })?;
     let momentum_path = tmp.join(MOMENTUM_FILE);
-    candle_core::safetensors::save(momentum, &momentum_path).map_err(|e| {
-        TrainerError::Checkpoint {
+    candle_core::safetensors::save(momentum, &momentum_path).map_err(|source| {
+        TrainerError::CheckpointTensors {
             path: momentum_path.clone(),
-            reason: format!("writing momentum buffers: {e}"),
+            action: "writing momentum buffers",
+            source: Box::new(source),
         }
     })?;
     for p in [&params_path, &momentum_path] {

@@ -1,6 +1,6 @@
 //! What a training run is told: [`TrainConfig`] (every value concrete),
-//! built from the paper's defaults and a user's [`RunSettings`], and the
-//! rules for resuming a run ([`TrainConfig::for_run`]).
+//! built once from the paper's defaults and a user's [`RunOptions`], and
+//! the rules for resuming a run ([`TrainConfig::for_run`]).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -10,6 +10,7 @@ use model::{Activation, Init, Precision};
 
 use crate::arch::Architecture;
 use crate::checkpoint::{self, Checkpoint};
+use crate::devices::Devices;
 use crate::error::{Result, TrainerError};
 use crate::schedule::{LrSchedule, ScheduleRule};
 
@@ -23,6 +24,14 @@ pub const PAPER_MOMENTUM: f64 = 0.9;
 pub const PAPER_WEIGHT_DECAY: f64 = 0.0005;
 /// Epochs the paper trained (roughly 90 cycles through the 1.2M images).
 pub const PAPER_EPOCHS: usize = 90;
+/// Epochs of a run when none are asked for: the paper's.
+pub const DEFAULT_EPOCHS: usize = PAPER_EPOCHS;
+/// The network of a run when none is named.
+pub const DEFAULT_MODEL: &str = "alexnet";
+/// Batches the loader may prepare ahead of the trainer.
+pub const DEFAULT_PREFETCH: usize = 2;
+/// Images per batch of an evaluation.
+pub const DEFAULT_EVAL_BATCH: usize = 128;
 /// Plateau patience: epochs without a new best validation error before the
 /// rate is divided by 10 (the paper does not give one).
 pub const DEFAULT_PATIENCE: usize = 3;
@@ -33,11 +42,18 @@ pub const PAPER_MAX_REDUCTIONS: usize = 3;
 /// Longest wait of one collective call before a rank ends the job.
 pub const DEFAULT_COLLECTIVE_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// Loader (and preprocess) threads when none are asked for: the cores
+/// this process may use (2 when that cannot be known).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// When to write a checkpoint inside an epoch (one is always written at
 /// the end of each epoch and on a stop).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum CheckpointEvery {
     /// Only at the end of each epoch: a killed job loses up to an epoch.
+    #[default]
     Epoch,
     /// After every this many optimizer steps.
     Steps(u64),
@@ -99,10 +115,9 @@ pub struct TrainConfig {
     pub architecture: Architecture,
     /// Parameter initialisation.
     pub init: Init,
-    /// Tower placement: `cpu`, `cuda:0`, `cuda:0,cuda:1`. With several ranks
-    /// on a node this is the pattern of local rank 0; see
-    /// [`crate::distributed::local_devices`].
-    pub devices: String,
+    /// Tower placement. With several ranks on a node this is the pattern
+    /// of local rank 0; see [`Devices::for_local_rank`].
+    pub devices: Devices,
     /// Precision of `f32` matrix products and convolutions on CUDA
     /// (`fp32`, the default, or `tf32`); set process-wide for the run.
     pub precision: Precision,
@@ -132,6 +147,59 @@ pub struct TrainConfig {
     /// (checkpoint of the exact position, `interrupted` outcome). For
     /// time-boxed runs and tests; `None` trains all epochs.
     pub stop_at_step: Option<u64>,
+    /// The checkpoint [`TrainConfig::for_run`] found and checked when
+    /// resuming (`Some(None)`: it looked and found none), so that the
+    /// trainer neither reads nor checks it again. `None`: not looked yet.
+    found: Option<Option<Box<Checkpoint>>>,
+}
+
+/// Every option of a run started (or restarted) from a command line, as
+/// the user gave them; [`TrainConfig::for_run`] turns them into the run's
+/// configuration.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The dataset (`cargo xtask preprocess` output). Needed for a new
+    /// run; a resumed run defaults to the one its checkpoint trained on.
+    pub data: Option<PathBuf>,
+    /// The run directory (default `runs/<model>-<unix time>`).
+    pub run_dir: Option<PathBuf>,
+    /// Continue the run in `run_dir` (from the beginning when it has no
+    /// checkpoint yet).
+    pub resume: bool,
+    /// The settings the run fixes when it starts.
+    pub settings: RunSettings,
+    /// Tower placement.
+    pub devices: Devices,
+    /// Precision of `f32` products on CUDA.
+    pub precision: Precision,
+    /// Epochs in all.
+    pub epochs: usize,
+    /// Loader threads per rank (default [`default_threads`]).
+    pub threads: Option<usize>,
+    /// Batches the loader may prepare ahead.
+    pub prefetch: usize,
+    /// Checkpoints inside an epoch.
+    pub checkpoint_every: CheckpointEvery,
+    /// Stop with a checkpoint after this many optimizer steps in all.
+    pub stop_at_step: Option<u64>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            data: None,
+            run_dir: None,
+            resume: false,
+            settings: RunSettings::default(),
+            devices: Devices::default(),
+            precision: Precision::default(),
+            epochs: DEFAULT_EPOCHS,
+            threads: None,
+            prefetch: DEFAULT_PREFETCH,
+            checkpoint_every: CheckpointEvery::default(),
+            stop_at_step: None,
+        }
+    }
 }
 
 impl TrainConfig {
@@ -145,19 +213,20 @@ impl TrainConfig {
             run_dir: run_dir.to_path_buf(),
             architecture,
             init: Init::Paper,
-            devices: "cpu".into(),
+            devices: Devices::default(),
             precision: Precision::Fp32,
-            epochs: PAPER_EPOCHS,
+            epochs: DEFAULT_EPOCHS,
             batch_size: PAPER_BATCH_SIZE,
             momentum: PAPER_MOMENTUM,
             weight_decay: PAPER_WEIGHT_DECAY,
             schedule: LrSchedule::plateau(PAPER_LR, DEFAULT_PATIENCE),
             seed: 0,
-            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            prefetch: 2,
+            threads: default_threads(),
+            prefetch: DEFAULT_PREFETCH,
             resume: false,
             checkpoint_every: CheckpointEvery::Epoch,
             stop_at_step: None,
+            found: None,
         }
     }
 
@@ -166,54 +235,106 @@ impl TrainConfig {
     /// several epochs on a small dataset), batch 64, and the rate 0.005 for
     /// one epoch, then 0.0005. Measured on the quick-start data, a constant
     /// 0.005 oscillates (val error 29% -> 37% in epochs 3-4) while this
-    /// schedule reaches about 9% val top-1 error after 4 epochs.
-    pub fn quickstart(data_dir: &Path, run_dir: &Path) -> Result<Self> {
-        let mut cfg = Self::paper(data_dir, run_dir, Architecture::by_name("alexnet-small")?);
+    /// schedule reaches about 9% val top-1 error after 4 epochs
+    /// ([`QUICKSTART_EPOCHS`]). The recipe's settings are fixed; the other
+    /// options (dataset, run directory, devices, epochs, threads, ...) come
+    /// from `opts`, whose dataset must be given.
+    pub fn quickstart(opts: &RunOptions) -> Result<Self> {
+        let model = "alexnet-small";
+        let run_dir = opts
+            .run_dir
+            .clone()
+            .unwrap_or_else(|| default_run_dir(model));
+        let data_dir = opts
+            .data
+            .clone()
+            .ok_or_else(|| TrainerError::NoDataDir(run_dir.clone()))?;
+        let mut cfg = Self::paper(&data_dir, &run_dir, Architecture::by_name(model)?);
         cfg.init = Init::PyTorch;
-        cfg.epochs = QUICKSTART_EPOCHS;
         cfg.batch_size = QUICKSTART_BATCH;
         let mut schedule = LrSchedule::step(QUICKSTART_LR, 1);
         schedule.max_reductions = 1;
         cfg.schedule = schedule;
-        Ok(cfg)
+        Ok(cfg.with_options(opts))
+    }
+
+    /// The options of `opts` that are not the run's settings.
+    fn with_options(mut self, opts: &RunOptions) -> Self {
+        self.resume = opts.resume;
+        self.devices = opts.devices.clone();
+        self.precision = opts.precision;
+        self.epochs = opts.epochs;
+        self.threads = opts.threads.unwrap_or_else(default_threads);
+        self.prefetch = opts.prefetch;
+        self.checkpoint_every = opts.checkpoint_every;
+        self.stop_at_step = opts.stop_at_step;
+        self
     }
 
     /// The configuration of a run started (or restarted) from a command
-    /// line: the paper's defaults changed by `settings` for a new run.
+    /// line: the paper's defaults changed by `opts.settings` for a new run,
+    /// and every other option of `opts`.
     ///
-    /// With `resume` and a checkpoint in `run_dir`, the run's own settings
-    /// are taken from it; a setting given again must equal the run's (so
-    /// that one job script serves the first start and every restart), and
-    /// any that differs is refused, naming each. With `resume` and no
-    /// checkpoint yet, the run starts from the beginning.
-    ///
-    /// `run_dir` `None`: `runs/<model>-<unix time>`.
-    pub fn for_run(
-        data_dir: &Path,
-        run_dir: Option<&Path>,
-        settings: &RunSettings,
-        resume: bool,
-    ) -> Result<Self> {
-        let model = settings.model.as_deref().unwrap_or("alexnet");
-        let run_dir = run_dir.map_or_else(|| default_run_dir(model), Path::to_path_buf);
-        let existing = if resume {
+    /// With `resume` and a checkpoint in the run directory (read here,
+    /// once), the run's own settings and dataset are taken from it; a
+    /// setting given again must equal the run's (so that one job script
+    /// serves the first start and every restart), and any that differs is
+    /// refused, naming each. With `resume` and no checkpoint yet, the run
+    /// starts from the beginning.
+    pub fn for_run(opts: &RunOptions) -> Result<Self> {
+        let settings = &opts.settings;
+        let model = settings.model.as_deref().unwrap_or(DEFAULT_MODEL);
+        let run_dir = opts
+            .run_dir
+            .clone()
+            .unwrap_or_else(|| default_run_dir(model));
+        let existing = if opts.resume {
             checkpoint::latest(&run_dir)?
         } else {
             None
         };
-        let mut cfg = match &existing {
-            Some(ck) => {
-                settings.check_against(ck, &run_dir)?;
-                Self::paper(data_dir, &run_dir, ck.state.architecture.clone()).resume_from(ck)?
-            }
-            None => settings.apply(Self::paper(
-                data_dir,
-                &run_dir,
-                Architecture::by_name(model)?,
-            ))?,
+        let data_dir = match (&opts.data, &existing) {
+            (Some(d), _) => d.clone(),
+            (None, Some(ck)) => ck.state.data_dir.clone(),
+            (None, None) => return Err(TrainerError::NoDataDir(run_dir)),
         };
-        cfg.resume = resume;
-        Ok(cfg)
+        let cfg = match existing {
+            Some(ck) => {
+                settings.check_against(&ck, &run_dir)?;
+                let mut cfg = Self::paper(&data_dir, &run_dir, ck.state.architecture.clone())
+                    .resume_from(&ck)?;
+                cfg.found = Some(Some(Box::new(ck)));
+                cfg
+            }
+            None => {
+                let mut cfg = settings.apply(Self::paper(
+                    &data_dir,
+                    &run_dir,
+                    Architecture::by_name(model)?,
+                ))?;
+                cfg.found = opts.resume.then_some(None);
+                cfg
+            }
+        };
+        Ok(cfg.with_options(opts))
+    }
+
+    /// The run's checkpoint to resume from, when `resume` is set: the one
+    /// [`TrainConfig::for_run`] read and checked, or else the newest in
+    /// `run_dir`, checked against this configuration's settings. `None`:
+    /// a new run, or no checkpoint yet.
+    pub(crate) fn checkpoint_to_resume(&mut self) -> Result<Option<Box<Checkpoint>>> {
+        if !self.resume {
+            return Ok(None);
+        }
+        if let Some(found) = self.found.take() {
+            return Ok(found);
+        }
+        let Some(ck) = checkpoint::latest(&self.run_dir)? else {
+            return Ok(None);
+        };
+        RunSettings::of(self).check_against(&ck, &self.run_dir)?;
+        Ok(Some(Box::new(ck)))
     }
 
     /// Takes the settings a checkpoint fixes (network, init, seed, batch,
@@ -222,13 +343,13 @@ impl TrainConfig {
     pub fn resume_from(mut self, ck: &Checkpoint) -> Result<Self> {
         let s = &ck.state;
         self.architecture = s.architecture.clone();
-        self.init =
-            s.init
-                .parse()
-                .map_err(|e: model::ParseInitError| TrainerError::Checkpoint {
-                    path: ck.dir.clone(),
-                    reason: e.to_string(),
-                })?;
+        self.init = s
+            .init
+            .parse()
+            .map_err(|source| TrainerError::CheckpointInit {
+                path: ck.dir.clone(),
+                source,
+            })?;
         self.seed = s.seed;
         self.batch_size = s.batch_size;
         self.momentum = s.momentum;
@@ -239,6 +360,8 @@ impl TrainConfig {
     }
 }
 
+/// The quick start's working directory (synthetic files, shards, run).
+pub const QUICKSTART_DIR: &str = "quickstart";
 /// Quick-start epochs.
 pub const QUICKSTART_EPOCHS: usize = 4;
 /// Quick-start batch size.
@@ -294,6 +417,23 @@ pub struct RunSettings {
 }
 
 impl RunSettings {
+    /// The settings of `cfg` that a run resumed with it takes from it (as
+    /// if given on the command line): the network, initialisation, seed,
+    /// batch and SGD constants. The schedule and its state come from the
+    /// checkpoint.
+    fn of(cfg: &TrainConfig) -> Self {
+        Self {
+            model: Some(cfg.architecture.name.clone()),
+            activation: Some(cfg.architecture.activation),
+            init: Some(cfg.init),
+            batch_size: Some(cfg.batch_size),
+            momentum: Some(cfg.momentum),
+            weight_decay: Some(cfg.weight_decay),
+            seed: Some(cfg.seed),
+            ..Self::default()
+        }
+    }
+
     /// A new run: `base` changed where a setting is given.
     fn apply(&self, mut cfg: TrainConfig) -> Result<TrainConfig> {
         if let Some(a) = self.activation {
@@ -441,7 +581,14 @@ mod tests {
     fn new_run_takes_paper_defaults_and_given_settings() {
         let d = Path::new("data");
         let r = Path::new("run-does-not-exist");
-        let cfg = TrainConfig::for_run(d, Some(r), &RunSettings::default(), false).unwrap();
+        let opts = |settings: &RunSettings, resume: bool| RunOptions {
+            data: Some(d.to_path_buf()),
+            run_dir: Some(r.to_path_buf()),
+            resume,
+            settings: settings.clone(),
+            ..RunOptions::default()
+        };
+        let cfg = TrainConfig::for_run(&opts(&RunSettings::default(), false)).unwrap();
         assert_eq!(cfg.batch_size, 128);
         assert_eq!(cfg.schedule, LrSchedule::plateau(0.01, 3));
         assert_eq!(cfg.architecture.name, "alexnet");
@@ -454,17 +601,20 @@ mod tests {
             batch_size: Some(64),
             ..RunSettings::default()
         };
-        let cfg = TrainConfig::for_run(d, Some(r), &s, true).unwrap();
+        let cfg = TrainConfig::for_run(&opts(&s, true)).unwrap();
         assert!(cfg.resume);
         assert_eq!(cfg.architecture.name, "alexnet-small");
         assert_eq!(cfg.batch_size, 64);
         let mut want = LrSchedule::step(0.02, 7);
         want.max_reductions = 1;
         assert_eq!(cfg.schedule, want);
-        assert!(TrainConfig::for_run(d, None, &s, false)
-            .unwrap()
-            .run_dir
-            .to_string_lossy()
-            .starts_with("runs/alexnet-small-"));
+        assert!(TrainConfig::for_run(&RunOptions {
+            run_dir: None,
+            ..opts(&s, false)
+        })
+        .unwrap()
+        .run_dir
+        .to_string_lossy()
+        .starts_with("runs/alexnet-small-"));
     }
 }

@@ -7,7 +7,8 @@
 //! applies the gradient of the mean loss over the global batch: the step
 //! one process would take on the whole batch. A [`Collective`] carries the
 //! sums: [`SingleProcess`] (nothing to exchange), MPI over the host (feature
-//! `mpi`, `MpiCollective`), or NCCL on the GPUs.
+//! `mpi`, `MpiCollective`), or NCCL on the GPUs; [`job_collective`] sets
+//! up the job's, and refuses a launch whose tasks MPI cannot see.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -16,6 +17,16 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 
 use crate::error::{Result, TrainerError};
+
+mod job;
+mod launch;
+#[cfg(feature = "mpi")]
+mod mpi;
+#[cfg(feature = "nccl")]
+mod nccl;
+
+pub use job::{job_collective, GradientSums};
+pub use launch::LaunchMismatch;
 
 /// The ranks of a job and the sums they exchange. All ranks call the same
 /// methods in the same order (they are collective).
@@ -76,15 +87,6 @@ impl Collective for SingleProcess {
     }
 }
 
-/// Whether this process was started by an MPI launcher (`mpirun`/`mpiexec`
-/// of OpenMPI or MPICH, or Slurm's `srun` with PMI/PMIx): the variable that
-/// says so, with its value.
-pub fn mpi_launch_variable() -> Option<(&'static str, String)> {
-    ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"]
-        .into_iter()
-        .find_map(|name| std::env::var(name).ok().map(|v| (name, v)))
-}
-
 /// Which part of every global batch a rank trains on.
 ///
 /// `--batch-size` is the global batch (the paper's 128) at every world
@@ -105,9 +107,7 @@ impl BatchShare {
     /// Checks that `world_size` divides `global_batch`.
     pub fn new(global_batch: usize, rank: usize, world_size: usize) -> Result<Self> {
         if world_size == 0 || rank >= world_size {
-            return Err(TrainerError::Collective(format!(
-                "rank {rank} is not below the world size {world_size}"
-            )));
+            return Err(TrainerError::RankOutOfRange { rank, world_size });
         }
         if global_batch == 0 || !global_batch.is_multiple_of(world_size) {
             return Err(TrainerError::BatchNotDivisible {
@@ -142,36 +142,6 @@ impl BatchShare {
     pub fn eval_images(&self, n: usize) -> usize {
         n.saturating_sub(self.rank).div_ceil(self.world_size)
     }
-}
-
-/// The tower placement of one rank: the pattern's CUDA ordinals shifted by
-/// `local_rank` times the devices the pattern names, so that
-/// `cuda:0,cuda:1` gives ranks 0, 1, 2 on a node `cuda:0,cuda:1`,
-/// `cuda:2,cuda:3` and `cuda:4,cuda:5`. `cpu` stays `cpu`.
-pub fn local_devices(pattern: &str, local_rank: usize) -> Result<String> {
-    let parts: Vec<&str> = pattern.split(',').map(str::trim).collect();
-    let mut ordinals = Vec::with_capacity(parts.len());
-    for p in &parts {
-        match p.strip_prefix("cuda:") {
-            Some(n) => ordinals.push(Some(n.parse::<usize>().map_err(|_| {
-                TrainerError::Devices {
-                    pattern: pattern.to_string(),
-                    reason: format!("`{p}` is not cuda:N"),
-                }
-            })?)),
-            None => ordinals.push(None),
-        }
-    }
-    let span = ordinals.iter().flatten().map(|n| n + 1).max().unwrap_or(0);
-    Ok(parts
-        .iter()
-        .zip(&ordinals)
-        .map(|(p, o)| match o {
-            Some(n) => format!("cuda:{}", n + local_rank * span),
-            None => (*p).to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(","))
 }
 
 /// Default bucket size of the gradient all-reduce, bytes (PyTorch DDP's 25 MiB).
@@ -281,6 +251,7 @@ impl GradientReducer {
 
 /// Copies a flat `f32` tensor to the host, for collectives that sum host
 /// memory (MPI).
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 pub fn host_values(flat: &Tensor) -> Result<Vec<f32>> {
     Ok(flat.to_device(&Device::Cpu)?.to_vec1::<f32>()?)
 }
@@ -319,15 +290,6 @@ mod tests {
         assert_eq!(counts, vec![3, 3, 2, 2]);
         assert_eq!(BatchShare::new(4, 0, 1).unwrap().eval_images(10), 10);
         assert_eq!(BatchShare::new(4, 3, 4).unwrap().eval_images(2), 0);
-    }
-
-    #[test]
-    fn local_devices_shift_cuda_ordinals_by_local_rank() {
-        assert_eq!(local_devices("cpu", 3).unwrap(), "cpu");
-        assert_eq!(local_devices("cuda:0", 2).unwrap(), "cuda:2");
-        assert_eq!(local_devices("cuda:0,cuda:1", 0).unwrap(), "cuda:0,cuda:1");
-        assert_eq!(local_devices("cuda:0,cuda:1", 2).unwrap(), "cuda:4,cuda:5");
-        assert!(local_devices("cuda:x", 1).is_err());
     }
 
     /// The paper's network on ImageNet's 1,000 classes: what every step

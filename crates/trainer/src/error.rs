@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong while training, evaluating or predicting.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TrainerError {
     /// A tensor operation failed (shape mismatch, device error, ...).
     #[error("tensor operation failed: {0}")]
@@ -53,12 +54,103 @@ pub enum TrainerError {
         /// What is wrong.
         reason: String,
     },
-    /// A configuration value is invalid.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// The data could not be loaded.
+    /// A checkpoint's tensors (parameters or momentum buffers) could not be
+    /// read or written.
+    #[error("checkpoint {path}: {action}: {source}")]
+    CheckpointTensors {
+        /// The safetensors file.
+        path: PathBuf,
+        /// What was being done (`loading parameters`, ...).
+        action: &'static str,
+        /// The underlying error.
+        source: Box<candle_core::Error>,
+    },
+    /// A checkpoint names an initialisation this build does not know.
+    #[error("checkpoint {path}: {source}")]
+    CheckpointInit {
+        /// The checkpoint directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: model::ParseInitError,
+    },
+    /// The dataset could not be opened or read.
     #[error("data: {0}")]
-    Data(String),
+    Data(#[from] loader::LoaderError),
+    /// An image file could not be decoded.
+    #[error("{path}: {source}")]
+    Decode {
+        /// The image file.
+        path: PathBuf,
+        /// The underlying error.
+        source: Box<decode::DecodeError>,
+    },
+    /// A class table does not have the classes a checkpoint was trained on.
+    #[error("{path} lists {listed} classes, the checkpoint was trained on {trained}")]
+    ClassCount {
+        /// The class table (or the dataset directory holding it).
+        path: PathBuf,
+        /// Classes it lists.
+        listed: usize,
+        /// Classes of the checkpoint.
+        trained: usize,
+    },
+    /// A label is not a class index.
+    #[error("data: label {label} outside 0..{classes}")]
+    LabelOutOfRange {
+        /// The label.
+        label: i64,
+        /// Number of classes.
+        classes: usize,
+    },
+    /// Scores, labels or images do not have the sizes that fit together.
+    #[error("{0}")]
+    Shape(String),
+    /// An epoch's loader ended early.
+    #[error("data: epoch {epoch} ended after {batches} of {expected} batches")]
+    EpochEndedEarly {
+        /// The epoch (1-based).
+        epoch: usize,
+        /// Batches it gave.
+        batches: usize,
+        /// Batches it should have given.
+        expected: usize,
+    },
+    /// A mean image smaller than the network's input crop.
+    #[error("{path}: mean image {height}x{width} is smaller than the {crop} crop")]
+    MeanImageTooSmall {
+        /// `stats.h5`.
+        path: PathBuf,
+        /// Mean image height.
+        height: usize,
+        /// Mean image width.
+        width: usize,
+        /// The network's input size.
+        crop: usize,
+    },
+    /// A setting that must be at least 1 is 0.
+    #[error("invalid configuration: {what} must be at least 1")]
+    Zero {
+        /// The setting(s), as flags.
+        what: &'static str,
+    },
+    /// A model name that is not one of the known networks.
+    #[error("unknown model '{0}': expected 'alexnet' or 'alexnet-small'")]
+    UnknownModel(String),
+    /// Nothing to draw.
+    #[error("invalid configuration: no runs to plot")]
+    NoRuns,
+    /// A new run was asked for in a directory that holds one.
+    #[error(
+        "invalid configuration: {0} already holds a run's checkpoints: pass --resume to \
+         continue it, or choose another --run-dir"
+    )]
+    RunExists(PathBuf),
+    /// No dataset directory: neither given nor known from a checkpoint.
+    #[error(
+        "--data is required: {0} has no checkpoint yet to take the dataset from \
+         (--resume takes it from the run's checkpoint)"
+    )]
+    NoDataDir(PathBuf),
     /// `--resume` was given settings that differ from the run's own.
     #[error(
         "{run_dir}: --resume continues the run exactly, but these settings differ from it: {}",
@@ -94,16 +186,60 @@ pub enum TrainerError {
          or a duration (`90s`, `30m`, `2h`)"
     )]
     CheckpointEvery(String),
-    /// A collective operation between ranks failed.
-    #[error("between ranks: {0}")]
-    Collective(String),
+    /// A rank outside its job's world.
+    #[error("between ranks: rank {rank} is not below the world size {world_size}")]
+    RankOutOfRange {
+        /// The rank.
+        rank: usize,
+        /// Ranks in the job.
+        world_size: usize,
+    },
+    /// MPI could be initialised only once per process.
+    #[error("between ranks: MPI was already initialised in this process")]
+    MpiInitialised,
+    /// The thread that ends a stuck job could not be started.
+    #[error("between ranks: starting the watchdog: {0}")]
+    Watchdog(#[source] std::io::Error),
+    /// An NCCL call failed.
+    #[error("between ranks: {call}: {reason}")]
+    Nccl {
+        /// The NCCL call.
+        call: &'static str,
+        /// NCCL's error.
+        reason: String,
+    },
+    /// NCCL sums were asked for a placement without CUDA devices.
+    #[error("between ranks: NCCL needs CUDA devices; the placement has none")]
+    NcclNeedsCuda,
+    /// NCCL sums were asked of a build without NCCL.
+    #[error(
+        "--gradient-sums nccl: this binary was built without NCCL \
+         (cargo build --release -p xtask --features \"cuda nccl\")"
+    )]
+    NcclNotBuilt,
+    /// An MPI launcher started a binary built without MPI.
+    #[error(
+        "started by an MPI launcher ({variable}={value}), but this binary was built without MPI: \
+         build it with `cargo build --release -p xtask --features mpi` \
+         (scripts/setup.sh --mpi installs OpenMPI)"
+    )]
+    NoMpi {
+        /// The launcher's variable seen.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// The launcher started several tasks, but MPI sees another world: the
+    /// tasks would train as separate copies.
+    #[error(transparent)]
+    LaunchMismatch(#[from] crate::distributed::LaunchMismatch),
     /// The plot could not be drawn.
-    #[error("plot {path}: {reason}")]
+    #[error("plot {path}: {source}")]
     Plot {
         /// The PNG being written.
         path: PathBuf,
         /// What went wrong.
-        reason: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -114,4 +250,10 @@ pub type Result<T, E = TrainerError> = std::result::Result<T, E>;
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainerError {
     let path = path.into();
     move |source| TrainerError::Io { path, source }
+}
+
+impl From<loader::ShardError> for TrainerError {
+    fn from(e: loader::ShardError) -> Self {
+        TrainerError::Data(e.into())
+    }
 }

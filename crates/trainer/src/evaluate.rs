@@ -6,22 +6,36 @@ use std::path::PathBuf;
 use candle_core::Device;
 use candle_nn::VarMap;
 use loader::{Dataset, Loader, LoaderConfig, Mode, Stats};
-use model::{AlexNet, ForwardMode, Placement};
+use model::{AlexNet, ForwardMode};
 
 use crate::checkpoint::Checkpoint;
-use crate::error::{Result, TrainerError};
+use crate::devices::Devices;
+use crate::error::Result;
+use crate::events::{TrainEvent, TrainSink};
 use crate::per_class::PerClass;
 use crate::topk::TopKCounter;
 use crate::views::average_view_probabilities;
 
 /// Options of [`evaluate`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct EvalOptions {
     /// Count only the first this many images the loader delivers (a rank
     /// of a data-parallel job: the loader pads the ranks' shares by
     /// wrapping around, and padded images must not count twice). `None`:
     /// all.
     pub max_images: Option<usize>,
+    /// The pass's name in its [`TrainEvent::EvalBatch`] events.
+    pub pass: &'static str,
+}
+
+impl Default for EvalOptions {
+    /// All images, pass `evaluation`.
+    fn default() -> Self {
+        Self {
+            max_images: None,
+            pass: "evaluation",
+        }
+    }
 }
 
 /// What [`evaluate`] counted.
@@ -45,8 +59,16 @@ pub fn evaluate(
     net: &AlexNet,
     loader: &Loader,
     opts: &EvalOptions,
-    on_batch: &mut dyn FnMut(usize),
+    sink: &dyn TrainSink,
 ) -> Result<EvalResult> {
+    let total = loader.batches_per_epoch();
+    let on_batch = |done| {
+        sink.event(&TrainEvent::EvalBatch {
+            pass: opts.pass,
+            done,
+            total,
+        })
+    };
     let views = loader.config().mode.views();
     let num_classes = net.config().num_classes;
     let device = net.output_device().clone();
@@ -54,11 +76,8 @@ pub fn evaluate(
     let mut done = 0;
     let mut counter = TopKCounter::default();
     let mut per_class = PerClass::new(num_classes);
-    for batch in loader
-        .epoch(0)
-        .map_err(|e| TrainerError::Data(e.to_string()))?
-    {
-        let batch = batch.map_err(|e| TrainerError::Data(e.to_string()))?;
+    for batch in loader.epoch(0)? {
+        let batch = batch?;
         let (mut images, mut labels) = batch.to_tensors(&device)?;
         let mut n = batch.len();
         drop(batch);
@@ -107,8 +126,8 @@ pub fn evaluate(
 }
 
 /// Rebuilds the network of `ck` on `devices` and loads its parameters.
-pub fn load_network(ck: &Checkpoint, devices: &str) -> Result<AlexNet> {
-    let placement = Placement::parse(devices)?;
+pub fn load_network(ck: &Checkpoint, devices: &Devices) -> Result<AlexNet> {
+    let placement = devices.placement()?;
     let cfg = ck.state.architecture.to_config(ck.state.num_classes);
     let mut varmap = VarMap::new();
     let init = ck.state.init.parse().unwrap_or_default();
@@ -126,25 +145,13 @@ pub struct CheckpointEvalConfig {
     /// recorded in the checkpoint.
     pub data_dir: Option<PathBuf>,
     /// Tower placement.
-    pub devices: String,
+    pub devices: Devices,
     /// Images per batch (10-crop batches hold 10 rows per image).
     pub batch_size: usize,
     /// Loader threads.
     pub threads: usize,
     /// Also run the paper's 10-crop test.
     pub ten_crop: bool,
-}
-
-/// Progress of [`evaluate_checkpoint`]: a pass (`centre crop`, `10-crop`)
-/// with its batches done and in all.
-#[derive(Clone, Copy, Debug)]
-pub struct EvalProgress<'a> {
-    /// Which pass.
-    pub pass: &'a str,
-    /// Batches done.
-    pub done: usize,
-    /// Batches in the pass.
-    pub total: usize,
 }
 
 /// Centre-crop (and optionally 10-crop) results of a checkpoint.
@@ -159,10 +166,10 @@ pub struct CheckpointEval {
 }
 
 /// Evaluates a checkpoint on the validation shards of its dataset,
-/// telling `progress` after each batch.
+/// telling `sink` after each batch ([`TrainEvent::EvalBatch`]).
 pub fn evaluate_checkpoint(
     cfg: &CheckpointEvalConfig,
-    progress: &mut dyn FnMut(EvalProgress<'_>),
+    sink: &dyn TrainSink,
 ) -> Result<CheckpointEval> {
     let ck = Checkpoint::open(&cfg.checkpoint)?;
     let data_dir = cfg
@@ -178,9 +185,9 @@ pub fn evaluate_checkpoint(
     } else {
         ck.stats_path()
     };
-    let stats = Stats::open(&stats_path).map_err(|e| TrainerError::Data(e.to_string()))?;
-    let mut run = |mode: Mode, label: &str| -> Result<EvalResult> {
-        let dataset = Dataset::open(&val_dir).map_err(|e| TrainerError::Data(e.to_string()))?;
+    let stats = Stats::open(&stats_path)?;
+    let run = |mode: Mode, pass: &'static str| -> Result<EvalResult> {
+        let dataset = Dataset::open(&val_dir)?;
         let batch_size = if mode == Mode::TenCrop {
             (cfg.batch_size / 10).max(1)
         } else {
@@ -196,16 +203,12 @@ pub fn evaluate_checkpoint(
                 crop: ck.state.architecture.input_size,
                 ..LoaderConfig::eval()
             },
-        )
-        .map_err(|e| TrainerError::Data(e.to_string()))?;
-        let total = loader.batches_per_epoch();
-        evaluate(&net, &loader, &EvalOptions::default(), &mut |done| {
-            progress(EvalProgress {
-                pass: label,
-                done,
-                total,
-            })
-        })
+        )?;
+        let opts = EvalOptions {
+            pass,
+            ..EvalOptions::default()
+        };
+        evaluate(&net, &loader, &opts, sink)
     };
     let centre = run(Mode::CenterCrop, "centre crop")?;
     let ten_crop = if cfg.ten_crop {

@@ -50,10 +50,16 @@ pub enum TrainEvent<'a> {
         /// Batches this rank evaluates.
         batches: usize,
     },
-    /// One validation batch is done.
-    ValidationBatch {
+    /// One batch of an evaluation pass is done: validation in a run, a
+    /// checkpoint's evaluation (`centre crop`, `10-crop`), the fc7
+    /// features of a figure.
+    EvalBatch {
+        /// Which pass.
+        pass: &'a str,
         /// Batches done so far.
         done: usize,
+        /// Batches in the pass (on this rank).
+        total: usize,
     },
     /// An epoch is done: trained, validated, metrics written.
     EpochFinished {
@@ -147,7 +153,8 @@ pub struct StepReport {
     pub allreduce_seconds: f64,
 }
 
-/// Receives a run's events.
+/// Receives the trainer's events: a run's, and the progress of
+/// evaluations and figures.
 pub trait TrainSink {
     /// One event.
     fn event(&self, event: &TrainEvent<'_>);

@@ -1,67 +1,69 @@
 //! Training, evaluation and prediction for the 2012 AlexNet.
 //!
-//! - [`Trainer`]: the paper's recipe ([`TrainConfig::paper`]): loader
+//! - [`Trainer`]: the paper's recipe ([`TrainConfig::paper`], or
+//!   [`TrainConfig::for_run`] from a command line's [`RunOptions`]): loader
 //!   batches (augmented on the loader's threads) into [`model::AlexNet`],
-//!   cross-entropy, backward, [`model::PaperSgd`]; per epoch validation on the
-//!   centre crop, metrics files, a PNG plot and a checkpoint (and more often
-//!   with [`CheckpointEvery`]); resume from the exact position; divergence
-//!   stops the run naming the step. It reports through [`TrainSink`] events
-//!   and never prints. [`train()`] runs it in one process, silently.
-//! - Data parallelism ([`distributed`]): ranks each train on a share of the
-//!   global batch and sum gradients through a [`Collective`] (MPI with the
-//!   `mpi` feature); the result equals one process's training.
-//! - Command-line rules ([`config`]): the paper's defaults, the run
-//!   settings a resume may repeat but not change, the quick-start recipe.
-//! - [`evaluate`](mod@evaluate): top-1/top-5 error on the centre crop and the paper's
-//!   10-crop test (softmax averaged over the views, [`views`]).
-//! - [`predict::Predictor`]: classify photos with a checkpoint.
+//!   cross-entropy, backward, [`model::PaperSgd`]; per epoch validation on
+//!   the centre crop, metrics files, a PNG plot and a checkpoint (and more
+//!   often with [`CheckpointEvery`]); resume from the exact position;
+//!   divergence stops the run naming the step. It reports through
+//!   [`TrainSink`] events and never prints. [`train()`] runs it in one
+//!   process, silently.
+//! - Data parallelism: ranks each train on a share of the global batch and
+//!   sum gradients through a [`Collective`] ([`job_collective`]: MPI with
+//!   the `mpi` feature, NCCL with `nccl`); the result equals one process's
+//!   training. A launch whose tasks MPI does not see is refused
+//!   ([`LaunchMismatch`]).
+//! - [`evaluate()`] and [`evaluate_checkpoint`]: top-1/top-5 error on the
+//!   centre crop and the paper's 10-crop test.
+//! - [`Predictor`]: classify photos with a checkpoint.
 //! - [`figures`]: the paper's figures from a checkpoint (conv1 kernels,
 //!   top-5 predictions, nearest neighbours in fc7, training-error curves);
-//!   [`per_class`]: top-1/top-5 error per class.
-//! - Pieces usable alone: the learning-rate schedule ([`schedule`]), top-k
-//!   counting ([`topk`]), metrics files ([`metrics`]), the plot ([`plot`]),
-//!   checkpoints ([`checkpoint`]).
+//!   [`PerClass`]: top-1/top-5 error per class.
+//! - [`checkpoint`]: the checkpoint format and the run directory's layout.
 //!
 //! A run directory holds `metrics.jsonl` and `metrics.csv` (one row per
 //! epoch), `curves.png`, `latest.json` and `checkpoints/` (see
 //! [`checkpoint`] for the layout). Each checkpoint directory is
 //! self-contained: prediction needs nothing else.
 
-pub mod arch;
-pub mod atomic;
+mod arch;
+mod atomic;
 pub mod checkpoint;
-pub mod config;
-pub mod distributed;
-pub mod error;
-pub mod evaluate;
-pub mod events;
+mod config;
+mod devices;
+mod distributed;
+mod error;
+mod evaluate;
+mod events;
 pub mod figures;
-pub mod metrics;
-#[cfg(feature = "mpi")]
-pub mod mpi;
-#[cfg(feature = "nccl")]
-pub mod nccl;
-pub mod per_class;
-pub mod plot;
-pub mod predict;
-pub mod schedule;
-pub mod topk;
-pub mod train;
-pub mod views;
+mod metrics;
+mod per_class;
+mod plot;
+mod predict;
+mod schedule;
+mod topk;
+mod train;
+mod views;
 
 pub use arch::Architecture;
 pub use checkpoint::{Checkpoint, CheckpointState};
-pub use config::{CheckpointEvery, RunSettings, ScheduleKind, TrainConfig};
-pub use distributed::{BatchShare, Collective, GradientReducer, SingleProcess};
+pub use config::{
+    default_threads, CheckpointEvery, RunOptions, RunSettings, ScheduleKind, TrainConfig,
+    DEFAULT_COLLECTIVE_TIMEOUT, DEFAULT_EPOCHS, DEFAULT_EVAL_BATCH, DEFAULT_PREFETCH,
+    QUICKSTART_DIR, QUICKSTART_EPOCHS, QUICKSTART_LR,
+};
+pub use devices::Devices;
+pub use distributed::{job_collective, Collective, GradientSums, LaunchMismatch, SingleProcess};
 pub use error::{Result, TrainerError};
 pub use evaluate::{
-    evaluate, evaluate_checkpoint, CheckpointEval, CheckpointEvalConfig, EvalOptions, EvalProgress,
+    evaluate, evaluate_checkpoint, load_network, CheckpointEval, CheckpointEvalConfig, EvalOptions,
     EvalResult,
 };
 pub use events::{CheckpointReason, NoEvents, RunSummary, StepReport, TrainEvent, TrainSink};
 pub use metrics::{EpochMetrics, MetricsFiles};
 pub use per_class::{ClassCounts, PerClass};
-pub use predict::{ClassScore, Predictor};
+pub use predict::{ClassScore, Predictor, DEFAULT_TOP};
 pub use schedule::{LrDecision, LrSchedule, ScheduleRule};
 pub use topk::TopKCounter;
-pub use train::{dropout_seed, train, EpochEnd, TrainOutcome, Trainer};
+pub use train::{train, EpochEnd, TrainOutcome, Trainer};

@@ -59,7 +59,7 @@ impl PerClass {
     pub fn add_scores(&mut self, scores: &[f32], labels: &[i64]) -> Result<()> {
         let c = self.counts.len();
         if c == 0 || scores.len() != labels.len() * c {
-            return Err(TrainerError::Config(format!(
+            return Err(TrainerError::Shape(format!(
                 "{} scores do not form {} rows of {c} classes",
                 scores.len(),
                 labels.len()
@@ -69,7 +69,7 @@ impl PerClass {
             let l = usize::try_from(label)
                 .ok()
                 .filter(|&l| l < c)
-                .ok_or_else(|| TrainerError::Data(format!("label {label} outside 0..{c}")))?;
+                .ok_or(TrainerError::LabelOutOfRange { label, classes: c })?;
             let rank = rank_of_label(row, l);
             let e = &mut self.counts[l];
             e.images += 1;
@@ -85,7 +85,7 @@ impl PerClass {
     /// tab-separated. Classes without images come last, with `NaN`.
     pub fn to_tsv(&self, classes: &[ClassEntry]) -> Result<String> {
         if classes.len() != self.counts.len() {
-            return Err(TrainerError::Data(format!(
+            return Err(TrainerError::Shape(format!(
                 "the class table has {} classes, the counts {}",
                 classes.len(),
                 self.counts.len()

@@ -30,14 +30,14 @@ pub fn draw_curves(path: &Path, history: &[EpochMetrics]) -> Result<()> {
     register_font();
     // The bitmap encoder picks the format from the extension: keep `.png` last.
     let tmp = path.with_extension(format!("tmp-{}.png", std::process::id()));
-    draw(&tmp, history).map_err(|e| TrainerError::Plot {
+    draw(&tmp, history).map_err(|source| TrainerError::Plot {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        source,
     })?;
     std::fs::rename(&tmp, path).map_err(crate::error::io_err(path))
 }
 
-type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+type DrawResult = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 /// A curve: legend name, the value it plots, its colour.
 type Curve = (&'static str, fn(&EpochMetrics) -> f64, RGBColor);
@@ -56,93 +56,89 @@ fn draw(path: &Path, history: &[EpochMetrics]) -> DrawResult {
         .fold(0.0f64, f64::max)
         .max(0.1)
         * 1.1;
-
-    let series = |f: fn(&EpochMetrics) -> f64| -> Vec<(f64, f64)> {
-        history
-            .iter()
-            .filter(|m| f(m).is_finite())
-            .map(|m| (m.epoch as f64, f(m)))
-            .collect()
-    };
-
-    let mut loss_chart = ChartBuilder::on(&left)
-        .caption("loss", (FAMILY, 22))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d(x_range.clone(), 0.0..max_loss)?;
-    loss_chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("cross-entropy")
-        .label_style((FAMILY, 14))
-        .draw()?;
-    let curves: [Curve; 2] = [
+    let losses: [Curve; 2] = [
         ("train", |m| m.train_loss, BLUE),
         ("val (centre crop)", |m| m.val_loss, RED),
     ];
-    for (name, f, colour) in curves {
-        let points = series(f);
-        loss_chart
-            .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
-            .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-            });
-        loss_chart.draw_series(
-            points
-                .into_iter()
-                .map(|p| Circle::new(p, 3, colour.filled())),
-        )?;
-    }
-    loss_chart
-        .configure_series_labels()
-        .label_font((FAMILY, 14))
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    let panel = Panel {
+        caption: "loss",
+        y_desc: "cross-entropy",
+        x_range: x_range.clone(),
+        y_max: max_loss,
+    };
+    draw_panel(&left, &panel, &losses, history)?;
 
-    let mut err_chart = ChartBuilder::on(&right)
-        .caption("error (%)", (FAMILY, 22))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d(x_range, 0.0..100.0)?;
-    err_chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("error %")
-        .label_style((FAMILY, 14))
-        .draw()?;
     let green = RGBColor(0, 150, 0);
     let orange = RGBColor(230, 130, 0);
-    let curves: [Curve; 4] = [
+    let errors: [Curve; 4] = [
         ("train top-1", |m| m.train_top1_error, BLUE),
         ("val top-1", |m| m.val_top1_error, RED),
         ("train top-5", |m| m.train_top5_error, green),
         ("val top-5", |m| m.val_top5_error, orange),
     ];
-    for (name, f, colour) in curves {
-        let points = series(f);
-        err_chart
+    let panel = Panel {
+        caption: "error (%)",
+        y_desc: "error %",
+        x_range,
+        y_max: 100.0,
+    };
+    draw_panel(&right, &panel, &errors, history)?;
+    root.present()?;
+    Ok(())
+}
+
+/// One panel's axes.
+struct Panel {
+    caption: &'static str,
+    y_desc: &'static str,
+    x_range: std::ops::Range<f64>,
+    y_max: f64,
+}
+
+/// Draws one panel: its axes, each curve as a line with a dot per epoch
+/// (non-finite values left out), and the legend.
+fn draw_panel(
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    panel: &Panel,
+    curves: &[Curve],
+    history: &[EpochMetrics],
+) -> DrawResult {
+    let mut chart = ChartBuilder::on(area)
+        .caption(panel.caption, (FAMILY, 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(panel.x_range.clone(), 0.0..panel.y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(panel.y_desc)
+        .label_style((FAMILY, 14))
+        .draw()?;
+    for &(name, f, colour) in curves {
+        let points: Vec<(f64, f64)> = history
+            .iter()
+            .filter(|m| f(m).is_finite())
+            .map(|m| (m.epoch as f64, f(m)))
+            .collect();
+        chart
             .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
             .label(name)
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
             });
-        err_chart.draw_series(
+        chart.draw_series(
             points
                 .into_iter()
                 .map(|p| Circle::new(p, 3, colour.filled())),
         )?;
     }
-    err_chart
+    chart
         .configure_series_labels()
         .label_font((FAMILY, 14))
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;
-    root.present()?;
     Ok(())
 }
 

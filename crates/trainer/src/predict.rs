@@ -10,8 +10,12 @@ use loader::{ClassEntry, Stats};
 use model::{AlexNet, ForwardMode};
 
 use crate::checkpoint::Checkpoint;
+use crate::devices::Devices;
 use crate::error::{io_err, Result, TrainerError};
 use crate::evaluate::load_network;
+
+/// Classes shown per image when not told (the paper's top-5).
+pub const DEFAULT_TOP: usize = 5;
 
 /// One class and its probability.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,7 +42,7 @@ impl Predictor {
     /// Loads the checkpoint at `checkpoint` (run or checkpoint directory).
     /// The class table and statistics come from `data_dir` when given,
     /// otherwise from the copies inside the checkpoint directory.
-    pub fn open(checkpoint: &Path, data_dir: Option<&Path>, devices: &str) -> Result<Self> {
+    pub fn open(checkpoint: &Path, data_dir: Option<&Path>, devices: &Devices) -> Result<Self> {
         let ck = Checkpoint::open(checkpoint)?;
         let (classes_path, stats_path): (PathBuf, PathBuf) = match data_dir {
             Some(d) => {
@@ -47,25 +51,23 @@ impl Predictor {
             }
             None => (ck.classes_path(), ck.stats_path()),
         };
-        let classes =
-            loader::read_classes(&classes_path).map_err(|e| TrainerError::Data(e.to_string()))?;
+        let classes = loader::read_classes(&classes_path)?;
         if classes.len() != ck.state.num_classes {
-            return Err(TrainerError::Data(format!(
-                "{} lists {} classes, the checkpoint was trained on {}",
-                classes_path.display(),
-                classes.len(),
-                ck.state.num_classes
-            )));
+            return Err(TrainerError::ClassCount {
+                path: classes_path,
+                listed: classes.len(),
+                trained: ck.state.num_classes,
+            });
         }
-        let stats = Stats::open(&stats_path).map_err(|e| TrainerError::Data(e.to_string()))?;
+        let stats = Stats::open(&stats_path)?;
         let input_size = ck.state.architecture.input_size;
         if stats.height < input_size || stats.width < input_size {
-            return Err(TrainerError::Data(format!(
-                "{}: mean image {}x{} is smaller than the {input_size} crop",
-                stats_path.display(),
-                stats.height,
-                stats.width
-            )));
+            return Err(TrainerError::MeanImageTooSmall {
+                path: stats_path,
+                height: stats.height,
+                width: stats.width,
+                crop: input_size,
+            });
         }
         let net = load_network(&ck, devices)?;
         Ok(Self {
@@ -79,8 +81,10 @@ impl Predictor {
     /// The top `k` classes of the image file at `path` (JPEG or PNG).
     pub fn predict_file(&self, path: &Path, k: usize) -> Result<Vec<ClassScore>> {
         let bytes = std::fs::read(path).map_err(io_err(path))?;
-        let rgb = decode::decode_to_256(&bytes)
-            .map_err(|e| TrainerError::Data(format!("{}: {e}", path.display())))?;
+        let rgb = decode::decode_to_256(&bytes).map_err(|source| TrainerError::Decode {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
         self.predict_rgb(&rgb, k)
     }
 
@@ -127,13 +131,13 @@ impl Predictor {
 pub fn centre_crop_chw(rgb: &[u8], stats: &Stats, size: usize) -> Result<Vec<f32>> {
     let (h, w) = (stats.height, stats.width);
     if rgb.len() != h * w * 3 {
-        return Err(TrainerError::Data(format!(
+        return Err(TrainerError::Shape(format!(
             "decoded image has {} bytes, expected {h}x{w}x3",
             rgb.len()
         )));
     }
     if size > h || size > w {
-        return Err(TrainerError::Data(format!(
+        return Err(TrainerError::Shape(format!(
             "a {size} crop does not fit a {h}x{w} image"
         )));
     }

@@ -37,7 +37,7 @@ impl TopKCounter {
     /// probabilities, only the order matters) against `labels` (`[n]`).
     pub fn add_scores(&mut self, scores: &[f32], num_classes: usize, labels: &[i64]) -> Result<()> {
         if num_classes == 0 || scores.len() != labels.len() * num_classes {
-            return Err(TrainerError::Config(format!(
+            return Err(TrainerError::Shape(format!(
                 "{} scores do not form {} rows of {} classes",
                 scores.len(),
                 labels.len(),
@@ -48,8 +48,9 @@ impl TopKCounter {
             let label = usize::try_from(label)
                 .ok()
                 .filter(|&l| l < num_classes)
-                .ok_or_else(|| {
-                    TrainerError::Data(format!("label {label} outside 0..{num_classes}"))
+                .ok_or(TrainerError::LabelOutOfRange {
+                    label,
+                    classes: num_classes,
                 })?;
             let rank = rank_of_label(row, label);
             self.images += 1;

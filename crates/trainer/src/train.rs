@@ -15,7 +15,7 @@ use model::{AlexNet, ForwardMode, PaperSgd, Placement};
 use crate::checkpoint::{self, Checkpoint, CheckpointState, PartialEpoch, FORMAT_VERSION};
 use crate::config::{CheckpointEvery, TrainConfig};
 use crate::distributed::{
-    local_devices, BatchShare, Collective, GradientReducer, SingleProcess, DEFAULT_BUCKET_BYTES,
+    BatchShare, Collective, GradientReducer, SingleProcess, DEFAULT_BUCKET_BYTES,
 };
 use crate::error::{io_err, Result, TrainerError};
 use crate::evaluate::{evaluate, EvalOptions};
@@ -68,10 +68,6 @@ fn splitmix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-fn data_err(e: impl Into<loader::LoaderError>) -> TrainerError {
-    TrainerError::Data(e.into().to_string())
 }
 
 /// Trains as `cfg` says in this process alone, reporting nothing (see
@@ -147,164 +143,60 @@ impl<'c> Trainer<'c> {
     /// Opens the data, builds the network and optimizer, and, with
     /// `cfg.resume`, loads the run's newest checkpoint (none yet: a fresh
     /// start). Refuses a run directory holding a run unless resuming.
-    pub fn new(cfg: TrainConfig, collective: &'c dyn Collective) -> Result<Self> {
+    /// Creates the run directory (rank 0) only once all of that succeeded.
+    pub fn new(mut cfg: TrainConfig, collective: &'c dyn Collective) -> Result<Self> {
         if cfg.batch_size == 0 || cfg.epochs == 0 {
-            return Err(TrainerError::Config(
-                "batch size and epochs must be at least 1".into(),
-            ));
+            return Err(TrainerError::Zero {
+                what: "--batch-size and --epochs",
+            });
         }
-        let rank = collective.rank();
-        let world = collective.world_size();
-        let share = BatchShare::new(cfg.batch_size, rank, world)?;
-        if rank == 0 {
-            std::fs::create_dir_all(&cfg.run_dir).map_err(io_err(&cfg.run_dir))?;
-        }
-
-        let latest = checkpoint::latest(&cfg.run_dir)?;
-        let start = match (cfg.resume, latest) {
-            (true, Some(ck)) => {
-                check_resume_matches(&cfg, &ck)?;
-                Start::Resumed(Box::new(ck))
-            }
-            (true, None) => Start::Fresh,
-            (false, Some(_)) => {
-                return Err(TrainerError::Config(format!(
-                    "{} already holds a run's checkpoints: pass --resume to continue it, \
-                     or choose another --run-dir",
-                    cfg.run_dir.display()
-                )))
-            }
-            (false, None) => Start::New,
-        };
-
-        // Data.
-        let data = loader::DatasetDir::new(&cfg.data_dir);
-        let classes_src = data.classes();
-        let stats_src = data.stats();
-        let classes = loader::read_classes(&classes_src).map_err(data_err)?;
-        let num_classes = classes.len();
-        let stats = Stats::open(&stats_src).map_err(data_err)?;
-        let train_ds = Dataset::open(&data.train()).map_err(data_err)?;
-        let val_ds = Dataset::open(&data.val()).map_err(data_err)?;
-        let data_warnings: Vec<String> = [&train_ds, &val_ds]
-            .into_iter()
-            .filter_map(Dataset::slow_read_warning)
-            .collect();
-        let train_images = train_ds.len();
-        let val_images = val_ds.len();
-        let crop = cfg.architecture.input_size;
-        let train_loader = Loader::new(
-            train_ds,
-            stats.clone(),
-            LoaderConfig {
-                batch_size: share.local_batch(),
-                seed: cfg.seed,
-                threads: cfg.threads.max(1),
-                prefetch: cfg.prefetch,
-                crop,
-                rank,
-                world_size: world,
-                ..LoaderConfig::train()
-            },
-        )
-        .map_err(data_err)?;
-        let val_loader = Loader::new(
-            val_ds,
-            stats,
-            LoaderConfig {
-                batch_size: share.local_batch(),
-                threads: cfg.threads.max(1),
-                prefetch: cfg.prefetch,
-                crop,
-                rank,
-                world_size: world,
-                ..LoaderConfig::eval()
-            },
-        )
-        .map_err(data_err)?;
-
-        // Network and optimizer.
-        let devices = local_devices(&cfg.devices, collective.local_rank())?;
-        let placement = Placement::parse(&devices)?;
+        let share = BatchShare::new(cfg.batch_size, collective.rank(), collective.world_size())?;
+        let start = find_start(&mut cfg)?;
+        let data = RunData::open(&cfg, &share)?;
+        let devices = cfg.devices.for_local_rank(collective.local_rank());
+        let placement = devices.placement()?;
         model::set_precision(cfg.precision);
-        let model_cfg = cfg.architecture.to_config(num_classes);
-        let mut varmap = VarMap::new();
-        let net = AlexNet::new(&varmap, &model_cfg, &placement, cfg.init, cfg.seed)?
-            .with_batch_rows(share.rows());
-        let mut sgd = PaperSgd::new(&varmap, cfg.schedule.lr(), cfg.momentum, cfg.weight_decay)?;
-        let mut named: Vec<(String, candle_core::Var)> = varmap
-            .data()
-            .lock()
-            .expect("VarMap lock poisoned")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
-        let reducer = GradientReducer::new(&named, DEFAULT_BUCKET_BYTES);
-
-        let state = match &start {
-            Start::Resumed(ck) => {
-                ck.load_params(&mut varmap)?;
-                sgd.load_momentum_state(&ck.load_momentum()?).map_err(|e| {
-                    TrainerError::Checkpoint {
-                        path: ck.momentum_path(),
-                        reason: e.to_string(),
-                    }
-                })?;
-                let mut s = ck.state.clone();
-                s.epochs = cfg.epochs;
-                s
-            }
-            Start::New | Start::Fresh => CheckpointState {
-                format_version: FORMAT_VERSION,
-                architecture: cfg.architecture.clone(),
-                num_classes,
-                init: cfg.init.to_string(),
-                seed: cfg.seed,
-                batch_size: cfg.batch_size,
-                momentum: cfg.momentum,
-                weight_decay: cfg.weight_decay,
-                epochs: cfg.epochs,
-                schedule: cfg.schedule.clone(),
-                epochs_done: 0,
-                step: 0,
-                partial: None,
-                metrics: Vec::new(),
-                data_dir: std::fs::canonicalize(&cfg.data_dir).unwrap_or(cfg.data_dir.clone()),
-            },
-        };
-        if state.num_classes != num_classes {
+        let mut parts = NetworkParts::build(&cfg, &placement, data.num_classes, &share)?;
+        let state = initial_state(&cfg, &start, &mut parts, data.num_classes)?;
+        if state.num_classes != data.num_classes {
             return Err(TrainerError::Checkpoint {
                 path: cfg.run_dir.clone(),
                 reason: format!(
-                    "trained on {} classes, but {} has {num_classes}",
+                    "trained on {} classes, but {} has {}",
                     state.num_classes,
-                    classes_src.display()
+                    data.classes_src.display(),
+                    data.num_classes
                 ),
             });
         }
-
+        if collective.rank() == 0 {
+            std::fs::create_dir_all(&cfg.run_dir).map_err(io_err(&cfg.run_dir))?;
+        }
         let summary = RunSummary {
             model: cfg.architecture.name.clone(),
-            parameters: net.num_parameters(),
-            classes: num_classes,
+            parameters: parts.net.num_parameters(),
+            classes: data.num_classes,
             init: state.init.clone(),
             activation: cfg.architecture.activation.to_string(),
-            devices,
+            devices: devices.to_string(),
             precision: cfg.precision.to_string(),
-            train_images,
-            val_images,
+            train_images: data.train_images,
+            val_images: data.val_images,
             batch_size: cfg.batch_size,
-            batches_per_epoch: train_loader.batches_per_epoch(),
-            world_size: world,
+            batches_per_epoch: data.train_loader.batches_per_epoch(),
+            world_size: share.world_size,
             transport: collective.transport(),
-            allreduce_bytes: if world > 1 {
-                reducer.bytes_per_step()
+            allreduce_bytes: if share.world_size > 1 {
+                parts.reducer.bytes_per_step()
             } else {
                 0
             },
-            allreduce_buckets: if world > 1 { reducer.bucket_count() } else { 0 },
-            data_warnings,
+            allreduce_buckets: if share.world_size > 1 {
+                parts.reducer.bucket_count()
+            } else {
+                0
+            },
+            data_warnings: data.warnings,
         };
         let last_checkpoint = match &start {
             Start::Resumed(ck) => Some(ck.dir.clone()),
@@ -312,19 +204,19 @@ impl<'c> Trainer<'c> {
         };
         Ok(Self {
             metrics_files: MetricsFiles::new(&cfg.run_dir),
-            extra: [classes_src, stats_src],
+            extra: [data.classes_src, data.stats_src],
             input_device: placement.tower_a.clone(),
-            val_images_mine: share.eval_images(val_images),
+            val_images_mine: share.eval_images(data.val_images),
             last_saved: (state.step, Instant::now()),
             cfg,
             collective,
             share,
-            varmap,
-            net,
-            sgd,
-            reducer,
-            train_loader,
-            val_loader,
+            varmap: parts.varmap,
+            net: parts.net,
+            sgd: parts.sgd,
+            reducer: parts.reducer,
+            train_loader: data.train_loader,
+            val_loader: data.val_loader,
             state,
             last_checkpoint,
             start,
@@ -425,7 +317,7 @@ impl<'c> Trainer<'c> {
             done: skip,
         });
 
-        let mut batches = self.train_loader.epoch(epoch as u64).map_err(data_err)?;
+        let mut batches = self.train_loader.epoch(epoch as u64)?;
         let mut b = 0usize;
         let mut agreed_stop = false;
         let mut last = Instant::now();
@@ -433,7 +325,7 @@ impl<'c> Trainer<'c> {
             let fetched = batches.next();
             let waited = last.elapsed();
             let Some(batch) = fetched else { break };
-            let batch = batch.map_err(data_err)?;
+            let batch = batch?;
             if b < skip {
                 b += 1;
                 last = Instant::now();
@@ -449,12 +341,7 @@ impl<'c> Trainer<'c> {
             if stop_asked || self.cfg.stop_at_step.is_some_and(|s| self.state.step >= s) {
                 drop(batch);
                 drop(batches);
-                self.state.partial = Some(PartialEpoch {
-                    batches_done: b,
-                    counter,
-                    train_seconds: train_time.as_secs_f64(),
-                    wait_seconds: wait_time.as_secs_f64(),
-                });
+                self.state.partial = Some(partial_epoch(b, counter, train_time, wait_time));
                 // A checkpoint of this very step (periodic, or the
                 // resumed one) already holds this position.
                 if self.last_saved.0 != self.state.step || self.last_checkpoint.is_none() {
@@ -483,12 +370,7 @@ impl<'c> Trainer<'c> {
                 allreduce_seconds: result.allreduce.as_secs_f64(),
             }));
             if b < batches_per_epoch && self.periodic_checkpoint_due() {
-                self.state.partial = Some(PartialEpoch {
-                    batches_done: b,
-                    counter,
-                    train_seconds: train_time.as_secs_f64(),
-                    wait_seconds: wait_time.as_secs_f64(),
-                });
+                self.state.partial = Some(partial_epoch(b, counter, train_time, wait_time));
                 self.checkpoint(CheckpointReason::Periodic, sink)?;
                 self.state.partial = None;
             }
@@ -496,10 +378,11 @@ impl<'c> Trainer<'c> {
         }
         drop(batches);
         if b != batches_per_epoch {
-            return Err(TrainerError::Data(format!(
-                "epoch {} ended after {b} of {batches_per_epoch} batches",
-                epoch + 1
-            )));
+            return Err(TrainerError::EpochEndedEarly {
+                epoch: epoch + 1,
+                batches: b,
+                expected: batches_per_epoch,
+            });
         }
         Ok(EpochEnd::Trained {
             counter,
@@ -613,14 +496,14 @@ impl<'c> Trainer<'c> {
             epoch,
             batches: self.val_loader.batches_per_epoch(),
         });
-        let mut on_batch = |done: usize| sink.event(&TrainEvent::ValidationBatch { done });
         let mine = evaluate(
             &self.net,
             &self.val_loader,
             &EvalOptions {
                 max_images: Some(self.val_images_mine),
+                pass: "validation",
             },
-            &mut on_batch,
+            sink,
         )?;
         self.sum_counter(&mine.counter, stop.load(Ordering::SeqCst))
     }
@@ -710,41 +593,169 @@ impl<'c> Trainer<'c> {
     }
 }
 
-/// A resumed run must train the same network on the same data the same way.
-fn check_resume_matches(cfg: &TrainConfig, ck: &Checkpoint) -> Result<()> {
-    let s = &ck.state;
-    let mut diffs = Vec::new();
-    if s.architecture != cfg.architecture {
-        diffs.push(format!(
-            "model {} ({}) vs {} ({})",
-            s.architecture.name,
-            s.architecture.activation,
-            cfg.architecture.name,
-            cfg.architecture.activation
-        ));
+/// The position of an epoch interrupted after `batches_done` batches.
+fn partial_epoch(
+    batches_done: usize,
+    counter: TopKCounter,
+    train: Duration,
+    wait: Duration,
+) -> PartialEpoch {
+    PartialEpoch {
+        batches_done,
+        counter,
+        train_seconds: train.as_secs_f64(),
+        wait_seconds: wait.as_secs_f64(),
     }
-    if s.init != cfg.init.to_string() {
-        diffs.push(format!("init {} vs {}", s.init, cfg.init));
+}
+
+/// How the run begins: a new run (refused where one exists), a fresh
+/// start of a resumed one, or the checkpoint to resume from.
+fn find_start(cfg: &mut TrainConfig) -> Result<Start> {
+    match cfg.checkpoint_to_resume()? {
+        Some(ck) => Ok(Start::Resumed(ck)),
+        None if cfg.resume => Ok(Start::Fresh),
+        None => match checkpoint::latest(&cfg.run_dir)? {
+            Some(_) => Err(TrainerError::RunExists(cfg.run_dir.clone())),
+            None => Ok(Start::New),
+        },
     }
-    if s.seed != cfg.seed {
-        diffs.push(format!("seed {} vs {}", s.seed, cfg.seed));
-    }
-    if s.batch_size != cfg.batch_size {
-        diffs.push(format!("batch size {} vs {}", s.batch_size, cfg.batch_size));
-    }
-    if s.momentum != cfg.momentum || s.weight_decay != cfg.weight_decay {
-        diffs.push("momentum or weight decay".into());
-    }
-    if diffs.is_empty() {
-        Ok(())
-    } else {
-        Err(TrainerError::Checkpoint {
-            path: ck.dir.clone(),
-            reason: format!(
-                "cannot resume with different settings (checkpoint vs now): {}; \
-                 use TrainConfig::resume_from to take them from the checkpoint",
-                diffs.join(", ")
-            ),
+}
+
+/// The dataset of a run, opened: the loaders of this rank and what the
+/// summary and the checkpoints need.
+struct RunData {
+    num_classes: usize,
+    classes_src: PathBuf,
+    stats_src: PathBuf,
+    train_images: usize,
+    val_images: usize,
+    warnings: Vec<String>,
+    train_loader: Loader,
+    val_loader: Loader,
+}
+
+impl RunData {
+    fn open(cfg: &TrainConfig, share: &BatchShare) -> Result<Self> {
+        let data = loader::DatasetDir::new(&cfg.data_dir);
+        let classes_src = data.classes();
+        let stats_src = data.stats();
+        let num_classes = loader::read_classes(&classes_src)?.len();
+        let stats = Stats::open(&stats_src)?;
+        let train_ds = Dataset::open(&data.train())?;
+        let val_ds = Dataset::open(&data.val())?;
+        let warnings: Vec<String> = [&train_ds, &val_ds]
+            .into_iter()
+            .filter_map(Dataset::slow_read_warning)
+            .collect();
+        let (train_images, val_images) = (train_ds.len(), val_ds.len());
+        let shared = |base: LoaderConfig| LoaderConfig {
+            batch_size: share.local_batch(),
+            threads: cfg.threads.max(1),
+            prefetch: cfg.prefetch,
+            crop: cfg.architecture.input_size,
+            rank: share.rank,
+            world_size: share.world_size,
+            ..base
+        };
+        let train_loader = Loader::new(
+            train_ds,
+            stats.clone(),
+            shared(LoaderConfig {
+                seed: cfg.seed,
+                ..LoaderConfig::train()
+            }),
+        )?;
+        let val_loader = Loader::new(val_ds, stats, shared(LoaderConfig::eval()))?;
+        Ok(Self {
+            num_classes,
+            classes_src,
+            stats_src,
+            train_images,
+            val_images,
+            warnings,
+            train_loader,
+            val_loader,
         })
     }
+}
+
+/// The network on its placement, its optimizer and the gradient reducer.
+struct NetworkParts {
+    varmap: VarMap,
+    net: AlexNet,
+    sgd: PaperSgd,
+    reducer: GradientReducer,
+}
+
+impl NetworkParts {
+    fn build(
+        cfg: &TrainConfig,
+        placement: &Placement,
+        num_classes: usize,
+        share: &BatchShare,
+    ) -> Result<Self> {
+        let model_cfg = cfg.architecture.to_config(num_classes);
+        let varmap = VarMap::new();
+        let net = AlexNet::new(&varmap, &model_cfg, placement, cfg.init, cfg.seed)?
+            .with_batch_rows(share.rows());
+        let sgd = PaperSgd::new(&varmap, cfg.schedule.lr(), cfg.momentum, cfg.weight_decay)?;
+        let mut named: Vec<(String, candle_core::Var)> = varmap
+            .data()
+            .lock()
+            .expect("VarMap lock poisoned")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let reducer = GradientReducer::new(&named, DEFAULT_BUCKET_BYTES);
+        Ok(Self {
+            varmap,
+            net,
+            sgd,
+            reducer,
+        })
+    }
+}
+
+/// The run's state at its start: a resumed checkpoint's (parameters and
+/// momentum loaded into `parts`), or a new run's.
+fn initial_state(
+    cfg: &TrainConfig,
+    start: &Start,
+    parts: &mut NetworkParts,
+    num_classes: usize,
+) -> Result<CheckpointState> {
+    Ok(match start {
+        Start::Resumed(ck) => {
+            ck.load_params(&mut parts.varmap)?;
+            parts
+                .sgd
+                .load_momentum_state(&ck.load_momentum()?)
+                .map_err(|source| TrainerError::CheckpointTensors {
+                    path: ck.momentum_path(),
+                    action: "loading momentum buffers",
+                    source: Box::new(source),
+                })?;
+            let mut s = ck.state.clone();
+            s.epochs = cfg.epochs;
+            s
+        }
+        Start::New | Start::Fresh => CheckpointState {
+            format_version: FORMAT_VERSION,
+            architecture: cfg.architecture.clone(),
+            num_classes,
+            init: cfg.init.to_string(),
+            seed: cfg.seed,
+            batch_size: cfg.batch_size,
+            momentum: cfg.momentum,
+            weight_decay: cfg.weight_decay,
+            epochs: cfg.epochs,
+            schedule: cfg.schedule.clone(),
+            epochs_done: 0,
+            step: 0,
+            partial: None,
+            metrics: Vec::new(),
+            data_dir: std::fs::canonicalize(&cfg.data_dir).unwrap_or(cfg.data_dir.clone()),
+        },
+    })
 }

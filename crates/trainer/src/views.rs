@@ -11,7 +11,7 @@ use crate::error::{Result, TrainerError};
 pub fn average_view_probabilities(logits: &Tensor, views: usize) -> Result<Tensor> {
     let (rows, classes) = logits.dims2()?;
     if views == 0 || rows % views != 0 {
-        return Err(TrainerError::Config(format!(
+        return Err(TrainerError::Shape(format!(
             "{rows} rows of logits do not split into groups of {views} views"
         )));
     }

@@ -74,7 +74,7 @@ fn figures_of_a_tiny_checkpoint() {
     assert!(fig.summary().contains("tower A") && fig.summary().contains("tower B"));
 
     // Figure 4 (left): top-5 bars, the true class's in red.
-    let src = FigureSource::open(&run, Some(&data), "cpu").unwrap();
+    let src = FigureSource::open(&run, Some(&data), &trainer::Devices::default()).unwrap();
     let out = tmp.path().join("predictions.png");
     let picked = [0u64, 5, 7];
     let opts = PredictionsOptions {
@@ -120,7 +120,14 @@ fn figures_of_a_tiny_checkpoint() {
         batch_size: 7,
         ..NeighboursOptions::default()
     };
-    let fig = draw_neighbours(&src, &[PLANTED_VAL as u64, 1], &out, &opts, &mut |_, _| {}).unwrap();
+    let fig = draw_neighbours(
+        &src,
+        &[PLANTED_VAL as u64, 1],
+        &out,
+        &opts,
+        &trainer::NoEvents,
+    )
+    .unwrap();
     let png = read_png(&out).unwrap();
     assert_eq!(
         (png.width, png.height),
@@ -164,7 +171,7 @@ fn figures_of_a_tiny_checkpoint() {
     assert_eq!((png.width as u32, png.height as u32), curves::SIZE);
 
     // Per-class counts add up to the headline counts.
-    let eval = evaluate_checkpoint(&common::eval_config(&run, &data), &mut |_| {}).unwrap();
+    let eval = evaluate_checkpoint(&common::eval_config(&run, &data), &trainer::NoEvents).unwrap();
     let c = &eval.centre;
     let sum = |f: fn(&trainer::ClassCounts) -> u64| c.per_class.counts.iter().map(f).sum::<u64>();
     assert_eq!(sum(|k| k.images), c.counter.images);

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 
 use candle_core::Tensor;
 use trainer::{
-    Checkpoint, CheckpointEvery, CheckpointReason, Collective, LrDecision, NoEvents, RunSettings,
-    SingleProcess, TrainConfig, TrainEvent, TrainSink, Trainer, TrainerError,
+    Checkpoint, CheckpointEvery, CheckpointReason, Collective, LrDecision, NoEvents, RunOptions,
+    RunSettings, SingleProcess, TrainConfig, TrainEvent, TrainSink, Trainer, TrainerError,
 };
 
 /// Records what a run reports.
@@ -165,8 +165,24 @@ fn resume_accepts_repeated_settings_and_names_changed_ones() {
         seed: Some(9),
         ..RunSettings::default()
     };
-    // Before any checkpoint, a resume is a first start with these settings.
-    let mut cfg = TrainConfig::for_run(&data, Some(&run), &first, true).unwrap();
+    let resume = |settings: &RunSettings| RunOptions {
+        data: Some(data.clone()),
+        run_dir: Some(run.clone()),
+        resume: true,
+        settings: settings.clone(),
+        ..RunOptions::default()
+    };
+    // Before any checkpoint, a resume is a first start with these settings,
+    // and the dataset must be named.
+    let no_data = RunOptions {
+        data: None,
+        ..resume(&first)
+    };
+    match TrainConfig::for_run(&no_data) {
+        Err(e @ TrainerError::NoDataDir(_)) => assert!(e.to_string().contains("--data"), "{e}"),
+        other => panic!("expected a missing --data, got {other:?}"),
+    }
+    let mut cfg = TrainConfig::for_run(&resume(&first)).unwrap();
     assert_eq!(cfg.batch_size, 6);
     assert_eq!(cfg.seed, 9);
     assert_eq!(cfg.schedule, trainer::LrSchedule::plateau(0.02, 2));
@@ -180,20 +196,27 @@ fn resume_accepts_repeated_settings_and_names_changed_ones() {
         model: Some("tiny".into()),
         ..first.clone()
     };
-    let again = TrainConfig::for_run(&data, Some(&run), &same, true).unwrap();
+    let again = TrainConfig::for_run(&resume(&same)).unwrap();
     assert!(again.resume);
     assert_eq!(again.batch_size, 6);
     // Nothing given: the run's own values.
-    let plain = TrainConfig::for_run(&data, Some(&run), &RunSettings::default(), true).unwrap();
+    let plain = TrainConfig::for_run(&resume(&RunSettings::default())).unwrap();
     assert_eq!(plain.schedule.lr, 0.02);
     assert_eq!(plain.seed, 9);
+    // No --data: the dataset the run trained on.
+    let from_run = TrainConfig::for_run(&RunOptions {
+        data: None,
+        ..resume(&RunSettings::default())
+    })
+    .unwrap();
+    assert_eq!(from_run.data_dir, std::fs::canonicalize(&data).unwrap());
 
     let changed = RunSettings {
         lr: Some(0.05),
         batch_size: Some(8),
         ..same
     };
-    match TrainConfig::for_run(&data, Some(&run), &changed, true) {
+    match TrainConfig::for_run(&resume(&changed)) {
         Err(TrainerError::ResumeConflict { conflicts, .. }) => {
             assert_eq!(conflicts.len(), 2, "{conflicts:?}");
             assert!(conflicts[0].contains("--batch-size 8 (the run uses 6)"));

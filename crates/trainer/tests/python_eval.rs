@@ -20,7 +20,7 @@ use candle_core::Device;
 use loader::{Dataset, DatasetDir, Loader, LoaderConfig, Stats};
 use model::{Activation, ForwardMode};
 use reference_python::reference_python;
-use trainer::evaluate::load_network;
+use trainer::load_network;
 use trainer::{evaluate_checkpoint, train, Checkpoint};
 
 fn workspace() -> PathBuf {
@@ -70,7 +70,7 @@ fn read_npy(path: &Path) -> (Vec<f64>, usize, usize) {
 /// Logits of the centre crops of the validation split, in stored order.
 fn rust_logits(run: &Path, data: &Path) -> Vec<f32> {
     let ck = Checkpoint::open(run).unwrap();
-    let net = load_network(&ck, "cpu").unwrap();
+    let net = load_network(&ck, &trainer::Devices::default()).unwrap();
     let loader = Loader::new(
         Dataset::open(&DatasetDir::new(data).val()).unwrap(),
         Stats::open(&DatasetDir::new(data).stats()).unwrap(),
@@ -120,7 +120,8 @@ fn numpy_forward_of_the_script_matches_the_rust_evaluation() {
         cfg.architecture.activation = activation;
         train(&cfg, &AtomicBool::new(false)).unwrap();
 
-        let eval = evaluate_checkpoint(&common::eval_config(&run, &data), &mut |_| {}).unwrap();
+        let eval =
+            evaluate_checkpoint(&common::eval_config(&run, &data), &trainer::NoEvents).unwrap();
         let c = eval.centre.counter;
 
         let logits_path = tmp.path().join(format!("logits-{activation}.npy"));

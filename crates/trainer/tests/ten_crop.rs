@@ -28,7 +28,7 @@ use candle_nn::VarMap;
 use loader::{Dataset, Loader, LoaderConfig, Mode, Stats};
 use model::{Activation, AlexNet, AlexNetConfig, Init, LrnConfig, Placement, Towers};
 use shards::{shard_file_name, DatasetDir, Encoding, ShardWriter};
-use trainer::evaluate::{evaluate, EvalOptions};
+use trainer::{evaluate, EvalOptions};
 
 const SIDE: usize = 72;
 const CROP: usize = 64;
@@ -295,7 +295,7 @@ fn ten_crop_top1_loss_and_per_class_match_a_hand_computation() {
         &net,
         &loader(&dir, Mode::TenCrop, 3),
         &EvalOptions::default(),
-        &mut |_| {},
+        &trainer::NoEvents,
     )
     .unwrap();
     assert_eq!(got.views, 10);
@@ -327,7 +327,7 @@ fn ten_crop_top1_loss_and_per_class_match_a_hand_computation() {
         &net,
         &loader(&dir, Mode::CenterCrop, 3),
         &EvalOptions::default(),
-        &mut |_| {},
+        &trainer::NoEvents,
     )
     .unwrap();
     assert_eq!(got.views, 1);

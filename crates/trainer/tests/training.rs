@@ -117,7 +117,7 @@ fn tiny_run_learns_and_resume_matches_an_uninterrupted_run() {
             ten_crop: true,
             ..common::eval_config(&full_dir, &data)
         },
-        &mut |_| {},
+        &trainer::NoEvents,
     )
     .unwrap();
     assert_eq!(eval.centre.counter.top1_error(), last.val_top1_error);
@@ -144,7 +144,7 @@ fn tiny_run_learns_and_resume_matches_an_uninterrupted_run() {
         std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
     }
     std::fs::remove_dir_all(&data).unwrap();
-    let p = Predictor::open(&copy, None, "cpu").unwrap();
+    let p = Predictor::open(&copy, None, &trainer::Devices::default()).unwrap();
     let mut right = 0;
     for class in 0..common::CLASSES {
         let mut img = vec![70u8; common::SIDE * common::SIDE * 3];
@@ -221,7 +221,7 @@ fn a_fresh_run_refuses_a_directory_with_checkpoints() {
     train(&cfg, &AtomicBool::new(false)).unwrap();
     assert!(matches!(
         train(&cfg, &AtomicBool::new(false)),
-        Err(TrainerError::Config(_))
+        Err(TrainerError::RunExists(_))
     ));
     // Resuming with another seed is refused with the difference named.
     cfg.resume = true;

@@ -13,7 +13,7 @@ use loader::{Dataset, DatasetDir, Split};
 
 /// Images in ImageNet's (ILSVRC-2012) training set.
 const IMAGENET_TRAIN_IMAGES: f64 = 1_281_167.0;
-/// Default of `--images`.
+/// Default of `--images`: all.
 const DEFAULT_IMAGES: usize = 0;
 
 #[derive(ClapArgs)]
@@ -41,6 +41,42 @@ fn shard_bytes(split_dir: &Path) -> anyhow::Result<u64> {
             .len();
     }
     Ok(total)
+}
+
+/// The mean, RMS (and PSNR), 99th percentile and largest of the pixel
+/// differences counted in `histogram` over `images` images.
+fn print_pixel_difference(histogram: &[u64; 256], images: usize) {
+    let values: u64 = histogram.iter().sum();
+    let mean = histogram
+        .iter()
+        .enumerate()
+        .map(|(d, &c)| d as f64 * c as f64)
+        .sum::<f64>()
+        / values as f64;
+    let mse = histogram
+        .iter()
+        .enumerate()
+        .map(|(d, &c)| (d * d) as f64 * c as f64)
+        .sum::<f64>()
+        / values as f64;
+    let quantile = |q: f64| {
+        let mut seen = 0;
+        for (d, &c) in histogram.iter().enumerate() {
+            seen += c;
+            if seen as f64 >= q * values as f64 {
+                return d;
+            }
+        }
+        255
+    };
+    let max = histogram.iter().rposition(|&c| c > 0).unwrap_or(0);
+    println!(
+        "pixel difference over {} images: mean {mean:.2}, RMS {:.2} (PSNR {:.1} dB), 99th percentile {}, max {max}",
+        images,
+        mse.sqrt(),
+        10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10(),
+        quantile(0.99)
+    );
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -106,7 +142,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             histogram[x.abs_diff(y) as usize] += 1;
         }
     }
-    print_difference(&histogram, indices.len());
+    print_pixel_difference(&histogram, indices.len());
     println!(
         "whole-image reads on one thread: raw {:.0} images/s, jpeg (read + decode) {:.0} images/s",
         indices.len() as f64 / raw_secs,
@@ -114,40 +150,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("{:.2}x smaller", raw_per / jpeg_per);
     Ok(())
-}
-
-/// Prints the mean, RMS, PSNR, 99th percentile and maximum of the absolute
-/// pixel differences counted in `histogram`, over `images` images.
-fn print_difference(histogram: &[u64; 256], images: usize) {
-    let values: u64 = histogram.iter().sum();
-    let mean = histogram
-        .iter()
-        .enumerate()
-        .map(|(d, &c)| d as f64 * c as f64)
-        .sum::<f64>()
-        / values as f64;
-    let mse = histogram
-        .iter()
-        .enumerate()
-        .map(|(d, &c)| (d * d) as f64 * c as f64)
-        .sum::<f64>()
-        / values as f64;
-    let quantile = |q: f64| {
-        let mut seen = 0;
-        for (d, &c) in histogram.iter().enumerate() {
-            seen += c;
-            if seen as f64 >= q * values as f64 {
-                return d;
-            }
-        }
-        255
-    };
-    let max = histogram.iter().rposition(|&c| c > 0).unwrap_or(0);
-    println!(
-        "pixel difference over {} images: mean {mean:.2}, RMS {:.2} (PSNR {:.1} dB), 99th percentile {}, max {max}",
-        images,
-        mse.sqrt(),
-        10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10(),
-        quantile(0.99)
-    );
 }

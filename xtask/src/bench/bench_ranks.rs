@@ -31,7 +31,7 @@ pub struct Args {
     /// Alternating rounds (medians are reported).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Scratch directory for the runs [default: a temporary directory].
+    /// Scratch directory for the runs (when not given, a temporary directory).
     #[arg(long)]
     scratch: Option<PathBuf>,
     /// The MPI launcher.

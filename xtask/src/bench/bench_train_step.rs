@@ -76,10 +76,8 @@ fn synthetic_batch(
     Ok((images.to_device(device)?, labels.to_device(device)?))
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.batch_size == 0 || args.steps == 0 {
-        bail!("--batch-size and --steps must be positive");
-    }
+/// The network `--model`, `--classes` and `--single-tower` ask for.
+fn network_config(args: &Args) -> anyhow::Result<AlexNetConfig> {
     let mut cfg = AlexNetConfig::by_name(&args.model, args.classes).with_context(|| {
         format!(
             "unknown model '{}': expected alexnet or alexnet-small",
@@ -89,14 +87,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.single_tower {
         cfg = cfg.single_tower();
     }
-    model::layers::use_stock_ops(args.stock_ops);
-    let placement = Placement::parse(&args.device)?;
-    model::set_precision(args.precision);
-    let varmap = VarMap::new();
-    let net = AlexNet::new(&varmap, &cfg, &placement, args.init, 1)?;
-    let sgd = std::cell::RefCell::new(PaperSgd::new(&varmap, 0.01, 0.9, 5e-4)?);
-    let out_dev = net.output_device().clone();
-    let (images, labels) = synthetic_batch(&cfg, args.batch_size, &out_dev)?;
+    Ok(cfg)
+}
+
+/// The time per step of `n` steps taking `total`, with its phases
+/// (forward and loss, backward, SGD) when they were measured.
+fn print_per_step(phases: Option<[Duration; 3]>, total: Duration, n: u32, exchanged: usize) {
+    match phases {
+        Some(phases) => println!(
+            "per step: forward+loss {:.0} ms, backward {:.0} ms, sgd {:.0} ms, total {:.0} ms; {exchanged} exchanged bytes per batch",
+            ms(phases[0] / n),
+            ms(phases[1] / n),
+            ms(phases[2] / n),
+            ms(total / n),
+        ),
+        None => println!(
+            "per step: total {:.1} ms (steps back to back; --phases for forward/backward/sgd); {exchanged} exchanged bytes per batch",
+            ms(total / n),
+        ),
+    }
+}
+
+/// The first line: what is measured.
+fn print_header(args: &Args, net: &AlexNet, cfg: &AlexNetConfig) {
     println!(
         "model {} ({} parameters, {} tower(s)), device {} ({}), batch {}, init {}, {} ops, {} threads",
         args.model,
@@ -113,6 +126,46 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
         candle_core::utils::get_num_threads(),
     );
+}
+
+/// `--layers`: each layer's forward and backward time, and their sums.
+fn print_layers(net: &AlexNet, images: &Tensor, reps: usize) -> anyhow::Result<()> {
+    let timings = net.profile_layers(images, reps)?;
+    println!("per layer (one instance; x = instances in the net), ms:");
+    println!(
+        "{:<12} {:>9} {:>9} {:>3}",
+        "layer", "forward", "backward", "x"
+    );
+    let (mut f, mut b) = (0.0, 0.0);
+    for t in &timings {
+        println!(
+            "{:<12} {:>9.2} {:>9.2} {:>3}",
+            t.name,
+            ms(t.forward),
+            ms(t.backward),
+            t.count
+        );
+        f += ms(t.forward) * t.count as f64;
+        b += ms(t.backward) * t.count as f64;
+    }
+    println!("{:<12} {:>9.2} {:>9.2}", "sum", f, b);
+    Ok(())
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.batch_size == 0 || args.steps == 0 {
+        bail!("--batch-size and --steps must be positive");
+    }
+    let cfg = network_config(&args)?;
+    model::layers::use_stock_ops(args.stock_ops);
+    let placement = Placement::parse(&args.device)?;
+    model::set_precision(args.precision);
+    let varmap = VarMap::new();
+    let net = AlexNet::new(&varmap, &cfg, &placement, args.init, 1)?;
+    let sgd = std::cell::RefCell::new(PaperSgd::new(&varmap, 0.01, 0.9, 5e-4)?);
+    let out_dev = net.output_device().clone();
+    let (images, labels) = synthetic_batch(&cfg, args.batch_size, &out_dev)?;
+    print_header(&args, &net, &cfg);
 
     // Both towers' devices (each CUDA tower has its own stream).
     let sync = || -> candle_core::Result<()> {
@@ -182,44 +235,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for (i, loss) in losses.iter().enumerate() {
         check(args.warmup + i, loss)?;
     }
-    let n = args.steps as u32;
-    if phased {
-        println!(
-            "per step: forward+loss {:.0} ms, backward {:.0} ms, sgd {:.0} ms, total {:.0} ms; {} exchanged bytes per batch",
-            ms(phases[0] / n),
-            ms(phases[1] / n),
-            ms(phases[2] / n),
-            ms(total / n),
-            net.exchanged_bytes(args.batch_size)
-        );
-    } else {
-        println!(
-            "per step: total {:.1} ms (steps back to back; --phases for forward/backward/sgd); {} exchanged bytes per batch",
-            ms(total / n),
-            net.exchanged_bytes(args.batch_size)
-        );
-    }
+    let exchanged = net.exchanged_bytes(args.batch_size);
+    print_per_step(
+        phased.then_some(phases),
+        total,
+        args.steps as u32,
+        exchanged,
+    );
 
     if args.layers {
-        let timings = net.profile_layers(&images, args.layer_reps)?;
-        println!("per layer (one instance; x = instances in the net), ms:");
-        println!(
-            "{:<12} {:>9} {:>9} {:>3}",
-            "layer", "forward", "backward", "x"
-        );
-        let (mut f, mut b) = (0.0, 0.0);
-        for t in &timings {
-            println!(
-                "{:<12} {:>9.2} {:>9.2} {:>3}",
-                t.name,
-                ms(t.forward),
-                ms(t.backward),
-                t.count
-            );
-            f += ms(t.forward) * t.count as f64;
-            b += ms(t.backward) * t.count as f64;
-        }
-        println!("{:<12} {:>9.2} {:>9.2}", "sum", f, b);
+        print_layers(&net, &images, args.layer_reps)?;
     }
     let rate = (args.batch_size * args.steps) as f64 / total.as_secs_f64();
     println!("{rate:.2} images/s");

@@ -147,7 +147,7 @@ impl Canvas {
     }
 
     /// The raster with the text drawn on it.
-    pub fn render(mut self) -> std::result::Result<RgbImage, String> {
+    pub fn render(mut self) -> std::result::Result<RgbImage, CanvasError> {
         register_font();
         let (w, h) = (self.image.width as u32, self.image.height as u32);
         {
@@ -164,19 +164,18 @@ impl Canvas {
                     .into_font()
                     .color(&colour)
                     .pos(Pos::new(h_pos, VPos::Top));
-                root.draw(&Text::new(l.text.clone(), (l.x, l.y), style))
-                    .map_err(|e| e.to_string())?;
+                root.draw(&Text::new(l.text.clone(), (l.x, l.y), style))?;
             }
-            root.present().map_err(|e| e.to_string())?;
+            root.present()?;
         }
         Ok(self.image)
     }
 
     /// Renders and writes the canvas to `path` as PNG (replaced atomically).
     pub fn save_png(self, path: &Path) -> Result<RgbImage> {
-        let fail = |reason: String| TrainerError::Plot {
+        let fail = |source| TrainerError::Plot {
             path: path.to_path_buf(),
-            reason,
+            source,
         };
         let image = self.render().map_err(fail)?;
         write_png(path, &image).map_err(fail)?;
@@ -184,11 +183,14 @@ impl Canvas {
     }
 }
 
+/// What drawing or a PNG file's encoder or decoder reports.
+pub type CanvasError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Writes `image` to `path` as an 8-bit RGB PNG, through a temporary file
 /// renamed into place.
-pub fn write_png(path: &Path, image: &RgbImage) -> std::result::Result<(), String> {
+pub fn write_png(path: &Path, image: &RgbImage) -> std::result::Result<(), CanvasError> {
     let tmp = path.with_extension(format!("tmp-{}.png", std::process::id()));
-    let write = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let write = || -> std::result::Result<(), CanvasError> {
         let file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
         let mut enc = png::Encoder::new(file, image.width as u32, image.height as u32);
         enc.set_color(png::ColorType::Rgb);
@@ -199,24 +201,21 @@ pub fn write_png(path: &Path, image: &RgbImage) -> std::result::Result<(), Strin
         std::fs::rename(&tmp, path)?;
         Ok(())
     };
-    write().map_err(|e| {
+    write().inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
-        e.to_string()
     })
 }
 
 /// Reads an 8-bit RGB or RGBA PNG (alpha dropped).
-pub fn read_png(path: &Path) -> std::result::Result<RgbImage, String> {
-    let file = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| e.to_string())?);
-    let mut reader = png::Decoder::new(file)
-        .read_info()
-        .map_err(|e| e.to_string())?;
+pub fn read_png(path: &Path) -> std::result::Result<RgbImage, CanvasError> {
+    let file = std::io::BufReader::new(std::fs::File::open(path)?);
+    let mut reader = png::Decoder::new(file).read_info()?;
     let mut buf = vec![0; reader.output_buffer_size().unwrap_or(0)];
-    let info = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
+    let info = reader.next_frame(&mut buf)?;
     let channels = match (info.color_type, info.bit_depth) {
         (png::ColorType::Rgb, png::BitDepth::Eight) => 3,
         (png::ColorType::Rgba, png::BitDepth::Eight) => 4,
-        other => return Err(format!("unsupported PNG format {other:?}")),
+        other => return Err(format!("unsupported PNG format {other:?}").into()),
     };
     let (w, h) = (info.width as usize, info.height as usize);
     let data = buf[..w * h * channels]

@@ -33,6 +33,9 @@ impl RunCurve {
     }
 }
 
+/// The training error the paper compares ReLU and tanh at (percent).
+pub const PAPER_THRESHOLD: f64 = 25.0;
+
 const COLOURS: [RGBColor; 6] = [
     RGBColor(20, 20, 20),
     RGBColor(200, 40, 40),
@@ -48,18 +51,18 @@ const COLOURS: [RGBColor; 6] = [
 /// paper's solid ReLU and dashed tanh).
 pub fn draw_error_curves(out: &Path, runs: &[RunCurve], threshold: Option<f64>) -> Result<()> {
     if runs.is_empty() {
-        return Err(TrainerError::Config("no runs to plot".into()));
+        return Err(TrainerError::NoRuns);
     }
     register_font();
     let tmp = out.with_extension(format!("tmp-{}.png", std::process::id()));
-    draw(&tmp, runs, threshold).map_err(|e| TrainerError::Plot {
+    draw(&tmp, runs, threshold).map_err(|source| TrainerError::Plot {
         path: out.to_path_buf(),
-        reason: e.to_string(),
+        source,
     })?;
     std::fs::rename(&tmp, out).map_err(crate::error::io_err(out))
 }
 
-type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+type DrawResult = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 fn draw(path: &Path, runs: &[RunCurve], threshold: Option<f64>) -> DrawResult {
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();

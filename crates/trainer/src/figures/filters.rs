@@ -163,9 +163,10 @@ pub fn kernel_colourfulness(chw: &[f32], side: usize) -> f64 {
 pub fn conv1_kernels(ck: &Checkpoint) -> Result<(Vec<Vec<f32>>, usize, usize)> {
     let path = ck.params_path();
     let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(&path, &Device::Cpu)
-        .map_err(|e| TrainerError::Checkpoint {
+        .map_err(|source| TrainerError::CheckpointTensors {
             path: path.clone(),
-            reason: format!("reading parameters: {e}"),
+            action: "reading parameters",
+            source: Box::new(source),
         })?;
     let towers = if ck.state.architecture.single_tower {
         1
@@ -200,9 +201,9 @@ pub fn conv1_kernels(ck: &Checkpoint) -> Result<(Vec<Vec<f32>>, usize, usize)> {
 /// Draws the conv1 kernels of `ck` to `out` (PNG).
 pub fn draw_filters(ck: &Checkpoint, out: &Path, opts: &FiltersOptions) -> Result<FiltersFigure> {
     if opts.scale == 0 || opts.columns == 0 {
-        return Err(TrainerError::Config(
-            "--scale and --columns must be at least 1".into(),
-        ));
+        return Err(TrainerError::Zero {
+            what: "--scale and --columns",
+        });
     }
     let (towers, kernels, side) = conv1_kernels(ck)?;
     let layout = FiltersLayout {

@@ -13,6 +13,9 @@
 //! [`canvas::Canvas`]. Every function returns what it drew (positions,
 //! classes, distances), so callers print it and tests check it.
 
+/// Validation images a figure shows when not told.
+pub const DEFAULT_COUNT: usize = 8;
+
 pub mod canvas;
 pub mod curves;
 pub mod filters;
@@ -26,6 +29,7 @@ use loader::{ClassEntry, Dataset, DatasetDir, Split, Stats};
 use model::AlexNet;
 
 use crate::checkpoint::Checkpoint;
+use crate::devices::Devices;
 use crate::error::{Result, TrainerError};
 use crate::evaluate::load_network;
 use crate::predict::centre_crop_chw;
@@ -45,35 +49,29 @@ pub struct FigureSource {
     pub stats: Stats,
 }
 
-fn data_err(e: impl Into<loader::LoaderError>) -> TrainerError {
-    TrainerError::Data(e.into().to_string())
-}
-
 impl FigureSource {
     /// Opens the checkpoint at `checkpoint` (run or checkpoint directory) on
     /// `devices`, and the dataset `data_dir` (default: the one it trained on;
     /// its `stats.h5` and `classes.tsv`, or the checkpoint's copies when the
     /// dataset lacks them).
-    pub fn open(checkpoint: &Path, data_dir: Option<&Path>, devices: &str) -> Result<Self> {
+    pub fn open(checkpoint: &Path, data_dir: Option<&Path>, devices: &Devices) -> Result<Self> {
         let ck = Checkpoint::open(checkpoint)?;
         let data_dir = data_dir.map_or_else(|| ck.state.data_dir.clone(), Path::to_path_buf);
-        let data = loader::DatasetDir::new(&data_dir);
+        let data = DatasetDir::new(&data_dir);
         let stats_path = if data.stats().is_file() {
             data.stats()
         } else {
             ck.stats_path()
         };
-        let stats = Stats::open(&stats_path).map_err(data_err)?;
+        let stats = Stats::open(&stats_path)?;
         let classes = loader::read_classes(&data.classes())
-            .or_else(|_| loader::read_classes(&ck.classes_path()))
-            .map_err(data_err)?;
+            .or_else(|_| loader::read_classes(&ck.classes_path()))?;
         if classes.len() != ck.state.num_classes {
-            return Err(TrainerError::Data(format!(
-                "{} lists {} classes, the checkpoint was trained on {}",
-                data_dir.display(),
-                classes.len(),
-                ck.state.num_classes
-            )));
+            return Err(TrainerError::ClassCount {
+                path: data_dir,
+                listed: classes.len(),
+                trained: ck.state.num_classes,
+            });
         }
         let net = load_network(&ck, devices)?;
         Ok(Self {
@@ -87,7 +85,7 @@ impl FigureSource {
 
     /// The split `split` (`train` or `val`) of the dataset.
     pub fn split(&self, split: Split) -> Result<Dataset> {
-        Dataset::open(&DatasetDir::new(&self.data_dir).split(split)).map_err(data_err)
+        Dataset::open(&DatasetDir::new(&self.data_dir).split(split)).map_err(TrainerError::from)
     }
 
     /// The network's input side.
@@ -125,7 +123,7 @@ impl FigureSource {
 pub fn read_image(ds: &Dataset, index: u64) -> Result<RgbImage> {
     let (h, w) = ds.image_size();
     let mut data = vec![0u8; h * w * 3];
-    ds.read_image(index, &mut data).map_err(data_err)?;
+    ds.read_image(index, &mut data)?;
     Ok(RgbImage {
         width: w,
         height: h,

@@ -14,7 +14,8 @@ use loader::{Loader, LoaderConfig, Split};
 
 use super::canvas::{Canvas, RgbImage};
 use super::{ellipsize, read_image, FigureSource};
-use crate::error::{Result, TrainerError};
+use crate::error::Result;
+use crate::events::{TrainEvent, TrainSink};
 
 /// The `k` smallest `(distance, index)` pairs seen so far, ascending (ties
 /// keep the smaller index first).
@@ -154,14 +155,10 @@ pub struct NeighboursFigure {
     pub train_images: usize,
 }
 
-fn data_err(e: impl Into<loader::LoaderError>) -> TrainerError {
-    TrainerError::Data(e.into().to_string())
-}
-
 /// Finds, for validation images `queries`, the `opts.k` nearest training
 /// images in fc7 activations, and draws them to `out` (PNG): one row per
 /// query, the query on the left; under each neighbour its distance and
-/// class, in red when its class differs from the query's. `progress` is
+/// class, in red when its class differs from the query's. `sink` is
 /// told the batches done and in all of the feature pass over the training
 /// images.
 pub fn draw_neighbours(
@@ -169,14 +166,14 @@ pub fn draw_neighbours(
     queries: &[u64],
     out: &Path,
     opts: &NeighboursOptions,
-    progress: &mut dyn FnMut(usize, usize),
+    sink: &dyn TrainSink,
 ) -> Result<NeighboursFigure> {
     let val = src.split(Split::Val)?;
     let query_images: Vec<RgbImage> = queries
         .iter()
         .map(|&i| read_image(&val, i))
         .collect::<Result<_>>()?;
-    let rows = nearest_training_images(src, &query_images, opts, progress)?;
+    let rows = nearest_training_images(src, &query_images, opts, sink)?;
     let train = src.split(Split::Train)?;
     let rows: Vec<NeighbourRow> = queries
         .iter()
@@ -231,13 +228,13 @@ pub fn draw_neighbours(
 }
 
 /// For each query image, the `opts.k` training images nearest in fc7
-/// activations: `(distance, training index)`, nearest first. `progress`
-/// is told the batches done and in all after each batch.
+/// activations: `(distance, training index)`, nearest first. `sink` is
+/// told the batches done and in all after each batch (pass `fc7 features`).
 pub fn nearest_training_images(
     src: &FigureSource,
     queries: &[RgbImage],
     opts: &NeighboursOptions,
-    progress: &mut dyn FnMut(usize, usize),
+    sink: &dyn TrainSink,
 ) -> Result<Vec<Vec<(f32, u64)>>> {
     if queries.is_empty() {
         return Ok(Vec::new());
@@ -258,13 +255,11 @@ pub fn nearest_training_images(
             crop: src.input_size(),
             ..LoaderConfig::eval()
         },
-    )
-    .map_err(data_err)?;
+    )?;
     let total = loader.batches_per_epoch();
-    let mut done = 0;
     let device = src.net.output_device().clone();
-    for batch in loader.epoch(0).map_err(data_err)? {
-        let batch = batch.map_err(data_err)?;
+    for (i, batch) in loader.epoch(0)?.enumerate() {
+        let batch = batch?;
         let (images, _) = batch.to_tensors(&device)?;
         let indices = batch.indices().to_vec();
         drop(batch);
@@ -278,8 +273,11 @@ pub fn nearest_training_images(
                 best.offer(euclidean(qf, f), index);
             }
         }
-        done += 1;
-        progress(done, total);
+        sink.event(&TrainEvent::EvalBatch {
+            pass: "fc7 features",
+            done: i + 1,
+            total,
+        });
     }
     Ok(nearest.into_iter().map(NearestK::into_sorted).collect())
 }

@@ -151,7 +151,7 @@ pub fn eval_config(run: &Path, data: &Path) -> trainer::CheckpointEvalConfig {
     trainer::CheckpointEvalConfig {
         checkpoint: run.to_path_buf(),
         data_dir: Some(data.to_path_buf()),
-        devices: "cpu".into(),
+        devices: trainer::Devices::default(),
         batch_size: 5,
         threads: 2,
         ten_crop: false,

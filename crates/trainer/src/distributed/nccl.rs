@@ -70,7 +70,7 @@ pub struct NcclCollective {
 
 impl NcclCollective {
     /// Joins one communicator per CUDA device in `devices` (this rank's
-    /// tower devices, e.g. from [`crate::distributed::local_devices`]).
+    /// tower devices, e.g. from [`crate::Devices::for_local_rank`]).
     /// `always`: run the sums even in a job of one rank.
     pub fn new(
         host: Box<dyn Collective>,
@@ -90,8 +90,10 @@ impl NcclCollective {
             }
             let mut bytes = [0u8; 128];
             if host.rank() == 0 {
-                let id = Id::new()
-                    .map_err(|e| TrainerError::Collective(format!("ncclGetUniqueId: {e:?}")))?;
+                let id = Id::new().map_err(|e| TrainerError::Nccl {
+                    call: "ncclGetUniqueId",
+                    reason: format!("{e:?}"),
+                })?;
                 for (b, c) in bytes.iter_mut().zip(id.internal()) {
                     *b = *c as u8;
                 }
@@ -107,7 +109,10 @@ impl NcclCollective {
                 host.world_size(),
                 Id::uninit(internal),
             )
-            .map_err(|e| TrainerError::Collective(format!("ncclCommInitRank: {e:?}")))?;
+            .map_err(|e| TrainerError::Nccl {
+                call: "ncclCommInitRank",
+                reason: format!("{e:?}"),
+            })?;
             sums.push((
                 gpu_id,
                 NcclSum {
@@ -116,9 +121,7 @@ impl NcclCollective {
             ));
         }
         if sums.is_empty() {
-            return Err(TrainerError::Collective(
-                "NCCL needs CUDA devices; the placement has none".into(),
-            ));
+            return Err(TrainerError::NcclNeedsCuda);
         }
         Ok(Self { host, sums, always })
     }

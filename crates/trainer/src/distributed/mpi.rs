@@ -40,9 +40,7 @@ impl MpiCollective {
     /// Initialises MPI (once per process). `timeout`: the longest one
     /// collective call may wait before this rank ends the job.
     pub fn init(timeout: Duration) -> Result<Self> {
-        let universe = mpi::initialize().ok_or_else(|| {
-            TrainerError::Collective("MPI was already initialised in this process".into())
-        })?;
+        let universe = mpi::initialize().ok_or(TrainerError::MpiInitialised)?;
         let world = universe.world();
         let rank = world.rank() as usize;
         let size = world.size() as usize;
@@ -72,7 +70,7 @@ impl MpiCollective {
                     std::process::exit(3);
                 }
             })
-            .map_err(|e| TrainerError::Collective(format!("starting the watchdog: {e}")))?;
+            .map_err(TrainerError::Watchdog)?;
         Ok(Self {
             world,
             rank,
