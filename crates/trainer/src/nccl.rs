@@ -101,13 +101,16 @@ impl NcclCollective {
             for (c, b) in internal.iter_mut().zip(bytes) {
                 *c = b as core::ffi::c_char;
             }
-            let comm = Comm::from_rank(
-                cuda.cuda_stream(),
-                host.rank(),
-                host.world_size(),
-                Id::uninit(internal),
-            )
-            .map_err(|e| TrainerError::Collective(format!("ncclCommInitRank: {e:?}")))?;
+            // ncclCommInitRank joins the device of the thread's current
+            // context: make it this device's, or with two GPUs both
+            // communicators would land on whichever was current.
+            let stream = cuda.cuda_stream();
+            stream.context().bind_to_thread().map_err(|e| {
+                TrainerError::Collective(format!("binding cuda:{gpu_id}'s context: {e:?}"))
+            })?;
+            let comm =
+                Comm::from_rank(stream, host.rank(), host.world_size(), Id::uninit(internal))
+                    .map_err(|e| TrainerError::Collective(format!("ncclCommInitRank: {e:?}")))?;
             sums.push((
                 gpu_id,
                 NcclSum {
