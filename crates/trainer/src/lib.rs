@@ -31,6 +31,7 @@ pub mod arch;
 pub mod atomic;
 pub mod checkpoint;
 pub mod config;
+pub mod device_input;
 pub mod distributed;
 pub mod error;
 pub mod evaluate;

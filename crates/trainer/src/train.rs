@@ -14,6 +14,7 @@ use model::{AlexNet, ForwardMode, PaperSgd, Placement};
 
 use crate::checkpoint::{self, Checkpoint, CheckpointState, PartialEpoch, FORMAT_VERSION};
 use crate::config::{CheckpointEvery, TrainConfig};
+use crate::device_input::{train_output, Feed, InputPath};
 use crate::distributed::{
     local_devices, BatchShare, Collective, GradientReducer, SingleProcess, DEFAULT_BUCKET_BYTES,
 };
@@ -139,7 +140,8 @@ pub struct Trainer<'c> {
     /// Step and time of the last checkpoint (for `checkpoint_every`).
     last_saved: (u64, Instant),
     start: Start,
-    input_device: Device,
+    /// Where batches become the network's input (tower A's device).
+    input: InputPath,
     summary: RunSummary,
 }
 
@@ -205,6 +207,7 @@ impl<'c> Trainer<'c> {
                 crop,
                 rank,
                 world_size: world,
+                output: train_output(&cfg.devices, &LoaderConfig::train()),
                 ..LoaderConfig::train()
             },
         )
@@ -314,7 +317,11 @@ impl<'c> Trainer<'c> {
         Ok(Self {
             metrics_files: MetricsFiles::new(&cfg.run_dir),
             extra: [classes_src, stats_src],
-            input_device: placement.tower_a.clone(),
+            input: InputPath::new(
+                &placement.tower_a,
+                train_loader.config(),
+                train_loader.stats(),
+            )?,
             val_images_mine: share.eval_images(val_images),
             last_saved: (state.step, Instant::now()),
             cfg,
@@ -426,12 +433,13 @@ impl<'c> Trainer<'c> {
             done: skip,
         });
 
-        let mut batches = self.train_loader.epoch(epoch as u64).map_err(data_err)?;
+        let mut batches = Feed::new(self.train_loader.epoch(epoch as u64).map_err(data_err)?);
+        self.input.reset();
         let mut b = 0usize;
         let mut agreed_stop = false;
         let mut last = Instant::now();
         loop {
-            let fetched = batches.next();
+            let fetched = batches.next_batch();
             let waited = last.elapsed();
             let Some(batch) = fetched else { break };
             let batch = batch.map_err(data_err)?;
@@ -465,8 +473,10 @@ impl<'c> Trainer<'c> {
             }
             wait_time += waited;
             let step_start = Instant::now();
-            let result = self.step(&batch, epoch, b, &mut counter, stop)?;
+            let result = self.step(&batch, &mut batches, epoch, b, &mut counter, stop)?;
             drop(batch);
+            // The wait for the next batch, fetched ahead during the step.
+            wait_time += batches.take_prefetch_wait();
             agreed_stop = result.stop;
             allreduce_time += result.allreduce;
             train_time += waited + step_start.elapsed();
@@ -525,13 +535,14 @@ impl<'c> Trainer<'c> {
     fn step(
         &mut self,
         batch: &Batch,
+        feed: &mut Feed,
         epoch: usize,
         b: usize,
         counter: &mut TopKCounter,
         stop: &AtomicBool,
     ) -> Result<StepResult> {
         let num_classes = self.state.num_classes;
-        let (images, labels) = batch.to_tensors(&self.input_device)?;
+        let (images, labels) = self.input.tensors(batch)?;
         let n = batch.len();
         let logits = self.net.forward(
             &images,
@@ -548,6 +559,8 @@ impl<'c> Trainer<'c> {
         self.reducer.reduce(&mut grads, self.collective)?;
         let allreduce = self.reducer.last_duration();
         self.sgd.step(&grads)?;
+        // The next batch's copy runs while the GPU computes this step.
+        self.input.prefetch(feed)?;
         let local_loss = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
         let scores = logits
             .to_device(&Device::Cpu)?

@@ -142,6 +142,15 @@ impl DeviceInput {
         })
     }
 
+    /// Forgets the staged batches that were not taken (their buffers are
+    /// reused; a later copy into them still waits for their last reader).
+    pub fn clear(&mut self) {
+        for slot in self.slots.iter_mut().flatten() {
+            slot.staged = None;
+        }
+        self.next_take = self.next_stage;
+    }
+
     /// Whether a staged batch waits for [`DeviceInput::take`].
     pub fn has_staged(&self) -> bool {
         self.slots[self.next_take]
