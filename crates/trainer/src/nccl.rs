@@ -8,8 +8,6 @@
 //! on Candle's own stream (no copy to the host); small host sums (counts,
 //! the stop flag) and buckets off CUDA go through the host collective.
 
-use std::sync::Arc;
-
 use candle_core::cuda_backend::cudarc::nccl::safe::{Comm, Id, ReduceOp};
 use candle_core::cuda_backend::CudaStorage;
 use candle_core::{CpuStorage, CustomOp1, DeviceLocation, Layout, Shape, Tensor};
@@ -19,7 +17,7 @@ use crate::error::{Result, TrainerError};
 
 /// Sums over the ranks of one device's communicator, as a Candle op.
 struct NcclSum {
-    comm: Arc<Comm>,
+    comm: Comm,
 }
 
 // SAFETY: the communicator is used from the training thread only, one
@@ -111,12 +109,7 @@ impl NcclCollective {
             let comm =
                 Comm::from_rank(stream, host.rank(), host.world_size(), Id::uninit(internal))
                     .map_err(|e| TrainerError::Collective(format!("ncclCommInitRank: {e:?}")))?;
-            sums.push((
-                gpu_id,
-                NcclSum {
-                    comm: Arc::new(comm),
-                },
-            ));
+            sums.push((gpu_id, NcclSum { comm }));
         }
         if sums.is_empty() {
             return Err(TrainerError::Collective(
