@@ -176,8 +176,12 @@ step synth 90 "$XTASK" synth --out "$DATA/raw" "${SYNTH[@]}" --no-odd-files --se
     { step train-loader 150 "$XTASK" train --data "$DATA/shards" --run-dir "$WORK/run" --model "$MODEL" \
         --init pytorch --devices "$DEV1" --batch-size "$BATCH" --epochs 2 --quiet
       cp "$WORK/run/metrics.csv" "$LOGS/train-loader-metrics.csv" 2>/dev/null && archive
+      # The loader's ceiling on these shards: f32 output, and the u8 crops
+      # that training on CUDA takes.
       step loader-alone 40 "$XTASK" bench loader --data "$DATA/shards" --threads "$(nproc)" \
         --batch-size "$BATCH" --batches 32
+      step loader-alone-u8 40 "$XTASK" bench loader --data "$DATA/shards" --threads "$(nproc)" \
+        --batch-size "$BATCH" --batches 32 --output u8-nchw
       # NCCL at world size 1 runs the data-parallel path (buckets,
       # ncclAllReduce, the mean) and must give the parameters of the path
       # without sums, within a relative tolerance: each process times its
@@ -213,6 +217,15 @@ if [ "${DEVICE:-cuda}" != cpu ]; then
     [ -n "$HAVE_TORCH" ] && step torch-compile 150 python3 scripts/reference/alexnet_torch.py "${TORCH_MODE[@]}" --compile
 fi
 
+# The loader-fed run again with the loader's f32 batches copied as they
+# are (ALEXNET_INPUT=host): the data-wait share without the device path.
+if [ "${DEVICE:-cuda}" != cpu ] && [ -d "$DATA/shards" ]; then
+    step train-loader-host-input 120 env ALEXNET_INPUT=host "$XTASK" train --data "$DATA/shards" \
+        --run-dir "$WORK/run-host" --model "$MODEL" --init pytorch --devices "$DEV1" \
+        --batch-size "$BATCH" --epochs 2 --quiet
+    cp "$WORK/run-host/metrics.csv" "$LOGS/train-loader-host-input-metrics.csv" 2>/dev/null && archive
+fi
+
 # Summary: rates, ratios to PyTorch, fraction of the card's peak.
 say ""
 checks_summary
@@ -224,10 +237,11 @@ if [ "${DEVICE:-cuda}" != cpu ]; then
 else
     say "candle stock ops ${RATE[stock-ops]:-n/a} images/s"
 fi
-LA=$(last_rate loader-alone)
-EPOCH=$(awk -F, 'NR>1{r=$11; w=$12} END{if (r) printf "%.1f images/s, data wait %.1f%%", r, 100*w}' \
-    "$LOGS/train-loader-metrics.csv" 2>/dev/null)
-say "candle fed by the loader ($DEV1, last epoch): ${EPOCH:-n/a}; loader alone: ${LA:-n/a} images/s"
+epoch_rate() { awk -F, 'NR>1{r=$11; w=$12} END{if (r) printf "%.1f images/s, data wait %.1f%%", r, 100*w}' "$1" 2>/dev/null; }
+say "candle fed by the loader ($DEV1, last epoch): $(epoch_rate "$LOGS/train-loader-metrics.csv")$([ -s "$LOGS/train-loader-metrics.csv" ] || echo n/a)"
+[ -s "$LOGS/train-loader-host-input-metrics.csv" ] &&
+    say "  the same with ALEXNET_INPUT=host (f32 batches copied as they are): $(epoch_rate "$LOGS/train-loader-host-input-metrics.csv")"
+say "loader alone: f32 $(last_rate loader-alone || true) images/s, u8 $(last_rate loader-alone-u8 || true) images/s"
 grep -h -E '^(PASS|FAIL):' "$LOGS/sums-compare.log" 2>/dev/null | tee -a "$SUMMARY"
 TJSON=$(cat "$LOGS/torch.log" "$LOGS/torch-compile.log" 2>/dev/null | grep -E '^\{"pytorch_images_per_s"' |
     python3 -c 'import json,sys; r={}; [r.update(json.loads(l)["pytorch_images_per_s"]) for l in sys.stdin]; print(json.dumps(r) if r else "")')

@@ -97,6 +97,7 @@ fn both_calls_on_the_cpu_leave_at_most_8_files_with_every_steps_log_archived() {
                 "preprocess",
                 "train-loader",
                 "loader-alone",
+                "loader-alone-u8",
                 "sums-auto",
                 "sums-host",
                 "sums-compare",
