@@ -67,7 +67,8 @@ fn normalised(
     let mut out = Vec::new();
     for i in 0..batches.len() {
         let reference = f32s.batch(1, i)?;
-        let want = Tensor::from_slice(reference.images(), reference.shape(), &Device::Cpu)?;
+        let want =
+            Tensor::from_slice(reference.images(), reference.shape().to_vec(), &Device::Cpu)?;
         out.push((input.take()?.to_device(&Device::Cpu)?, want));
     }
     Ok(Some(out))
