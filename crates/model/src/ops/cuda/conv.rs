@@ -101,8 +101,10 @@ struct Plan {
 
 /// The algorithm (and its workspace) chosen for each plan key on each GPU
 /// (by ordinal), shared by the device objects of that GPU and by threads.
-static CHOICES: LazyLock<Mutex<HashMap<(usize, ConvKey), (Algo, usize)>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+static CHOICES: LazyLock<Mutex<Choices>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Algorithm and workspace by GPU ordinal and plan key.
+type Choices = HashMap<(usize, ConvKey), (Algo, usize)>;
 
 thread_local! {
     /// cuDNN handles (bound to the device's stream) by device. Neither Send

@@ -16,10 +16,13 @@ use crate::ops::cuda_plan::{nvrtc_arch_option, Launch, KERNEL_SOURCE};
 /// Name of the module in Candle's per-device cache of custom modules.
 const MODULE: &str = "alexnet_ops";
 
+/// Compiled PTX by compute capability.
+type PtxByCapability = HashMap<(i32, i32), Arc<str>>;
+
 /// The PTX of [`KERNEL_SOURCE`] for compute capability `major.minor`, compiled on
 /// first use for each capability (a process normally sees one).
 fn ptx(capability: (i32, i32)) -> Result<Arc<str>> {
-    static PTX: OnceLock<Mutex<HashMap<(i32, i32), Arc<str>>>> = OnceLock::new();
+    static PTX: OnceLock<Mutex<PtxByCapability>> = OnceLock::new();
     let cache = PTX.get_or_init(|| Mutex::new(HashMap::new()));
     let mut cache = cache.lock().expect("PTX cache lock poisoned");
     if let Some(p) = cache.get(&capability) {
