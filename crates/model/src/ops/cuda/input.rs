@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use candle_core::cuda_backend::cudarc::driver::{
-    CudaSlice, CudaStream, PinnedHostSlice, PushKernelArg,
+    CudaContext, CudaEvent, CudaSlice, CudaStream, PinnedHostSlice, PushKernelArg,
 };
 use candle_core::cuda_backend::CudaDevice;
 use candle_core::op::BackpropOp;
@@ -26,6 +26,11 @@ struct Slot {
     /// Views and crop side of the batch copied in, while it waits for
     /// [`DeviceInput::take`].
     staged: Option<(usize, usize)>,
+    /// Recorded on the copy stream after the batch's copies.
+    copied: Option<CudaEvent>,
+    /// Recorded on the device's stream after the kernel that last read the
+    /// buffers.
+    consumed: Option<CudaEvent>,
 }
 
 /// Raw `u8` batches to the network's `f32` input on one CUDA device, double
@@ -36,10 +41,13 @@ struct Slot {
 /// `n + 1` before the step on batch `n` is read back lets its copy run
 /// while the GPU computes.
 ///
-/// Cross-stream order comes from cudarc's event tracking, which the copy
-/// stream turns on for the device's context: every buffer here is made
-/// after it, so a copy into a buffer waits for the kernel that last read it,
-/// and the kernel waits for the copy.
+/// The two streams are ordered by events of its own, whatever cudarc's
+/// tracking does: the kernel waits for its batch's copies, and a copy into
+/// a buffer (or the buffer's release) waits for the kernel that last read
+/// it. The copy stream belongs to a context object of its own (the same
+/// GPU's primary context), so that it does not switch the device's own
+/// context object into cudarc's multi-stream mode, where every tensor the
+/// step allocates would record events at each use.
 pub struct DeviceInput {
     dev: CudaDevice,
     copy: Arc<CudaStream>,
@@ -67,10 +75,10 @@ impl DeviceInput {
             bail!("device input: {device:?} is not a CUDA device");
         };
         check_mean(mean_image, h, w).map_err(candle_core::Error::wrap)?;
-        let ctx = dev.cuda_stream().context().clone();
-        // First: it puts the context in multi-stream mode, so that every
-        // buffer allocated from here on carries its events.
-        let copy = ctx.new_stream().map_err(driver_err)?;
+        let ordinal = dev.cuda_stream().context().ordinal();
+        let copy = CudaContext::new(ordinal)
+            .and_then(|ctx| ctx.new_stream())
+            .map_err(driver_err)?;
         let mean = dev
             .cuda_stream()
             .clone_htod(mean_image)
@@ -101,6 +109,11 @@ impl DeviceInput {
         let fits = self.slots[k].as_ref().is_some_and(|s| {
             s.host_pixels.len() >= pixels.len() && s.host_meta.len() >= meta.len()
         });
+        // The copies (or the release of buffers too small) wait for the
+        // kernel that last read this slot.
+        if let Some(ev) = self.slots[k].as_ref().and_then(|s| s.consumed.as_ref()) {
+            self.copy.wait(ev).map_err(driver_err)?;
+        }
         if !fits {
             self.slots[k] = Some(self.slot(pixels.len(), meta.len())?);
         }
@@ -116,6 +129,7 @@ impl DeviceInput {
         self.copy
             .memcpy_htod(&slot.host_meta, &mut slot.meta)
             .map_err(driver_err)?;
+        slot.copied = Some(self.copy.record_event(None).map_err(driver_err)?);
         slot.staged = Some((views.len(), crop));
         self.next_stage = 1 - k;
         Ok(())
@@ -139,6 +153,8 @@ impl DeviceInput {
                 .alloc_zeros::<f32>(floats.max(1))
                 .map_err(driver_err)?,
             staged: None,
+            copied: None,
+            consumed: None,
         })
     }
 
@@ -179,6 +195,9 @@ impl DeviceInput {
             slot.meta.slice(..views * META_PER_VIEW),
         );
         let (n, c, mw) = (len as u64, crop as u32, self.mean_hw.1 as u32);
+        if let Some(ev) = slot.copied.as_ref() {
+            stream.wait(ev).map_err(driver_err)?;
+        }
         let mut launch = stream.launch_builder(&f);
         launch
             .arg(&pixels)
@@ -190,6 +209,7 @@ impl DeviceInput {
             .arg(&mw)
             .arg(&self.scale);
         unsafe { launch.launch(config(elementwise_launch(len))) }.map_err(driver_err)?;
+        slot.consumed = Some(stream.record_event(None).map_err(driver_err)?);
         let storage = CudaStorage::wrap_cuda_slice(out, self.dev.clone());
         Ok(Tensor::from_storage(
             Storage::Cuda(storage),
