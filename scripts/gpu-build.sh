@@ -56,6 +56,10 @@ if [ -n "${WARM_ONLY:-}" ]; then   # compile only Candle's CUDA side, e.g. while
     awk '/^\[/ { p = /^\[profile/ } p' Cargo.toml >> "$W/Cargo.toml"
     (cd "$W" && cargo build --release); exit 0
 fi
+# The NVRTC kernels compile for the target (as the binary compiles them at run time).
+LD_LIBRARY_PATH=$CU/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} python3 scripts/lib/nvrtc_check.py \
+    "$CU/lib/libnvrtc.so.13" crates/model/src/ops/cuda/kernels.cu \
+    "--gpu-architecture=compute_$CUDA_COMPUTE_CAP"
 cargo build --release -p xtask --features "$FEATURES"
 mkdir -p dist
 strip -o dist/xtask-cuda "$CARGO_TARGET_DIR/release/xtask"
@@ -70,8 +74,10 @@ ldd dist/xtask-cuda | awk '$3 ~ /^\// {print $3}' |
 tar -C "$LIBS" -cJf dist/libs.tar.xz . && rm -rf "$LIBS"
 ls -l dist/xtask-cuda dist/xtask-cuda.xz dist/libs.tar.xz
 cat <<'MSG'
-On the GPU machine (driver >= 580, Python with the torch cu13x wheels):
-  SP=$(python3 -c 'import sysconfig;print(sysconfig.get_paths()["purelib"])')
-  export LD_LIBRARY_PATH=$SP/nvidia/cu13/lib:$SP/nvidia/cudnn/lib:$SP/nvidia/nccl/lib
-  dist/xtask-cuda --help          # or scripts/gpu-check.sh, which does all of it
+What travels to the GPU machine: the working tree and dist/xtask-cuda.xz and
+dist/libs.tar.xz (not the rest of dist/). There (driver >= 580, Python with
+the torch cu13x wheels), from the repository root:
+  STAGE=smoke scripts/gpu-check.sh     # at most 3 minutes; exit code 0 = go on
+  STAGE=full scripts/gpu-check.sh      # within 540 s
+Results in $OUT (or ./gpu-results): summary.txt and logs.tar.gz.
 MSG

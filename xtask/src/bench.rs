@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 
 mod bench_device_check;
 mod bench_encoding;
+mod bench_input_check;
 mod bench_loader;
 mod bench_open;
 mod bench_ops_check;

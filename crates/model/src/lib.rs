@@ -17,6 +17,7 @@
 pub mod alexnet;
 pub mod config;
 pub mod init;
+pub mod input;
 pub mod layers;
 pub mod ops;
 pub mod placement;

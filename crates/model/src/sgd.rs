@@ -57,8 +57,10 @@ impl PaperSgd {
             let g = g.contiguous()?;
             #[cfg(feature = "cuda")]
             if w.device().is_cuda() && w.dtype() == candle_core::DType::F32 {
-                v.as_tensor().inplace_op3(
-                    w.as_tensor(),
+                // In place on the weight (its write tracked), the momentum
+                // updated by the same kernel.
+                w.as_tensor().inplace_op3(
+                    v.as_tensor(),
                     &g,
                     &crate::ops::cuda::sgd::FusedSgd {
                         momentum: self.momentum as f32,

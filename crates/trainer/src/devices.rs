@@ -79,6 +79,12 @@ impl fmt::Display for Devices {
 }
 
 impl Devices {
+    /// Whether tower A (the one that takes the input batches) is on a CUDA
+    /// device.
+    pub fn tower_a_is_cuda(&self) -> bool {
+        matches!(self.towers[0], Device::Cuda(_))
+    }
+
     /// Whether any tower is on a CUDA device.
     pub fn is_cuda(&self) -> bool {
         self.towers.iter().any(|d| matches!(d, Device::Cuda(_)))

@@ -10,7 +10,6 @@
 //! `mpi`, `MpiCollective`), or NCCL on the GPUs; [`job_collective`] sets
 //! up the job's, and refuses a launch whose tasks MPI cannot see.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use candle_core::backprop::GradStore;
@@ -148,44 +147,76 @@ impl BatchShare {
 pub const DEFAULT_BUCKET_BYTES: usize = 25 << 20;
 
 /// Sums gradients over the ranks in flat buckets and divides by the world
-/// size. Buckets hold whole parameters of one device, in name order, so
-/// every rank builds the same buckets.
+/// size. Buckets hold whole parameters of one device object, in name order,
+/// so every rank builds the same buckets.
 pub struct GradientReducer {
-    /// Per device: the variables in name order, grouped into buckets.
+    /// The variables in name order, grouped into buckets.
     buckets: Vec<Vec<(String, Var)>>,
     /// Time spent in the last [`GradientReducer::reduce`].
     last: Duration,
 }
 
+/// The buckets of `items` (name, bytes, device), as indices into `items`:
+/// grouped by device identity (`same`), groups in the order their first
+/// member comes by name, each group's items in name order and cut into
+/// buckets of at most `bucket_bytes` (a larger item gets a bucket of its
+/// own). Identity, not location: two device objects on one GPU (the
+/// towers of `cuda:0,cuda:0`, each with its own stream) get buckets of
+/// their own, so that every summed gradient comes back on its own
+/// variable's device object.
+pub fn plan_buckets<D>(
+    items: &[(String, usize, D)],
+    same: impl Fn(&D, &D) -> bool,
+    bucket_bytes: usize,
+) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| items[a].0.cmp(&items[b].0));
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for i in order {
+        match groups
+            .iter_mut()
+            .find(|g| same(&items[g[0]].2, &items[i].2))
+        {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    let mut buckets = Vec::new();
+    for group in groups {
+        let mut bucket: Vec<usize> = Vec::new();
+        let mut bytes = 0;
+        for i in group {
+            let size = items[i].1;
+            if !bucket.is_empty() && bytes + size > bucket_bytes {
+                buckets.push(std::mem::take(&mut bucket));
+                bytes = 0;
+            }
+            bytes += size;
+            bucket.push(i);
+        }
+        if !bucket.is_empty() {
+            buckets.push(bucket);
+        }
+    }
+    buckets
+}
+
 impl GradientReducer {
     /// Buckets of at most `bucket_bytes` (a larger parameter gets a bucket
-    /// of its own) over `vars` (name, variable).
+    /// of its own) over `vars` (name, variable), one set per device object
+    /// ([`plan_buckets`]).
     pub fn new(vars: &[(String, Var)], bucket_bytes: usize) -> Self {
-        let mut by_device: BTreeMap<String, Vec<(String, Var)>> = BTreeMap::new();
-        for (name, var) in vars {
-            by_device
-                .entry(format!("{:?}", var.device().location()))
-                .or_default()
-                .push((name.clone(), var.clone()));
-        }
-        let mut buckets = Vec::new();
-        for (_, mut list) in by_device {
-            list.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut bucket: Vec<(String, Var)> = Vec::new();
-            let mut bytes = 0;
-            for (name, var) in list {
-                let size = var.elem_count() * var.dtype().size_in_bytes();
-                if !bucket.is_empty() && bytes + size > bucket_bytes {
-                    buckets.push(std::mem::take(&mut bucket));
-                    bytes = 0;
-                }
-                bytes += size;
-                bucket.push((name, var));
-            }
-            if !bucket.is_empty() {
-                buckets.push(bucket);
-            }
-        }
+        let items: Vec<(String, usize, Device)> = vars
+            .iter()
+            .map(|(name, var)| {
+                let bytes = var.elem_count() * var.dtype().size_in_bytes();
+                (name.clone(), bytes, var.device().clone())
+            })
+            .collect();
+        let buckets = plan_buckets(&items, |a, b| a.same_device(b), bucket_bytes)
+            .into_iter()
+            .map(|b| b.into_iter().map(|i| vars[i].clone()).collect())
+            .collect();
         Self {
             buckets,
             last: Duration::ZERO,
@@ -399,6 +430,62 @@ mod tests {
             g,
             vec![6.0; 4],
             "the checked path went through the collective"
+        );
+    }
+
+    /// Two device objects on one location (the towers of `cuda:0,cuda:0`,
+    /// each with its own stream): a stand-in device with an identity and
+    /// a location, since every CPU device is the same one.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    struct FakeDevice {
+        id: u32,
+        location: u32,
+    }
+
+    #[test]
+    fn buckets_follow_device_identity_not_location() {
+        let a = FakeDevice { id: 1, location: 0 };
+        let b = FakeDevice { id: 2, location: 0 };
+        let items = vec![
+            ("tower_b.w".to_string(), 8, b),
+            ("tower_a.w".to_string(), 8, a),
+            ("tower_b.b".to_string(), 4, b),
+            ("tower_a.b".to_string(), 4, a),
+        ];
+        let by_identity = plan_buckets(&items, |x, y| x.id == y.id, 1 << 20);
+        // One bucket per device object, tower A's first (by name), each in name order.
+        assert_eq!(by_identity, vec![vec![3, 1], vec![2, 0]]);
+        for bucket in &by_identity {
+            let first = items[bucket[0]].2;
+            assert!(bucket.iter().all(|&i| items[i].2 == first));
+        }
+        // What grouping by location did: both towers' parameters in one
+        // bucket, so tower B's gradients came back on tower A's device.
+        let by_location = plan_buckets(&items, |x, y| x.location == y.location, 1 << 20);
+        assert_eq!(by_location, vec![vec![3, 1, 2, 0]]);
+        // The same plan whatever order the variables come in.
+        let mut reversed = items.clone();
+        reversed.reverse();
+        let names = |items: &[(String, usize, FakeDevice)], plan: Vec<Vec<usize>>| {
+            plan.into_iter()
+                .map(|b| {
+                    b.into_iter()
+                        .map(|i| items[i].0.clone())
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&items, by_identity),
+            names(
+                &reversed,
+                plan_buckets(&reversed, |x, y| x.id == y.id, 1 << 20)
+            )
+        );
+        // Size cuts still apply within a device: 8 + 4 > 10.
+        assert_eq!(
+            plan_buckets(&items, |x, y| x.id == y.id, 10),
+            vec![vec![3], vec![1], vec![2], vec![0]]
         );
     }
 

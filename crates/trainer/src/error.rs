@@ -208,6 +208,10 @@ pub enum TrainerError {
         /// NCCL's error.
         reason: String,
     },
+    /// The loader was set to make `u8` batches for a device that cannot
+    /// normalise them (only a CUDA device does).
+    #[error("the loader makes {0:?} batches, which only a CUDA device normalises")]
+    HostU8Batches(loader::Output),
     /// NCCL sums were asked for a placement without CUDA devices.
     #[error("between ranks: NCCL needs CUDA devices; the placement has none")]
     NcclNeedsCuda,

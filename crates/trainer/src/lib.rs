@@ -31,6 +31,7 @@ mod arch;
 mod atomic;
 pub mod checkpoint;
 mod config;
+mod device_input;
 mod devices;
 mod distributed;
 mod error;

@@ -14,6 +14,8 @@ use model::{AlexNet, ForwardMode, PaperSgd, Placement};
 
 use crate::checkpoint::{self, Checkpoint, CheckpointState, PartialEpoch, FORMAT_VERSION};
 use crate::config::{CheckpointEvery, TrainConfig};
+use crate::device_input::{train_output, Feed, InputPath};
+use crate::devices::Devices;
 use crate::distributed::{
     BatchShare, Collective, GradientReducer, SingleProcess, DEFAULT_BUCKET_BYTES,
 };
@@ -135,7 +137,8 @@ pub struct Trainer<'c> {
     /// Step and time of the last checkpoint (for `checkpoint_every`).
     last_saved: (u64, Instant),
     start: Start,
-    input_device: Device,
+    /// Where batches become the network's input (tower A's device).
+    input: InputPath,
     summary: RunSummary,
 }
 
@@ -152,8 +155,8 @@ impl<'c> Trainer<'c> {
         }
         let share = BatchShare::new(cfg.batch_size, collective.rank(), collective.world_size())?;
         let start = find_start(&mut cfg)?;
-        let data = RunData::open(&cfg, &share)?;
         let devices = cfg.devices.for_local_rank(collective.local_rank());
+        let data = RunData::open(&cfg, &share, &devices)?;
         let placement = devices.placement()?;
         model::set_precision(cfg.precision);
         let mut parts = NetworkParts::build(&cfg, &placement, data.num_classes, &share)?;
@@ -205,7 +208,11 @@ impl<'c> Trainer<'c> {
         Ok(Self {
             metrics_files: MetricsFiles::new(&cfg.run_dir),
             extra: [data.classes_src, data.stats_src],
-            input_device: placement.tower_a.clone(),
+            input: InputPath::new(
+                &placement.tower_a,
+                data.train_loader.config(),
+                data.train_loader.stats(),
+            )?,
             val_images_mine: share.eval_images(data.val_images),
             last_saved: (state.step, Instant::now()),
             cfg,
@@ -317,12 +324,13 @@ impl<'c> Trainer<'c> {
             done: skip,
         });
 
-        let mut batches = self.train_loader.epoch(epoch as u64)?;
+        let mut batches = Feed::new(self.train_loader.epoch(epoch as u64)?);
+        self.input.reset();
         let mut b = 0usize;
         let mut agreed_stop = false;
         let mut last = Instant::now();
         loop {
-            let fetched = batches.next();
+            let fetched = batches.next_batch();
             let waited = last.elapsed();
             let Some(batch) = fetched else { break };
             let batch = batch?;
@@ -351,8 +359,10 @@ impl<'c> Trainer<'c> {
             }
             wait_time += waited;
             let step_start = Instant::now();
-            let result = self.step(&batch, epoch, b, &mut counter, stop)?;
+            let result = self.step(&batch, &mut batches, epoch, b, &mut counter, stop)?;
             drop(batch);
+            // The wait for the next batch, fetched ahead during the step.
+            wait_time += batches.take_prefetch_wait();
             agreed_stop = result.stop;
             allreduce_time += result.allreduce;
             train_time += waited + step_start.elapsed();
@@ -407,13 +417,14 @@ impl<'c> Trainer<'c> {
     fn step(
         &mut self,
         batch: &Batch,
+        feed: &mut Feed,
         epoch: usize,
         b: usize,
         counter: &mut TopKCounter,
         stop: &AtomicBool,
     ) -> Result<StepResult> {
         let num_classes = self.state.num_classes;
-        let (images, labels) = batch.to_tensors(&self.input_device)?;
+        let (images, labels) = self.input.tensors(batch)?;
         let n = batch.len();
         let logits = self.net.forward(
             &images,
@@ -430,6 +441,8 @@ impl<'c> Trainer<'c> {
         self.reducer.reduce(&mut grads, self.collective)?;
         let allreduce = self.reducer.last_duration();
         self.sgd.step(&grads)?;
+        // The next batch's copy runs while the GPU computes this step.
+        self.input.prefetch(feed)?;
         let local_loss = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
         let scores = logits
             .to_device(&Device::Cpu)?
@@ -635,7 +648,7 @@ struct RunData {
 }
 
 impl RunData {
-    fn open(cfg: &TrainConfig, share: &BatchShare) -> Result<Self> {
+    fn open(cfg: &TrainConfig, share: &BatchShare, devices: &Devices) -> Result<Self> {
         let data = loader::DatasetDir::new(&cfg.data_dir);
         let classes_src = data.classes();
         let stats_src = data.stats();
@@ -662,6 +675,7 @@ impl RunData {
             stats.clone(),
             shared(LoaderConfig {
                 seed: cfg.seed,
+                output: train_output(devices, &LoaderConfig::train()),
                 ..LoaderConfig::train()
             }),
         )?;

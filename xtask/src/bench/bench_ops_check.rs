@@ -210,6 +210,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for (i, (t, r)) in test.iter().zip(&reference).enumerate() {
         row("paper sgd", &format!("step {}", i + 1), Some(t), Some(r))?;
     }
+    match super::bench_input_check::input_pairs(&dev)? {
+        Some(pairs) => {
+            for (i, (t, r)) in pairs.iter().enumerate() {
+                row(
+                    "u8 input on the device",
+                    &format!("batch {}", i + 1),
+                    Some(t),
+                    Some(r),
+                )?;
+            }
+        }
+        None => println!(
+            "u8 input on the device: not used on {} (the loader's f32 path)",
+            args.device
+        ),
+    }
     if failed > 0 {
         println!("FAIL: {failed} of {total} quantities outside the tolerance");
         std::process::exit(1);

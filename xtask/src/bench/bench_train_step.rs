@@ -108,15 +108,38 @@ fn print_per_step(phases: Option<[Duration; 3]>, total: Duration, n: u32, exchan
     }
 }
 
+/// What precision a run's convolutions really have. `--precision` sets
+/// the math type of the custom cuDNN convolutions and cuBLAS's flag; Candle's
+/// own cuDNN convolution (the stock operations) sets no math type, so cuDNN
+/// may use TF32 tensor cores there (Ampere and newer) even at `fp32`,
+/// unless `NVIDIA_TF32_OVERRIDE=0` forbids TF32 to the whole process.
+pub fn precision_label(
+    precision: model::Precision,
+    stock_ops: bool,
+    on_cuda: bool,
+    tf32_override_off: bool,
+) -> String {
+    match (precision, stock_ops && on_cuda, tf32_override_off) {
+        (p, false, _) => p.to_string(),
+        (_, true, true) => "fp32: NVIDIA_TF32_OVERRIDE=0 keeps cuDNN and cuBLAS off TF32".into(),
+        (model::Precision::Fp32, true, false) => {
+            "fp32 matmuls; stock convolutions with cuDNN's default math, which may use TF32".into()
+        }
+        (model::Precision::Tf32, true, false) => "tf32".into(),
+    }
+}
+
 /// The first line: what is measured.
-fn print_header(args: &Args, net: &AlexNet, cfg: &AlexNetConfig) {
+fn print_header(args: &Args, net: &AlexNet, cfg: &AlexNetConfig, placement: &Placement) {
+    let on_cuda = placement.tower_a.is_cuda() || placement.tower_b.is_cuda();
+    let tf32_off = std::env::var("NVIDIA_TF32_OVERRIDE").is_ok_and(|v| v.trim() == "0");
     println!(
         "model {} ({} parameters, {} tower(s)), device {} ({}), batch {}, init {}, {} ops, {} threads",
         args.model,
         net.num_parameters(),
         cfg.num_towers(),
         args.device,
-        args.precision,
+        precision_label(args.precision, args.stock_ops, on_cuda, tf32_off),
         args.batch_size,
         args.init,
         if args.stock_ops {
@@ -165,7 +188,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let sgd = std::cell::RefCell::new(PaperSgd::new(&varmap, 0.01, 0.9, 5e-4)?);
     let out_dev = net.output_device().clone();
     let (images, labels) = synthetic_batch(&cfg, args.batch_size, &out_dev)?;
-    print_header(&args, &net, &cfg);
+    print_header(&args, &net, &cfg, &placement);
 
     // Both towers' devices (each CUDA tower has its own stream).
     let sync = || -> candle_core::Result<()> {
@@ -249,4 +272,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let rate = (args.batch_size * args.steps) as f64 / total.as_secs_f64();
     println!("{rate:.2} images/s");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::precision_label;
+    use model::Precision;
+
+    #[test]
+    fn stock_ops_on_cuda_are_not_labelled_plain_fp32() {
+        assert_eq!(precision_label(Precision::Fp32, false, true, false), "fp32");
+        assert_eq!(precision_label(Precision::Fp32, true, false, false), "fp32");
+        let stock = precision_label(Precision::Fp32, true, true, false);
+        assert!(stock.contains("may use TF32"), "{stock}");
+        let forced = precision_label(Precision::Fp32, true, true, true);
+        assert!(forced.contains("NVIDIA_TF32_OVERRIDE=0"), "{forced}");
+        assert_eq!(precision_label(Precision::Tf32, true, true, false), "tf32");
+    }
 }

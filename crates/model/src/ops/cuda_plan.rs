@@ -8,6 +8,18 @@ use crate::precision::Precision;
 use crate::LrnConfig;
 use std::time::Duration;
 
+/// CUDA C of every NVRTC kernel (`cuda/kernels.cu`): what the CUDA build
+/// compiles at run time, and what the CPU tests compile as C++ with CUDA's
+/// built-ins emulated.
+pub const KERNEL_SOURCE: &str = include_str!("cuda/kernels.cu");
+
+/// NVRTC's option that compiles for compute capability `major.minor`
+/// (`--gpu-architecture=compute_90` for an H100/H200), so that the PTX is
+/// made for the device it runs on, not NVRTC's default target.
+pub fn nvrtc_arch_option(major: i32, minor: i32) -> String {
+    format!("--gpu-architecture=compute_{major}{minor}")
+}
+
 /// A shape or size that cuDNN or a kernel launch cannot take.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PlanError {
@@ -512,6 +524,13 @@ mod tests {
         assert!(bad(|c| c.k = 0.0));
         assert!(bad(|c| c.beta = 0.0));
         assert!(!bad(|c| c.size = 1));
+    }
+
+    #[test]
+    fn nvrtc_compiles_for_the_devices_own_capability() {
+        assert_eq!(nvrtc_arch_option(9, 0), "--gpu-architecture=compute_90");
+        assert_eq!(nvrtc_arch_option(8, 6), "--gpu-architecture=compute_86");
+        assert!(KERNEL_SOURCE.contains("extern \"C\" __global__ void normalize_u8_f32("));
     }
 
     #[test]

@@ -8,8 +8,6 @@
 //! on Candle's own stream (no copy to the host); small host sums (counts,
 //! the stop flag) and buckets off CUDA go through the host collective.
 
-use std::sync::Arc;
-
 use candle_core::cuda_backend::cudarc::nccl::safe::{Comm, Id, ReduceOp};
 use candle_core::cuda_backend::CudaStorage;
 use candle_core::{CpuStorage, CustomOp1, DeviceLocation, Layout, Shape, Tensor};
@@ -19,7 +17,7 @@ use crate::error::{Result, TrainerError};
 
 /// Sums over the ranks of one device's communicator, as a Candle op.
 struct NcclSum {
-    comm: Arc<Comm>,
+    comm: Comm,
 }
 
 // SAFETY: the communicator is used from the training thread only, one
@@ -103,16 +101,23 @@ impl NcclCollective {
             for (c, b) in internal.iter_mut().zip(bytes) {
                 *c = b as core::ffi::c_char;
             }
-            let comm = Comm::from_rank(
-                cuda.cuda_stream(),
-                host.rank(),
-                host.world_size(),
-                Id::uninit(internal),
-            )
-            .map_err(|e| TrainerError::Nccl {
-                call: "ncclCommInitRank",
-                reason: format!("{e:?}"),
-            })?;
+            // ncclCommInitRank joins the device of the thread's current
+            // context: make it this device's, or with two GPUs both
+            // communicators would land on whichever was current.
+            let stream = cuda.cuda_stream();
+            stream
+                .context()
+                .bind_to_thread()
+                .map_err(|e| TrainerError::Nccl {
+                    call: "binding the device's context",
+                    reason: format!("cuda:{gpu_id}: {e:?}"),
+                })?;
+            let comm =
+                Comm::from_rank(stream, host.rank(), host.world_size(), Id::uninit(internal))
+                    .map_err(|e| TrainerError::Nccl {
+                        call: "ncclCommInitRank",
+                        reason: format!("{e:?}"),
+                    })?;
             sums.push((
                 gpu_id,
                 NcclSum {

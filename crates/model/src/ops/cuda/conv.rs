@@ -4,18 +4,20 @@
 //!
 //! # Plans
 //! The first call of a shape, direction, element type and precision on a
-//! device times every cuDNN algorithm of that direction on the call's own
-//! buffers (one warm-up run, then one timed run each; those asking for more
-//! than [`WORKSPACE_LIMIT`] are skipped), keeps the fastest with its
-//! descriptors in a per-device, per-thread cache, and from then on launches
-//! it directly: no heuristic, no timing and no descriptor creation per step.
+//! GPU times every cuDNN algorithm of that direction on the call's own
+//! buffers (one warm-up run, then one timed run each with the whole GPU
+//! quiet; those asking for more than [`WORKSPACE_LIMIT`] are skipped) and
+//! keeps the fastest for every device object of that GPU; each device
+//! object keeps its descriptors in a per-device, per-thread cache, and from
+//! then on launches the plan directly: no heuristic, no timing and no
+//! descriptor creation per step.
 //! Each device has one workspace buffer, grown to the largest a plan needs
 //! (operations on one device run in order on its stream, so they share it).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Instant;
 
 use candle_core::cuda_backend::cudarc::cudnn::safe::{
@@ -97,6 +99,13 @@ struct Plan {
     workspace: usize,
 }
 
+/// The algorithm (and its workspace) chosen for each plan key on each GPU
+/// (by ordinal), shared by the device objects of that GPU and by threads.
+static CHOICES: LazyLock<Mutex<Choices>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Algorithm and workspace by GPU ordinal and plan key.
+type Choices = HashMap<(usize, ConvKey), (Algo, usize)>;
+
 thread_local! {
     /// cuDNN handles (bound to the device's stream) by device. Neither Send
     /// nor Sync, hence per thread, as Candle keeps its own.
@@ -153,6 +162,7 @@ fn time_algorithms<A: Copy>(
     mut run: impl FnMut(A, &mut CudaSlice<u8>) -> std::result::Result<(), CudnnError>,
 ) -> Result<Vec<AlgoTrial<A>>> {
     let stream = dev.cuda_stream();
+    let context = stream.context().clone();
     let mut trials = Vec::with_capacity(algos.len());
     for &algo in algos {
         let mut trial = AlgoTrial {
@@ -171,7 +181,10 @@ fn time_algorithms<A: Copy>(
         }
         let mut ws = stream.alloc_zeros::<u8>(bytes.max(1)).map_err(driver_err)?;
         if run(algo, &mut ws).is_ok() {
-            stream.synchronize().map_err(driver_err)?;
+            // The whole GPU quiet (every stream of its context, the other
+            // tower's too), so the timed run has the device to itself: the
+            // host thread that queues both towers is here until it ends.
+            context.synchronize().map_err(driver_err)?;
             let t = Instant::now();
             let ok = run(algo, &mut ws).is_ok();
             stream.synchronize().map_err(driver_err)?;
@@ -182,8 +195,12 @@ fn time_algorithms<A: Copy>(
     Ok(trials)
 }
 
-/// The plan of `key` on `dev`, made with `choose` (which returns the
-/// algorithm and its workspace) on the first call.
+/// The plan of `key` on `dev`: descriptors of the device object's own,
+/// and the algorithm that `choose` (which returns the algorithm and its
+/// workspace) picked for this shape, direction and precision on this GPU,
+/// the first time any device object of the GPU needed it. The towers of
+/// `cuda:0,cuda:0` are two device objects of one GPU: they share the
+/// search, so each shape is timed once per process and GPU.
 fn plan(
     dev: &CudaDevice,
     key: ConvKey,
@@ -193,7 +210,23 @@ fn plan(
         return Ok(p);
     }
     let d = descriptors(&handle(dev)?, &key.shape, key.precision)?;
-    let (algo, workspace) = choose(&d)?;
+    let gpu = dev.cuda_stream().context().ordinal();
+    let searched = CHOICES
+        .lock()
+        .expect("algorithm choices lock poisoned")
+        .get(&(gpu, key))
+        .copied();
+    let (algo, workspace) = match searched {
+        Some(c) => c,
+        None => {
+            let c = choose(&d)?;
+            CHOICES
+                .lock()
+                .expect("algorithm choices lock poisoned")
+                .insert((gpu, key), c);
+            c
+        }
+    };
     let p = Rc::new(Plan { d, algo, workspace });
     PLANS.with(|m| m.borrow_mut().insert((dev.id(), key), p.clone()));
     Ok(p)

@@ -1,89 +1,59 @@
-//! The element-wise and reduction kernels of the CUDA operations, compiled
-//! once per process with NVRTC (no `nvcc` at build time) and loaded once per
-//! device by Candle's module cache.
+//! The element-wise and reduction kernels of the CUDA operations
+//! (`kernels.cu`), compiled with NVRTC (no `nvcc` at build time) once per
+//! process for the device's own compute capability, and loaded once per
+//! device object by Candle's module cache.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use candle_core::cuda_backend::cudarc::driver::{CudaFunction, LaunchConfig};
 use candle_core::cuda_backend::cudarc::nvrtc;
 use candle_core::cuda_backend::CudaDevice;
 use candle_core::Result;
 
-use crate::ops::cuda_plan::Launch;
+use crate::ops::cuda_plan::{nvrtc_arch_option, Launch, KERNEL_SOURCE};
 
 /// Name of the module in Candle's per-device cache of custom modules.
 const MODULE: &str = "alexnet_ops";
 
-/// CUDA C of every kernel. All take element counts as 64-bit integers and
-/// loop grid-stride, so any launch size covers any tensor.
-const SOURCE: &str = r#"
-// y <- y + b[channel], then max(y, 0) if relu. y is [N, O, P] (P = Ho*Wo).
-extern "C" __global__ void bias_act_f32(float* y, const float* b,
-        unsigned long long len, unsigned long long p, unsigned long long o, int relu) {
-    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
-         i < len; i += (unsigned long long)blockDim.x * gridDim.x) {
-        float v = y[i] + b[(i / p) % o];
-        y[i] = relu ? fmaxf(v, 0.0f) : v;
-    }
-}
+/// Compiled PTX by compute capability.
+type PtxByCapability = HashMap<(i32, i32), Arc<str>>;
 
-// dyr <- dy where y > 0, else 0 (the backward of a fused ReLU).
-extern "C" __global__ void relu_mask_f32(const float* dy, const float* y, float* dyr,
-        unsigned long long len) {
-    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
-         i < len; i += (unsigned long long)blockDim.x * gridDim.x) {
-        dyr[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+/// The PTX of [`KERNEL_SOURCE`] for compute capability `major.minor`, compiled on
+/// first use for each capability (a process normally sees one).
+fn ptx(capability: (i32, i32)) -> Result<Arc<str>> {
+    static PTX: OnceLock<Mutex<PtxByCapability>> = OnceLock::new();
+    let cache = PTX.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut cache = cache.lock().expect("PTX cache lock poisoned");
+    if let Some(p) = cache.get(&capability) {
+        return Ok(p.clone());
     }
-}
-
-// db[c] += sum over samples and pixels of dy [N, O, P]; block (c, g) sums
-// samples g, g + gridDim.y, ...; blockDim.x must be 256. db starts at 0.
-extern "C" __global__ void bias_grad_f32(const float* dy, float* db,
-        unsigned int n, unsigned int o, unsigned long long p) {
-    __shared__ float buf[256];
-    unsigned int c = blockIdx.x;
-    float acc = 0.0f;
-    for (unsigned int s = blockIdx.y; s < n; s += gridDim.y) {
-        const float* plane = dy + ((unsigned long long)s * o + c) * p;
-        for (unsigned long long j = threadIdx.x; j < p; j += blockDim.x) acc += plane[j];
-    }
-    buf[threadIdx.x] = acc;
-    __syncthreads();
-    for (unsigned int k = blockDim.x / 2; k > 0; k >>= 1) {
-        if (threadIdx.x < k) buf[threadIdx.x] += buf[threadIdx.x + k];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) atomicAdd(db + c, buf[0]);
-}
-
-// The paper's SGD step, in place: v <- m v - wd_lr w - lr g; w <- w + v.
-extern "C" __global__ void paper_sgd_f32(float* v, float* w, const float* g,
-        unsigned long long len, float m, float wd_lr, float lr) {
-    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
-         i < len; i += (unsigned long long)blockDim.x * gridDim.x) {
-        float nv = m * v[i] - wd_lr * w[i] - lr * g[i];
-        v[i] = nv;
-        w[i] = w[i] + nv;
-    }
-}
-"#;
-
-/// The PTX of [`SOURCE`], compiled on first use.
-fn ptx() -> Result<&'static str> {
-    static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
-    PTX.get_or_init(|| {
-        nvrtc::compile_ptx(SOURCE)
-            .map(|p| p.to_src())
-            .map_err(|e| e.to_string())
-    })
-    .as_deref()
-    .map_err(|e| candle_core::Error::Msg(format!("NVRTC compilation of the op kernels: {e}")))
+    let opts = nvrtc::CompileOptions {
+        options: vec![nvrtc_arch_option(capability.0, capability.1)],
+        ..Default::default()
+    };
+    let p: Arc<str> = nvrtc::compile_ptx_with_opts(KERNEL_SOURCE, opts)
+        .map_err(|e| {
+            candle_core::Error::Msg(format!(
+                "NVRTC compilation of the op kernels for compute capability {}.{}: {e}",
+                capability.0, capability.1
+            ))
+        })?
+        .to_src()
+        .into();
+    cache.insert(capability, p.clone());
+    Ok(p)
 }
 
 /// Kernel `name` of the module on `dev` (loaded on its first use there).
 pub(crate) fn function(dev: &CudaDevice, name: &str) -> Result<CudaFunction> {
+    let capability = dev
+        .cuda_stream()
+        .context()
+        .compute_capability()
+        .map_err(driver_err)?;
     Ok(dev
-        .get_or_load_custom_func(name, MODULE, ptx()?)?
+        .get_or_load_custom_func(name, MODULE, &ptx(capability)?)?
         .into_cuda_function())
 }
 

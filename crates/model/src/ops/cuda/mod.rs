@@ -6,12 +6,18 @@
 //! * [`pool_lrn`]: overlapping max-pooling, cross-channel LRN and the two
 //!   fused, forward and backward, on cuDNN.
 //! * [`sgd`]: the paper's SGD step as one NVRTC kernel per parameter.
+//! * [`input`]: the network's input from `u8` crops, copied on a stream of
+//!   its own and normalised by one NVRTC kernel.
+//!
+//! The NVRTC kernels are in `kernels.cu`, compiled for the device's compute
+//! capability.
 //!
 //! The device-free parts (descriptor shapes, plan keys, the algorithm
 //! choice, launch sizes) are in [`super::cuda_plan`].
 
 #[cfg(feature = "cudnn")]
 pub(crate) mod conv;
+pub(crate) mod input;
 pub(crate) mod kernels;
 #[cfg(feature = "cudnn")]
 pub(crate) mod pool_lrn;

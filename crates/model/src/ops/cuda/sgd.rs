@@ -8,11 +8,14 @@ use super::kernels::{self, config, driver_err};
 use super::view;
 use crate::ops::cuda_plan::elementwise_launch;
 
-/// The fused step, applied in place on the momentum `v` with the weight `w`
-/// and the gradient `g` as the other operands. The kernel writes `w` too:
-/// Candle hands the op `w`'s storage read-only, but the weight is a
-/// variable that nothing else reads or writes while the step runs, and the
-/// kernel runs on the stream of both.
+/// The fused step, applied in place on the weight `w` with the momentum
+/// `v` and the gradient `g` as the other operands. The weight is the
+/// operand Candle hands over mutably, so its write is tracked: a reader of
+/// the weight on another stream (another tower's device object, a copy to
+/// the host) waits for the update. The kernel writes `v` too, through the
+/// read-only operand: the momentum is a buffer of the optimizer's own that
+/// only this kernel and the checkpoint's copy to the host touch, both
+/// queued on the weight's device stream, which orders them.
 pub(crate) struct FusedSgd {
     /// Momentum `m`.
     pub(crate) momentum: f32,
@@ -41,34 +44,35 @@ impl InplaceOp3 for FusedSgd {
 
     fn cuda_fwd(
         &self,
-        sv: &mut CudaStorage,
-        lv: &Layout,
-        sw: &CudaStorage,
+        sw: &mut CudaStorage,
         lw: &Layout,
+        sv: &CudaStorage,
+        lv: &Layout,
         sg: &CudaStorage,
         lg: &Layout,
     ) -> Result<()> {
-        let n = lv.shape().elem_count();
-        if lw.shape().elem_count() != n || lg.shape().elem_count() != n {
+        let n = lw.shape().elem_count();
+        if lv.shape().elem_count() != n || lg.shape().elem_count() != n {
             bail!("sgd: momentum, weight and gradient sizes differ");
         }
-        if sw.device.id() != sv.device.id() || sg.device.id() != sv.device.id() {
+        if sv.device.id() != sw.device.id() || sg.device.id() != sw.device.id() {
             bail!("sgd: momentum, weight and gradient on different devices");
         }
-        let dev = sv.device.clone();
-        let (a, b) = lv
+        let dev = sw.device.clone();
+        let (a, b) = lw
             .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("momentum must be contiguous".into()))?;
-        let (w, g) = (view(sw, lw, "weight")?, view(sg, lg, "gradient")?);
-        let v = sv.as_cuda_slice_mut::<f32>()?;
-        let mut v = v.slice_mut(a..b);
+            .ok_or_else(|| candle_core::Error::Msg("weight must be contiguous".into()))?;
+        let (v, g) = (view(sv, lv, "momentum")?, view(sg, lg, "gradient")?);
+        let w = sw.as_cuda_slice_mut::<f32>()?;
+        let mut w = w.slice_mut(a..b);
         let f = kernels::function(&dev, "paper_sgd_f32")?;
         let stream = dev.cuda_stream();
         let len = n as u64;
         let mut launch = stream.launch_builder(&f);
+        // Kernel order: v, w, g.
         launch
-            .arg(&mut v)
-            .arg(&w)
+            .arg(&v)
+            .arg(&mut w)
             .arg(&g)
             .arg(&len)
             .arg(&self.momentum)
