@@ -84,7 +84,7 @@ fn sbatch(sbatch_args: &[&str], script: &str, args: &[&str], env: &[(&str, &str)
     c.current_dir(root())
         .env("XTASK", XTASK)
         .envs(env.iter().copied())
-        .args(["--parsable", "--time=15", "--mem=3G", "--cpus-per-task=1"])
+        .args(["--parsable", "--time=15", "--mem=1G", "--cpus-per-task=1"])
         .args(sbatch_args)
         .arg(script)
         .args(args);
@@ -185,10 +185,10 @@ fn job_scripts_under_a_real_slurm() {
     // The preprocess array gives the dataset of one run, byte for byte.
     let args = |out: &Path| preprocess_args(&input, out, 8, &["--open-shards", "2"]);
     xtask_ok(&strs(&args(&one)));
-    // The script adds `preprocess --quiet` itself.
+    // The script adds `preprocess` itself (and `--quiet`, given here too).
     let task_args: Vec<String> = args(&array)
         .into_iter()
-        .filter(|a| a != "preprocess" && a != "--quiet")
+        .filter(|a| a != "preprocess")
         .collect();
     let output = format!("--output={}/pre-%a.out", s(dir));
     let (ok, text) = run(&mut sbatch(
