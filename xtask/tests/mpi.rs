@@ -232,7 +232,10 @@ fn two_ranks_train_as_one_process_and_resume_at_any_world_size() {
     let mut args = train_args(&data, &stopped);
     args.extend(["--max-steps", "7"]);
     let out = mpi_ok(mpirun, 2, &args);
-    assert!(out.contains("continue with:"), "{out}");
+    assert!(
+        out.contains("stopped after 1 complete epoch; continue with:"),
+        "{out}"
+    );
     let ck = Checkpoint::open(&stopped).unwrap();
     assert_eq!(ck.state.step, 7);
     assert_eq!(ck.state.partial.as_ref().unwrap().batches_done, 1);
