@@ -43,11 +43,8 @@ const PUBLIC_MODULES: &[(&str, &[&str])] = &[
     ("synth", &[]),
     ("loader", &[]),
     ("preprocess", &[]),
-    ("model", &["ops"]),
-    (
-        "trainer",
-        &["checkpoint", "config", "distributed", "figures"],
-    ),
+    ("model", &["input", "ops"]),
+    ("trainer", &["checkpoint", "figures"]),
 ];
 
 /// The longest a function outside tests may be, in lines.

@@ -26,6 +26,7 @@ pub struct ViewMeta {
 
 /// A batch geometry the kernel cannot take.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InputError {
     /// The pixels are not `views x 3 x crop x crop`.
     #[error("{bytes} bytes of u8 crops for {views} views of 3x{crop}x{crop}")]

@@ -5,7 +5,7 @@
 //! - [`AlexNetConfig`]: `alexnet` (the paper), `alexnet-small` (quarter
 //!   width), the single-tower baseline.
 //! - [`AlexNet`]: parameters in a [`candle_nn::VarMap`] under stable names
-//!   (see [`alexnet`] for the names and their PyTorch equivalents),
+//!   ([`parameter_specs`] lists the names and their PyTorch equivalents),
 //!   [`AlexNet::forward`] in [`ForwardMode::Train`] (seeded dropout) or
 //!   [`ForwardMode::Eval`].
 //! - [`PaperSgd`]: `v <- m v - wd lr w - lr g; w <- w + v`.
@@ -14,21 +14,22 @@
 //! LRN follows `torch.nn.LocalResponseNorm` (alpha divided by n), k=2, n=5,
 //! alpha=1e-4, beta=0.75.
 
-pub mod alexnet;
-pub mod config;
-pub mod init;
+mod alexnet;
+mod config;
+mod init;
 pub mod input;
-pub mod layers;
+mod layers;
 pub mod ops;
-pub mod placement;
-pub mod precision;
-pub mod profile;
+mod placement;
+mod precision;
+mod profile;
 mod relu;
-pub mod sgd;
+mod sgd;
 
 pub use alexnet::{check_varmap, parameter_specs, AlexNet, BatchRows, ForwardMode, ParamSpec};
 pub use config::{Activation, AlexNetConfig, ConfigError, SpatialSizes, Towers};
 pub use init::{Init, ParseInitError};
+pub use layers::use_stock_ops;
 pub use ops::LrnConfig;
 pub use placement::{Placement, PlacementError};
 pub use precision::{precision, set_precision, ParsePrecisionError, Precision};

@@ -39,9 +39,9 @@ fn check(what: &str, got: &Tensor, want: &Tensor, worst: &mut (f32, String)) {
 #[test]
 fn matches_pytorch_forward_loss_gradients_and_sgd() {
     run_fixture("custom ops");
-    model::layers::use_stock_ops(true);
+    model::use_stock_ops(true);
     run_fixture("stock candle ops");
-    model::layers::use_stock_ops(false);
+    model::use_stock_ops(false);
 }
 
 fn run_fixture(which: &str) {

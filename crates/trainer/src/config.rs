@@ -28,8 +28,8 @@ pub const PAPER_EPOCHS: usize = 90;
 pub const DEFAULT_EPOCHS: usize = PAPER_EPOCHS;
 /// The network of a run when none is named.
 pub const DEFAULT_MODEL: &str = "alexnet";
-/// Batches the loader may prepare ahead of the trainer.
-pub const DEFAULT_PREFETCH: usize = 2;
+/// Batches the loader builds ahead (the loader's own default).
+pub use loader::DEFAULT_PREFETCH;
 /// Images per batch of an evaluation.
 pub const DEFAULT_EVAL_BATCH: usize = 128;
 /// Plateau patience: epochs without a new best validation error before the
@@ -42,11 +42,9 @@ pub const PAPER_MAX_REDUCTIONS: usize = 3;
 /// Longest wait of one collective call before a rank ends the job.
 pub const DEFAULT_COLLECTIVE_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Loader (and preprocess) threads when none are asked for: the cores
-/// this process may use (2 when that cannot be known).
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
-}
+/// Loader (and preprocess) threads when none are asked for: the loader's
+/// own default, the cores this process may use.
+pub use loader::default_threads;
 
 /// When to write a checkpoint inside an epoch (one is always written at
 /// the end of each epoch and on a stop).

@@ -24,31 +24,46 @@ use model::candle_core::{DType, Device, Tensor};
 use model::candle_nn::{self, VarMap};
 use model::{AlexNet, AlexNetConfig, ForwardMode, Init, PaperSgd, Placement};
 
+/// Default of `--devices`.
+const DEFAULT_DEVICES: &str = "cuda:0";
+/// Default of `--model`.
+const DEFAULT_MODEL: &str = "tiny";
+/// Default of `--batch-size`.
+const DEFAULT_BATCH_SIZE: usize = 4;
+/// Default of `--init`.
+const DEFAULT_INIT: &str = "pytorch";
+/// Default of `--seed`.
+const DEFAULT_SEED: u64 = 7;
+/// Default of `--rtol`.
+const DEFAULT_RTOL: f32 = 1e-3;
+/// Default of `--atol`.
+const DEFAULT_ATOL: f32 = 1e-5;
+
 #[derive(ClapArgs)]
 pub struct Args {
     /// Placement under test: `cpu`, `cuda:0`, `cuda:0,cuda:0`, `cuda:0,cuda:1`.
-    #[arg(long, default_value = "cuda:0")]
+    #[arg(long, default_value = DEFAULT_DEVICES)]
     devices: String,
     /// `tiny` (the configuration of the PyTorch fixture: conv 8/16/16/16/16,
     /// fc 32, 5 classes, 96x96 input), `alexnet-small` or `alexnet` (both
     /// 224x224, 10 classes).
-    #[arg(long, default_value = "tiny")]
+    #[arg(long, default_value = DEFAULT_MODEL)]
     model: String,
     /// Images in the fixed batch.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
     batch_size: usize,
     /// Parameter initialisation (`pytorch` gives larger, more varied
     /// activations than `paper`, so more of the network is exercised).
-    #[arg(long, default_value = "pytorch")]
+    #[arg(long, default_value = DEFAULT_INIT)]
     init: Init,
     /// Seed of the parameters.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = DEFAULT_SEED)]
     seed: u64,
     /// Relative tolerance (times the CPU tensor's largest magnitude).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = DEFAULT_RTOL)]
     rtol: f32,
     /// Absolute tolerance.
-    #[arg(long, default_value_t = 1e-5)]
+    #[arg(long, default_value_t = DEFAULT_ATOL)]
     atol: f32,
     /// Put both CUDA towers on the thread's default stream
     /// (`Device::new_cuda`) instead of the placement parser's stream per

@@ -15,19 +15,28 @@ use model::{LrnConfig, PaperSgd, Placement};
 
 use super::bench_device_check::compare;
 
+/// Default of `--device`.
+const DEFAULT_DEVICE: &str = "cuda:0";
+/// Default of `--batch-size`.
+const DEFAULT_BATCH_SIZE: usize = 2;
+/// Default of `--rtol`.
+const DEFAULT_RTOL: f32 = 1e-3;
+/// Default of `--atol`.
+const DEFAULT_ATOL: f32 = 1e-5;
+
 #[derive(ClapArgs)]
 pub struct Args {
     /// Device under test: `cpu` or `cuda:N`.
-    #[arg(long, default_value = "cuda:0")]
+    #[arg(long, default_value = DEFAULT_DEVICE)]
     device: String,
     /// Batch of every case.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
     batch_size: usize,
     /// Relative tolerance (times the CPU tensor's largest magnitude).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = DEFAULT_RTOL)]
     rtol: f32,
     /// Absolute tolerance.
-    #[arg(long, default_value_t = 1e-5)]
+    #[arg(long, default_value_t = DEFAULT_ATOL)]
     atol: f32,
 }
 

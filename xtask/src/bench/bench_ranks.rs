@@ -10,32 +10,45 @@ use std::process::Command;
 use anyhow::{bail, ensure, Context};
 use clap::Args as ClapArgs;
 
+/// Default of `--model`.
+const DEFAULT_MODEL: &str = "alexnet-small";
+/// Default of `--batch-size`.
+const DEFAULT_BATCH_SIZE: usize = 32;
+/// Default of `--ranks`.
+const DEFAULT_RANKS: usize = 2;
+/// Default of `--threads`.
+const DEFAULT_THREADS: usize = 2;
+/// Default of `--rounds`.
+const DEFAULT_ROUNDS: usize = 3;
+/// Default of `--mpirun`.
+const DEFAULT_MPIRUN: &str = "mpirun";
+
 #[derive(ClapArgs)]
 pub struct Args {
     /// Preprocessed data (`cargo xtask preprocess` output).
     #[arg(long, value_name = "OUT")]
     data: PathBuf,
     /// `alexnet-small` or `alexnet`.
-    #[arg(long, default_value = "alexnet-small")]
+    #[arg(long, default_value = DEFAULT_MODEL)]
     model: String,
     /// Global batch.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
     batch_size: usize,
     /// Ranks of the data-parallel run.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = DEFAULT_RANKS)]
     ranks: usize,
     /// Threads in all: the single process gets them all (loader and
     /// compute), each rank its share.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = DEFAULT_THREADS)]
     threads: usize,
     /// Alternating rounds (medians are reported).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = DEFAULT_ROUNDS)]
     rounds: usize,
     /// Scratch directory for the runs (when not given, a temporary directory).
     #[arg(long)]
     scratch: Option<PathBuf>,
     /// The MPI launcher.
-    #[arg(long, default_value = "mpirun")]
+    #[arg(long, default_value = DEFAULT_MPIRUN)]
     mpirun: String,
 }
 

@@ -10,33 +10,52 @@ use model::candle_core::{self, Device, Tensor};
 use model::candle_nn::{self, VarMap};
 use model::{AlexNet, AlexNetConfig, ForwardMode, Init, PaperSgd, Placement};
 
+/// Default of `--model`.
+const DEFAULT_MODEL: &str = "alexnet";
+/// Default of `--batch-size`.
+const DEFAULT_BATCH_SIZE: usize = 32;
+/// Default of `--steps`.
+const DEFAULT_STEPS: usize = 5;
+/// Default of `--warmup`.
+const DEFAULT_WARMUP: usize = 1;
+/// Default of `--device`.
+const DEFAULT_DEVICE: &str = "cpu";
+/// Default of `--precision`.
+const DEFAULT_PRECISION: &str = "fp32";
+/// Default of `--init`.
+const DEFAULT_INIT: &str = "paper";
+/// Default of `--classes`.
+const DEFAULT_CLASSES: usize = 1000;
+/// Default of `--layer-reps`.
+const DEFAULT_LAYER_REPS: usize = 3;
+
 #[derive(ClapArgs)]
 pub struct Args {
     /// `alexnet` (the paper) or `alexnet-small`.
-    #[arg(long, default_value = "alexnet")]
+    #[arg(long, default_value = DEFAULT_MODEL)]
     model: String,
     /// Images per step.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
     batch_size: usize,
     /// Timed steps (after the warm-up).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = DEFAULT_STEPS)]
     steps: usize,
     /// Untimed warm-up steps.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = DEFAULT_WARMUP)]
     warmup: usize,
     /// Tower placement: `cpu`, `cuda:0`, `cuda:0,cuda:1` (two CUDA towers
     /// run on a stream each).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = DEFAULT_DEVICE)]
     device: String,
     /// Precision of `f32` products on CUDA: `fp32` (full float32) or
     /// `tf32` (tensor cores in cuBLAS and cuDNN).
-    #[arg(long, default_value = "fp32")]
+    #[arg(long, default_value = DEFAULT_PRECISION)]
     precision: model::Precision,
     /// Parameter initialisation: `paper` or `pytorch`.
-    #[arg(long, default_value = "paper")]
+    #[arg(long, default_value = DEFAULT_INIT)]
     init: Init,
     /// Number of classes (fc8 outputs).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = DEFAULT_CLASSES)]
     classes: usize,
     /// The half-width single-tower baseline instead of two towers.
     #[arg(long)]
@@ -45,7 +64,7 @@ pub struct Args {
     #[arg(long)]
     layers: bool,
     /// Repetitions per layer for `--layers` (median is reported).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = DEFAULT_LAYER_REPS)]
     layer_reps: usize,
     /// Run every layer with stock Candle operations instead of the custom ones.
     #[arg(long)]
@@ -180,7 +199,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("--batch-size and --steps must be positive");
     }
     let cfg = network_config(&args)?;
-    model::layers::use_stock_ops(args.stock_ops);
+    model::use_stock_ops(args.stock_ops);
     let placement = Placement::parse(&args.device)?;
     model::set_precision(args.precision);
     let varmap = VarMap::new();

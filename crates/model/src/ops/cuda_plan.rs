@@ -22,6 +22,7 @@ pub fn nvrtc_arch_option(major: i32, minor: i32) -> String {
 
 /// A shape or size that cuDNN or a kernel launch cannot take.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlanError {
     /// A dimension does not fit the 32-bit integers of cuDNN descriptors.
     #[error("{what} = {value} does not fit a 32-bit cuDNN dimension")]
