@@ -10,46 +10,10 @@ use std::path::Path;
 use pipeline_support::read_split;
 use preprocess::{run, NoProgress, PreprocessConfig};
 
-/// A baseline JPEG of a gradient, `w x h`.
-fn jpeg(w: u16, h: u16) -> Vec<u8> {
-    let px: Vec<u8> = (0..w as usize * h as usize)
-        .flat_map(|i| {
-            let (x, y) = (i % w as usize, i / w as usize);
-            [(x * 3) as u8, (y * 5) as u8, ((x + y) * 2) as u8]
-        })
-        .collect();
-    let mut out = Vec::new();
-    jpeg_encoder::Encoder::new(&mut out, 90)
-        .encode(&px, w, h, jpeg_encoder::ColorType::Rgb)
-        .unwrap();
-    out
-}
+#[path = "../../decode/tests/support/hostile_files.rs"]
+mod hostile_files;
 
-/// A small JPEG whose frame header claims `w x h`.
-fn jpeg_bomb(w: u16, h: u16) -> Vec<u8> {
-    let mut bytes = jpeg(16, 16);
-    let sof = bytes.windows(2).position(|m| m == [0xFF, 0xC0]).unwrap();
-    bytes[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
-    bytes[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
-    bytes
-}
-
-/// A PNG whose header claims `w x h` (its CRC made right).
-fn png_bomb(w: u32, h: u32) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut bytes, 8, 8);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut writer = enc.write_header().unwrap();
-        writer.write_image_data(&[0u8; 8 * 8 * 3]).unwrap();
-    }
-    bytes[16..20].copy_from_slice(&w.to_be_bytes());
-    bytes[20..24].copy_from_slice(&h.to_be_bytes());
-    let crc = crc32fast::hash(&bytes[12..29]);
-    bytes[29..33].copy_from_slice(&crc.to_be_bytes());
-    bytes
-}
+use hostile_files::{jpeg, jpeg_claiming as jpeg_bomb, png_claiming as png_bomb};
 
 fn tsv(path: &Path) -> Vec<(String, String)> {
     std::fs::read_to_string(path)
