@@ -174,7 +174,11 @@ impl ImageCursor {
             if self.at != Some((r.file, r.group)) {
                 bytes_read.fetch_add(rg.metadata().compressed_size() as u64, Ordering::Relaxed);
             }
-            self.max_def = rg.metadata().column(pf.bytes).column_descr().max_def_level();
+            self.max_def = rg
+                .metadata()
+                .column(pf.bytes)
+                .column_descr()
+                .max_def_level();
             self.reader = Some(get_typed_column_reader(
                 rg.get_column_reader(pf.bytes).map_err(perr(&pf.name))?,
             ));

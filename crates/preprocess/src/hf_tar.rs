@@ -95,7 +95,11 @@ pub(crate) fn stream_hf_tars(
                 None => Err(format!("{member}: the name carries no _<wnid> suffix")),
             };
             let key = (
-                if labeler.is_train() { wnid.clone().unwrap_or_default() } else { String::new() },
+                if labeler.is_train() {
+                    wnid.clone().unwrap_or_default()
+                } else {
+                    String::new()
+                },
                 name.clone(),
             );
             if let Some((last_key, last_member)) = &last {
@@ -140,7 +144,10 @@ mod tests {
         );
         assert_eq!(
             strip_wnid_suffix("ILSVRC2012_val_00000001_n01751748.JPEG"),
-            ("ILSVRC2012_val_00000001.JPEG".into(), Some("n01751748".into()))
+            (
+                "ILSVRC2012_val_00000001.JPEG".into(),
+                Some("n01751748".into())
+            )
         );
         assert_eq!(strip_wnid_suffix("plain.JPEG"), ("plain.JPEG".into(), None));
     }

@@ -31,7 +31,10 @@ fn missing(what: String) -> LayoutError {
 }
 
 /// `ImageId -> wnid` from `LOC_val_solution.csv`.
-pub(crate) fn parse_val_solution(file: &str, text: &str) -> Result<HashMap<String, String>, LayoutError> {
+pub(crate) fn parse_val_solution(
+    file: &str,
+    text: &str,
+) -> Result<HashMap<String, String>, LayoutError> {
     let bad = |line: usize, message: String| LayoutError::BadLine {
         file: file.to_string(),
         line,
@@ -39,7 +42,9 @@ pub(crate) fn parse_val_solution(file: &str, text: &str) -> Result<HashMap<Strin
     };
     let mut lines = text.lines().enumerate();
     match lines.next() {
-        Some((_, h)) if h.trim_end_matches('\r').trim_start_matches('\u{feff}') == "ImageId,PredictionString" => {}
+        Some((_, h))
+            if h.trim_end_matches('\r').trim_start_matches('\u{feff}')
+                == "ImageId,PredictionString" => {}
         _ => return Err(bad(1, "the header is not ImageId,PredictionString".into())),
     }
     let mut map = HashMap::new();
@@ -53,7 +58,10 @@ pub(crate) fn parse_val_solution(file: &str, text: &str) -> Result<HashMap<Strin
             .ok_or_else(|| bad(i + 1, "no comma".into()))?;
         let wnid = prediction.split_whitespace().next().unwrap_or("");
         if !is_wnid(wnid) {
-            return Err(bad(i + 1, format!("PredictionString does not start with a WordNet id: `{prediction}`")));
+            return Err(bad(
+                i + 1,
+                format!("PredictionString does not start with a WordNet id: `{prediction}`"),
+            ));
         }
         if map.insert(id.to_string(), wnid.to_string()).is_some() {
             return Err(bad(i + 1, format!("{id} has two rows")));
@@ -69,7 +77,10 @@ pub(crate) fn image_id(name: &str) -> &str {
 }
 
 /// Refuses val images without a row in the solution.
-fn check_val_rows<'a>(names: impl Iterator<Item = &'a str>, rows: &HashMap<String, String>) -> Result<(), LayoutError> {
+fn check_val_rows<'a>(
+    names: impl Iterator<Item = &'a str>,
+    rows: &HashMap<String, String>,
+) -> Result<(), LayoutError> {
     for name in names {
         if !rows.contains_key(image_id(name)) {
             return Err(missing(format!(
@@ -107,7 +118,12 @@ pub(crate) fn resolve_dir(root: &Path, layout: &mut Layout) -> Result<(), Layout
         })?;
         let names: Vec<String> = files
             .iter()
-            .map(|f| f.file_name().unwrap_or_default().to_string_lossy().into_owned())
+            .map(|f| {
+                f.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         check_val_rows(names.iter().map(String::as_str), &rows)?;
         layout.val = Some(SplitInput::Dir(val));
@@ -124,7 +140,11 @@ fn zip_err(path: &Path) -> impl Fn(zip::result::ZipError) -> LayoutError + '_ {
 }
 
 /// Reads a small member of the zip whole.
-fn read_small(archive: &mut zip::ZipArchive<File>, path: &Path, name: &str) -> Result<String, LayoutError> {
+fn read_small(
+    archive: &mut zip::ZipArchive<File>,
+    path: &Path,
+    name: &str,
+) -> Result<String, LayoutError> {
     let mut entry = archive.by_name(name).map_err(zip_err(path))?;
     let mut text = String::new();
     entry.read_to_string(&mut text).map_err(io_err(path))?;
@@ -137,8 +157,14 @@ pub(crate) fn resolve_zip(path: &Path, layout: &mut Layout) -> Result<(), Layout
     let mut archive = zip::ZipArchive::new(file).map_err(zip_err(path))?;
     let names: Vec<String> = archive.file_names().map(str::to_string).collect();
     // The layout's root inside the zip: where the class list is.
-    let Some(mapping) = names.iter().find(|n| n.rsplit('/').next() == Some(SYNSET_MAPPING)) else {
-        return Err(missing(format!("{SYNSET_MAPPING} (the class list) in {}", path.display())));
+    let Some(mapping) = names
+        .iter()
+        .find(|n| n.rsplit('/').next() == Some(SYNSET_MAPPING))
+    else {
+        return Err(missing(format!(
+            "{SYNSET_MAPPING} (the class list) in {}",
+            path.display()
+        )));
     };
     let root = mapping[..mapping.len() - SYNSET_MAPPING.len()].to_string();
     let label = format!("{}/{mapping}", path.display());
@@ -164,7 +190,10 @@ pub(crate) fn resolve_zip(path: &Path, layout: &mut Layout) -> Result<(), Layout
     if !val_names.is_empty() {
         let solution = format!("{root}{VAL_SOLUTION}");
         if !names.contains(&solution) {
-            return Err(missing(format!("{VAL_SOLUTION} (the val labels) in {}", path.display())));
+            return Err(missing(format!(
+                "{VAL_SOLUTION} (the val labels) in {}",
+                path.display()
+            )));
         }
         let text = read_small(&mut archive, path, &solution)?;
         let rows = parse_val_solution(&format!("{}/{solution}", path.display()), &text)?;

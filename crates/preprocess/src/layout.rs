@@ -188,7 +188,9 @@ impl Piece {
 
 /// `train_images_<k>.tar.gz` -> `k`.
 fn hf_train_tar_number(name: &str) -> Option<u32> {
-    let k = name.strip_prefix("train_images_")?.strip_suffix(".tar.gz")?;
+    let k = name
+        .strip_prefix("train_images_")?
+        .strip_suffix(".tar.gz")?;
     (!k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
         .then(|| k.parse().ok())
         .flatten()
@@ -307,7 +309,12 @@ fn duplicate(kind: LayoutKind, what: &str) -> LayoutError {
     LayoutError::Ambiguous(format!("{what} is given twice ({kind})"))
 }
 
-fn set_once<T>(slot: &mut Option<T>, value: T, kind: LayoutKind, what: &str) -> Result<(), LayoutError> {
+fn set_once<T>(
+    slot: &mut Option<T>,
+    value: T,
+    kind: LayoutKind,
+    what: &str,
+) -> Result<(), LayoutError> {
     if slot.is_some() {
         return Err(duplicate(kind, what));
     }
@@ -337,9 +344,12 @@ fn assemble(kind: LayoutKind, pieces: Vec<Piece>) -> Result<Layout, LayoutError>
                     hf_classes = Some(p);
                 }
             }
-            Piece::OfficialTrain(p) => {
-                set_once(&mut layout.train, SplitInput::Tar(p), kind, OFFICIAL_TRAIN_TAR)?
-            }
+            Piece::OfficialTrain(p) => set_once(
+                &mut layout.train,
+                SplitInput::Tar(p),
+                kind,
+                OFFICIAL_TRAIN_TAR,
+            )?,
             Piece::OfficialVal(p) => {
                 set_once(&mut layout.val, SplitInput::Tar(p), kind, OFFICIAL_VAL_TAR)?
             }
@@ -424,7 +434,11 @@ fn check_parquet_shards(files: &[PathBuf]) -> Result<(), LayoutError> {
     let mut have = std::collections::BTreeSet::new();
     let mut prefix = String::new();
     for f in files {
-        let name = f.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = f
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let stem = name.trim_end_matches(".parquet");
         let mut parts = stem.rsplitn(4, '-');
         let (Some(n), Some("of"), Some(i), Some(p)) =
@@ -452,7 +466,10 @@ fn check_parquet_shards(files: &[PathBuf]) -> Result<(), LayoutError> {
 
 /// `<wnid> <words>` lines (Kaggle's `LOC_synset_mapping.txt`, and the
 /// carried list), sorted by WNID; `#` lines are comments.
-pub(crate) fn parse_synset_lines(file: &str, text: &str) -> Result<Vec<(String, String)>, LayoutError> {
+pub(crate) fn parse_synset_lines(
+    file: &str,
+    text: &str,
+) -> Result<Vec<(String, String)>, LayoutError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
@@ -472,7 +489,10 @@ pub(crate) fn parse_synset_lines(file: &str, text: &str) -> Result<Vec<(String, 
     finish_class_list(file, out)
 }
 
-fn finish_class_list(file: &str, mut out: Vec<(String, String)>) -> Result<Vec<(String, String)>, LayoutError> {
+fn finish_class_list(
+    file: &str,
+    mut out: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>, LayoutError> {
     out.sort();
     if let Some(w) = out.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(LayoutError::BadLine {
@@ -497,7 +517,10 @@ pub fn ilsvrc2012_classes() -> Vec<(String, String)> {
 
 /// Hugging Face's `classes.py`: `"nXXXXXXXX": "words",` entries of
 /// `IMAGENET2012_CLASSES` (either quote).
-pub(crate) fn parse_classes_py(file: &str, text: &str) -> Result<Vec<(String, String)>, LayoutError> {
+pub(crate) fn parse_classes_py(
+    file: &str,
+    text: &str,
+) -> Result<Vec<(String, String)>, LayoutError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let t = line.trim().trim_start_matches('(');
@@ -510,7 +533,10 @@ pub(crate) fn parse_classes_py(file: &str, text: &str) -> Result<Vec<(String, St
         if !is_wnid(wnid) {
             continue;
         }
-        let after = rest[end + 1..].trim_start().trim_start_matches([':', ',']).trim_start();
+        let after = rest[end + 1..]
+            .trim_start()
+            .trim_start_matches([':', ','])
+            .trim_start();
         let Some(q2) = after.chars().next().filter(|c| *c == '"' || *c == '\'') else {
             return Err(LayoutError::BadLine {
                 file: file.to_string(),
@@ -562,6 +588,9 @@ mod tests {
     fn hf_names() {
         assert_eq!(hf_train_tar_number("train_images_3.tar.gz"), Some(3));
         assert_eq!(hf_train_tar_number("train_images_.tar.gz"), None);
-        assert_eq!(parquet_split("validation-00000-of-00014.parquet"), Some(Split2::Val));
+        assert_eq!(
+            parquet_split("validation-00000-of-00014.parquet"),
+            Some(Split2::Val)
+        );
     }
 }

@@ -33,11 +33,14 @@ pub use config::{
 pub use decode::{JpegScaling, ResizeFilter};
 pub use devkit::{parse_val_number, read_devkit, ClassInfo, Devkit, DevkitError};
 pub use error::{OptionsError, PreprocessError};
-pub use layout::{
-    detect_layout, ilsvrc2012_classes, Layout, LayoutError, LayoutKind, HF_CLASSES_PY, HF_VAL_TAR_GZ,
-    OFFICIAL_DEVKIT, OFFICIAL_TRAIN_TAR, OFFICIAL_VAL_TAR,
+pub use kaggle::{
+    IMAGES as KAGGLE_IMAGES, SYNSET_MAPPING as KAGGLE_SYNSET_MAPPING,
+    VAL_SOLUTION as KAGGLE_VAL_SOLUTION,
 };
-pub use kaggle::{IMAGES as KAGGLE_IMAGES, SYNSET_MAPPING as KAGGLE_SYNSET_MAPPING, VAL_SOLUTION as KAGGLE_VAL_SOLUTION};
+pub use layout::{
+    detect_layout, ilsvrc2012_classes, Layout, LayoutError, LayoutKind, HF_CLASSES_PY,
+    HF_VAL_TAR_GZ, OFFICIAL_DEVKIT, OFFICIAL_TRAIN_TAR, OFFICIAL_VAL_TAR,
+};
 pub use manifest::{DatasetIdentity, InputId, Manifest, ShardEntry, SplitManifest, FORMAT_VERSION};
 pub use part::{
     MissingPart, Part, PartError, SLURM_ARRAY_TASK_COUNT, SLURM_ARRAY_TASK_ID,

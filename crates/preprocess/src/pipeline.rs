@@ -31,11 +31,11 @@ use shards::{DatasetDir, Encoding, JpegError, Split};
 use crate::config::PreprocessConfig;
 use crate::devkit::{read_devkit, ClassInfo, Devkit};
 use crate::error::{OptionsError, PreprocessError};
+use crate::layout::LayoutKind;
 use crate::manifest::{
     check_and_record_identity, head_tail_hash, record_splits, DatasetIdentity, InputId,
     FORMAT_VERSION,
 };
-use crate::layout::LayoutKind;
 use crate::part::Part;
 use crate::parts::{begin_part, complete_part, PartRecord};
 use crate::progress::ProgressSink;
@@ -104,7 +104,10 @@ impl Inputs {
         }
         // Val labels come from the devkit unless the layout carries them.
         let val_labelled = inputs.val_wnids.is_some()
-            || matches!(inputs.val, Some(SplitInput::HfTars(_) | SplitInput::HfParquet(_)));
+            || matches!(
+                inputs.val,
+                Some(SplitInput::HfTars(_) | SplitInput::HfParquet(_))
+            );
         if inputs.val.is_some() && inputs.devkit.is_none() && !val_labelled {
             return Err(OptionsError::ValNeedsDevkit.into());
         }
@@ -173,7 +176,12 @@ fn files_id(kind: &str, files: &[PathBuf]) -> Result<InputId, PreprocessError> {
         if !meta.is_file() {
             return Err(OptionsError::NotAFile(f.clone()).into());
         }
-        names.push(f.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        names.push(
+            f.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        );
         size += meta.len();
         hash = hash.rotate_left(5) ^ head_tail_hash(f)?;
     }

@@ -74,7 +74,10 @@ impl Labeler<'_> {
     pub(crate) fn index_label(&self, label: Option<i64>) -> Result<i64, String> {
         match label {
             Some(l) if (0..self.classes as i64).contains(&l) => Ok(l),
-            Some(l) => Err(format!("label {l} is not a class index (0 to {})", self.classes - 1)),
+            Some(l) => Err(format!(
+                "label {l} is not a class index (0 to {})",
+                self.classes - 1
+            )),
             None => Err("the row has no label".into()),
         }
     }
@@ -433,7 +436,10 @@ fn index_tar(
     if let Some(m) = members.last() {
         if m.offset + m.size > start + len {
             let m = members.pop().expect("a last member");
-            let short = format!("truncated: the member ends {} bytes past the end of the data", m.offset + m.size - start - len);
+            let short = format!(
+                "truncated: the member ends {} bytes past the end of the data",
+                m.offset + m.size - start - len
+            );
             error = Some(tar_err(
                 file,
                 &m.name,
@@ -646,7 +652,10 @@ mod tests {
         let n = archive.entries_with_seek().unwrap().count();
         assert_eq!(n, 20);
         let fetched = archive.into_inner().fetched;
-        assert!(fetched < len / 4, "{fetched} of {len} bytes read to list 20 members");
+        assert!(
+            fetched < len / 4,
+            "{fetched} of {len} bytes read to list 20 members"
+        );
         let mut got = Vec::new();
         let bytes_read = Arc::new(AtomicU64::new(0));
         stream_flat_tar(&path, bytes_read.clone(), &|i| i == 7, &mut |name, data| {
@@ -679,11 +688,16 @@ mod tests {
         }
         b.finish().unwrap();
         let mut names = Vec::new();
-        stream_flat_tar(&path, Arc::new(AtomicU64::new(0)), &|_| true, &mut |name, data| {
-            assert_eq!(data.unwrap().unwrap(), name.as_bytes());
-            names.push(name);
-            true
-        })
+        stream_flat_tar(
+            &path,
+            Arc::new(AtomicU64::new(0)),
+            &|_| true,
+            &mut |name, data| {
+                assert_eq!(data.unwrap().unwrap(), name.as_bytes());
+                names.push(name);
+                true
+            },
+        )
         .unwrap();
         assert_eq!(names, ["a_2.JPEG", "b_10.JPEG", "b_9.JPEG"]);
     }

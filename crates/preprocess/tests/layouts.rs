@@ -115,10 +115,16 @@ fn incomplete_and_ambiguous_layouts_are_refused_naming_what_is_missing() {
     generate_layout(&k, &cfg, Layout::Kaggle).unwrap();
     let csv = k.join("LOC_val_solution.csv");
     let text = std::fs::read_to_string(&csv).unwrap();
-    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("ILSVRC2012_val_00000007")).collect();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("ILSVRC2012_val_00000007"))
+        .collect();
     std::fs::write(&csv, kept.join("\n")).unwrap();
     let err = detect_layout(&[k.clone()]).unwrap_err().to_string();
-    assert!(err.contains("ILSVRC2012_val_00000007.JPEG") && err.contains("LOC_val_solution.csv"), "{err}");
+    assert!(
+        err.contains("ILSVRC2012_val_00000007.JPEG") && err.contains("LOC_val_solution.csv"),
+        "{err}"
+    );
     std::fs::remove_file(&csv).unwrap();
     let err = detect_layout(&[k.clone()]).unwrap_err().to_string();
     assert!(err.contains("LOC_val_solution.csv"), "{err}");
@@ -147,7 +153,9 @@ fn incomplete_and_ambiguous_layouts_are_refused_naming_what_is_missing() {
     // Two layouts at once, and no layout at all.
     let o = tmp.path().join("official");
     let d = generate_layout(&o, &cfg, Layout::Official).unwrap();
-    let err = detect_layout(&[d.from[0].clone(), p.clone()]).unwrap_err().to_string();
+    let err = detect_layout(&[d.from[0].clone(), p.clone()])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("ambiguous"), "{err}");
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();

@@ -36,11 +36,29 @@ pub enum Layout {
 
 /// Kaggle's zip as downloaded.
 pub const KAGGLE_ZIP: &str = "imagenet-object-localization-challenge.zip";
-/// Train images per Hugging Face parquet row group (small, so that the
-/// synthetic files have several).
+/// Default [`LayoutOptions::rows_per_group`] (small, so that small
+/// synthetic files have several row groups).
 pub const PARQUET_ROWS_PER_GROUP: usize = 16;
-/// Train images per Hugging Face train file (tar.gz or parquet).
+/// Default [`LayoutOptions::train_per_file`].
 pub const HF_TRAIN_PER_FILE: usize = 64;
+
+/// How the Hugging Face layouts split the images into files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayoutOptions {
+    /// Train images per `train_images_<k>.tar.gz` or `train-*.parquet`.
+    pub train_per_file: usize,
+    /// Rows per parquet row group.
+    pub rows_per_group: usize,
+}
+
+impl Default for LayoutOptions {
+    fn default() -> Self {
+        LayoutOptions {
+            train_per_file: HF_TRAIN_PER_FILE,
+            rows_per_group: PARQUET_ROWS_PER_GROUP,
+        }
+    }
+}
 
 /// What [`generate_layout`] wrote.
 #[derive(Debug, Clone)]
@@ -103,7 +121,9 @@ fn val_solution(plan: &Plan) -> String {
 
 /// Hugging Face's `classes.py`: `IMAGENET2012_CLASSES`, in WNID order.
 fn classes_py(plan: &Plan) -> String {
-    let mut s = String::from("from collections import OrderedDict\n\nIMAGENET2012_CLASSES = OrderedDict(\n    {\n");
+    let mut s = String::from(
+        "from collections import OrderedDict\n\nIMAGENET2012_CLASSES = OrderedDict(\n    {\n",
+    );
     for (w, words) in plan.wnids.iter().zip(&plan.words) {
         let words = words.replace('\\', "\\\\").replace('"', "\\\"");
         s.push_str(&format!("        \"{w}\": \"{words}\",\n"));
@@ -128,12 +148,35 @@ fn write_file(path: &Path, data: &[u8]) -> Result<(), SynthError> {
 }
 
 /// Writes the photos of `cfg` in `layout` into `dir`.
-pub fn generate_layout(dir: &Path, cfg: &SynthConfig, layout: Layout) -> Result<SynthLayout, SynthError> {
+pub fn generate_layout(
+    dir: &Path,
+    cfg: &SynthConfig,
+    layout: Layout,
+) -> Result<SynthLayout, SynthError> {
+    generate_layout_with(dir, cfg, layout, LayoutOptions::default())
+}
+
+/// [`generate_layout`] with the Hugging Face files split as `opts` says.
+pub fn generate_layout_with(
+    dir: &Path,
+    cfg: &SynthConfig,
+    layout: Layout,
+    opts: LayoutOptions,
+) -> Result<SynthLayout, SynthError> {
+    if opts.train_per_file == 0 || opts.rows_per_group == 0 {
+        return Err(SynthError::Config(
+            "train_per_file and rows_per_group must be at least 1".into(),
+        ));
+    }
     match layout {
         Layout::Official => {
             let d = crate::generate(dir, cfg)?;
             let files = vec![d.train_tar.clone(), d.val_tar.clone(), d.devkit.clone()];
-            Ok(SynthLayout { from: files.clone(), files, info: d.info })
+            Ok(SynthLayout {
+                from: files.clone(),
+                files,
+                info: d.info,
+            })
         }
         Layout::Tree => {
             let t = crate::generate_trees(dir, cfg)?;
@@ -145,8 +188,8 @@ pub fn generate_layout(dir: &Path, cfg: &SynthConfig, layout: Layout) -> Result<
         }
         Layout::Kaggle => kaggle_dir(dir, cfg),
         Layout::KaggleZip => kaggle_zip(dir, cfg),
-        Layout::HfTar => hf_tar(dir, cfg),
-        Layout::HfParquet => hf_parquet(dir, cfg),
+        Layout::HfTar => hf_tar(dir, cfg, opts),
+        Layout::HfParquet => hf_parquet(dir, cfg, opts),
     }
 }
 
@@ -156,7 +199,13 @@ fn kaggle_dir(dir: &Path, cfg: &SynthConfig) -> Result<SynthLayout, SynthError> 
     let plan = Plan::new(cfg)?;
     let images = dir.join(CLS_LOC);
     each_rendered(&train_sorted(&plan), &plan, cfg, &mut |f, data| {
-        write_file(&images.join("train").join(&plan.wnids[f.class]).join(&f.name), &data)
+        write_file(
+            &images
+                .join("train")
+                .join(&plan.wnids[f.class])
+                .join(&f.name),
+            &data,
+        )
     })?;
     each_rendered(&plan.val, &plan, cfg, &mut |f, data| {
         write_file(&images.join("val").join(&f.name), &data)
@@ -195,15 +244,27 @@ fn kaggle_zip(dir: &Path, cfg: &SynthConfig) -> Result<SynthLayout, SynthError> 
         zip.start_file(name, opts).map_err(&ze)?;
         zip.write_all(data).map_err(&e)
     };
-    add("LOC_synset_mapping.txt".into(), synset_mapping(&plan).as_bytes())?;
-    add("LOC_val_solution.csv".into(), val_solution(&plan).as_bytes())?;
+    add(
+        "LOC_synset_mapping.txt".into(),
+        synset_mapping(&plan).as_bytes(),
+    )?;
+    add(
+        "LOC_val_solution.csv".into(),
+        val_solution(&plan).as_bytes(),
+    )?;
     each_rendered(&train_sorted(&plan), &plan, cfg, &mut |f, data| {
-        add(format!("{CLS_LOC}/train/{}/{}", plan.wnids[f.class], f.name), &data)
+        add(
+            format!("{CLS_LOC}/train/{}/{}", plan.wnids[f.class], f.name),
+            &data,
+        )
     })?;
     each_rendered(&plan.val, &plan, cfg, &mut |f, data| {
         add(format!("{CLS_LOC}/val/{}", f.name), &data)
     })?;
-    zip.finish().map_err(zip_err(&path))?.flush().map_err(io_err(&path))?;
+    zip.finish()
+        .map_err(zip_err(&path))?
+        .flush()
+        .map_err(io_err(&path))?;
     Ok(SynthLayout {
         from: vec![path.clone()],
         files: vec![path.clone()],
@@ -212,25 +273,36 @@ fn kaggle_zip(dir: &Path, cfg: &SynthConfig) -> Result<SynthLayout, SynthError> 
 }
 
 /// A tar.gz of `files` named with Hugging Face's suffix.
-fn write_tar_gz(path: &Path, files: &[FilePlan], plan: &Plan, cfg: &SynthConfig) -> Result<(), SynthError> {
+fn write_tar_gz(
+    path: &Path,
+    files: &[FilePlan],
+    plan: &Plan,
+    cfg: &SynthConfig,
+) -> Result<(), SynthError> {
     let e = io_err(path);
     let file = std::fs::File::create(path).map_err(&e)?;
-    let gz = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
+    let gz =
+        flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
     let mut b = tar::Builder::new(gz);
     each_rendered(files, plan, cfg, &mut |f, data| {
         let name = hf_name(&f.name, &plan.wnids[f.class]);
         let h = devkit_files::file_header(&name, data.len()).map_err(&e)?;
         b.append(&h, data.as_slice()).map_err(&e)
     })?;
-    b.into_inner().map_err(&e)?.finish().map_err(&e)?.flush().map_err(&e)
+    b.into_inner()
+        .map_err(&e)?
+        .finish()
+        .map_err(&e)?
+        .flush()
+        .map_err(&e)
 }
 
-fn hf_tar(dir: &Path, cfg: &SynthConfig) -> Result<SynthLayout, SynthError> {
+fn hf_tar(dir: &Path, cfg: &SynthConfig, opts: LayoutOptions) -> Result<SynthLayout, SynthError> {
     let plan = Plan::new(cfg)?;
     let data = dir.join("data");
     std::fs::create_dir_all(&data).map_err(io_err(&data))?;
     let mut files = Vec::new();
-    for (k, chunk) in train_sorted(&plan).chunks(HF_TRAIN_PER_FILE).enumerate() {
+    for (k, chunk) in train_sorted(&plan).chunks(opts.train_per_file).enumerate() {
         let path = data.join(format!("train_images_{k}.tar.gz"));
         write_tar_gz(&path, chunk, &plan, cfg)?;
         files.push(path);
@@ -264,8 +336,14 @@ fn parquet_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> SynthEr
     }
 }
 
-/// One parquet file of `files`, row groups of [`PARQUET_ROWS_PER_GROUP`].
-fn write_parquet(path: &Path, files: &[FilePlan], plan: &Plan, cfg: &SynthConfig) -> Result<(), SynthError> {
+/// One parquet file of `files`, in row groups of `rows_per_group`.
+fn write_parquet(
+    path: &Path,
+    files: &[FilePlan],
+    plan: &Plan,
+    cfg: &SynthConfig,
+    rows_per_group: usize,
+) -> Result<(), SynthError> {
     let pe = parquet_err(path);
     let schema = Arc::new(parse_message_type(PARQUET_SCHEMA).map_err(&pe)?);
     let props = Arc::new(
@@ -275,7 +353,7 @@ fn write_parquet(path: &Path, files: &[FilePlan], plan: &Plan, cfg: &SynthConfig
     );
     let file = std::fs::File::create(path).map_err(io_err(path))?;
     let mut writer = SerializedFileWriter::new(file, schema, props).map_err(&pe)?;
-    for group in files.chunks(PARQUET_ROWS_PER_GROUP) {
+    for group in files.chunks(rows_per_group) {
         let bytes = render_files(group, plan, cfg.jpeg_quality)?;
         let images: Vec<ByteArray> = bytes.into_iter().map(ByteArray::from).collect();
         let paths: Vec<ByteArray> = group
@@ -286,10 +364,14 @@ fn write_parquet(path: &Path, files: &[FilePlan], plan: &Plan, cfg: &SynthConfig
         let defs = vec![2i16; group.len()];
         let mut rg = writer.next_row_group().map_err(&pe)?;
         let mut col = rg.next_column().map_err(&pe)?.expect("image.bytes");
-        col.typed::<ByteArrayType>().write_batch(&images, Some(&defs), None).map_err(&pe)?;
+        col.typed::<ByteArrayType>()
+            .write_batch(&images, Some(&defs), None)
+            .map_err(&pe)?;
         col.close().map_err(&pe)?;
         let mut col = rg.next_column().map_err(&pe)?.expect("image.path");
-        col.typed::<ByteArrayType>().write_batch(&paths, Some(&defs), None).map_err(&pe)?;
+        col.typed::<ByteArrayType>()
+            .write_batch(&paths, Some(&defs), None)
+            .map_err(&pe)?;
         col.close().map_err(&pe)?;
         let mut col = rg.next_column().map_err(&pe)?.expect("label");
         let label_defs = vec![1i16; group.len()];
@@ -303,20 +385,24 @@ fn write_parquet(path: &Path, files: &[FilePlan], plan: &Plan, cfg: &SynthConfig
     Ok(())
 }
 
-fn hf_parquet(dir: &Path, cfg: &SynthConfig) -> Result<SynthLayout, SynthError> {
+fn hf_parquet(
+    dir: &Path,
+    cfg: &SynthConfig,
+    opts: LayoutOptions,
+) -> Result<SynthLayout, SynthError> {
     let plan = Plan::new(cfg)?;
     let data = dir.join("data");
     std::fs::create_dir_all(&data).map_err(io_err(&data))?;
     let mut files = Vec::new();
     let train = train_sorted(&plan);
-    let n = train.len().div_ceil(HF_TRAIN_PER_FILE);
-    for (k, chunk) in train.chunks(HF_TRAIN_PER_FILE).enumerate() {
+    let n = train.len().div_ceil(opts.train_per_file);
+    for (k, chunk) in train.chunks(opts.train_per_file).enumerate() {
         let path = data.join(format!("train-{k:05}-of-{n:05}.parquet"));
-        write_parquet(&path, chunk, &plan, cfg)?;
+        write_parquet(&path, chunk, &plan, cfg, opts.rows_per_group)?;
         files.push(path);
     }
     let val = data.join("validation-00000-of-00001.parquet");
-    write_parquet(&val, &plan.val, &plan, cfg)?;
+    write_parquet(&val, &plan.val, &plan, cfg, opts.rows_per_group)?;
     files.push(val);
     let classes = dir.join("classes.py");
     write_file(&classes, classes_py(&plan).as_bytes())?;

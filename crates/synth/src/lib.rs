@@ -42,7 +42,8 @@ use rand_chacha::ChaCha8Rng;
 pub use draw::DISTINCT_APPEARANCES;
 pub use encode::{rgb_to_cmyk, rgb_to_luma};
 pub use layouts::{
-    generate_layout, Layout, SynthLayout, HF_TRAIN_PER_FILE, KAGGLE_ZIP, PARQUET_ROWS_PER_GROUP,
+    generate_layout, generate_layout_with, Layout, LayoutOptions, SynthLayout, HF_TRAIN_PER_FILE,
+    KAGGLE_ZIP, PARQUET_ROWS_PER_GROUP,
 };
 use plan::{FilePlan, Plan};
 
