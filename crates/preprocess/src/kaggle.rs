@@ -14,7 +14,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::layout::{io_err, is_wnid, parse_synset_lines, Layout, LayoutError, LayoutKind};
-use crate::source::{list_files, SplitInput};
+use crate::source::SplitInput;
 
 /// The class list.
 pub const SYNSET_MAPPING: &str = "LOC_synset_mapping.txt";
@@ -112,19 +112,13 @@ pub(crate) fn resolve_dir(root: &Path, layout: &mut Layout) -> Result<(), Layout
         }
         let text = std::fs::read_to_string(&solution).map_err(io_err(&solution))?;
         let rows = parse_val_solution(&solution.display().to_string(), &text)?;
-        let files = list_files(&val).map_err(|e| match e {
-            crate::PreprocessError::Io { path, source } => LayoutError::Io { path, source },
-            other => LayoutError::Ambiguous(other.to_string()),
-        })?;
-        let names: Vec<String> = files
-            .iter()
-            .map(|f| {
-                f.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
+        let mut names = Vec::new();
+        for e in std::fs::read_dir(&val).map_err(io_err(&val))? {
+            let e = e.map_err(io_err(&val))?;
+            if e.path().is_file() {
+                names.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
         check_val_rows(names.iter().map(String::as_str), &rows)?;
         layout.val = Some(SplitInput::Dir(val));
         layout.val_wnids = Some(rows);

@@ -120,16 +120,22 @@ fn incomplete_and_ambiguous_layouts_are_refused_naming_what_is_missing() {
         .filter(|l| !l.starts_with("ILSVRC2012_val_00000007"))
         .collect();
     std::fs::write(&csv, kept.join("\n")).unwrap();
-    let err = detect_layout(&[k.clone()]).unwrap_err().to_string();
+    let err = detect_layout(std::slice::from_ref(&k))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("ILSVRC2012_val_00000007.JPEG") && err.contains("LOC_val_solution.csv"),
         "{err}"
     );
     std::fs::remove_file(&csv).unwrap();
-    let err = detect_layout(&[k.clone()]).unwrap_err().to_string();
+    let err = detect_layout(std::slice::from_ref(&k))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("LOC_val_solution.csv"), "{err}");
     std::fs::remove_file(k.join("LOC_synset_mapping.txt")).unwrap();
-    let err = detect_layout(&[k.clone()]).unwrap_err().to_string();
+    let err = detect_layout(std::slice::from_ref(&k))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("LOC_synset_mapping.txt"), "{err}");
 
     // Hugging Face: a train archive missing from the numbering.
@@ -142,12 +148,16 @@ fn incomplete_and_ambiguous_layouts_are_refused_naming_what_is_missing() {
     };
     generate_layout(&h, &big, Layout::HfTar).unwrap();
     std::fs::remove_file(h.join("data/train_images_1.tar.gz")).unwrap();
-    let err = detect_layout(&[h.clone()]).unwrap_err().to_string();
+    let err = detect_layout(std::slice::from_ref(&h))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("train_images_1.tar.gz"), "{err}");
     let p = tmp.path().join("pq");
     generate_layout(&p, &big, Layout::HfParquet).unwrap();
     std::fs::remove_file(p.join("data/train-00001-of-00003.parquet")).unwrap();
-    let err = detect_layout(&[p.clone()]).unwrap_err().to_string();
+    let err = detect_layout(std::slice::from_ref(&p))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("train-00001-of-00003.parquet"), "{err}");
 
     // Two layouts at once, and no layout at all.

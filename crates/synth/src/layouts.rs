@@ -79,12 +79,15 @@ fn train_sorted(plan: &Plan) -> Vec<FilePlan> {
     files
 }
 
+/// Receives each rendered file and its bytes.
+type Sink<'a> = dyn FnMut(&FilePlan, Vec<u8>) -> Result<(), SynthError> + 'a;
+
 /// Renders `files` in batches, handing each file's bytes to `sink`.
 fn each_rendered(
     files: &[FilePlan],
     plan: &Plan,
     cfg: &SynthConfig,
-    sink: &mut dyn FnMut(&FilePlan, Vec<u8>) -> Result<(), SynthError>,
+    sink: &mut Sink<'_>,
 ) -> Result<(), SynthError> {
     for batch in files.chunks(BATCH) {
         let bytes = render_files(batch, plan, cfg.jpeg_quality)?;
