@@ -177,3 +177,73 @@ fn incomplete_and_ambiguous_layouts_are_refused_naming_what_is_missing() {
     let err = run(&c, &NoProgress).unwrap_err().to_string();
     assert!(err.contains("--devkit"), "{err}");
 }
+
+#[test]
+fn parts_and_resume_from_a_hugging_face_layout_equal_one_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let written = generate_layout(&tmp.path().join("in"), &small(), Layout::HfParquet).unwrap();
+    let base = |out: &Path| {
+        let mut cfg = PreprocessConfig::new(out);
+        cfg.from = written.from.clone();
+        cfg.images_per_shard = 7;
+        cfg.open_shards = 2;
+        cfg
+    };
+    let one = tmp.path().join("one");
+    run(&base(&one), &NoProgress).unwrap();
+    let reference = dataset_files(&one);
+
+    // Stopped abruptly after two shards, then run again.
+    let resumed = tmp.path().join("resumed");
+    let mut cfg = base(&resumed);
+    cfg.halt_after_shards = Some(2);
+    assert!(run(&cfg, &NoProgress).is_err());
+    run(&base(&resumed), &NoProgress).unwrap();
+    assert!(dataset_files(&resumed) == reference, "resumed run differs");
+
+    // In two parts; the last to complete finishes the dataset.
+    let parts = tmp.path().join("parts");
+    for index in [1, 0] {
+        let mut cfg = base(&parts);
+        cfg.part = Some(preprocess::Part { index, count: 2 });
+        run(&cfg, &NoProgress).unwrap();
+    }
+    assert!(
+        dataset_files(&parts) == reference,
+        "parts differ from one run"
+    );
+}
+
+#[test]
+fn a_hugging_face_archive_out_of_order_is_refused_naming_the_member() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hf");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(
+        dir.join("classes.py"),
+        "IMAGENET2012_CLASSES = OrderedDict({\n    \"n01440764\": \"tench, Tinca tinca\",\n})\n",
+    )
+    .unwrap();
+    let file = std::fs::File::create(dir.join("data/val_images.tar.gz")).unwrap();
+    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    for name in [
+        "ILSVRC2012_val_00000002_n01440764.JPEG",
+        "ILSVRC2012_val_00000001_n01440764.JPEG",
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, &b"abc"[..]).unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap();
+    let mut cfg = PreprocessConfig::new(tmp.path().join("out"));
+    cfg.from = vec![dir];
+    let err = run(&cfg, &NoProgress).unwrap_err().to_string();
+    assert!(
+        err.contains("ILSVRC2012_val_00000001_n01440764.JPEG")
+            && err.contains("ILSVRC2012_val_00000002_n01440764.JPEG"),
+        "{err}"
+    );
+}
