@@ -11,7 +11,7 @@
 //!   `val_images.tar.gz`) or parquet (`train-*.parquet`,
 //!   `validation-*.parquet`), directly or under `data/`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::kaggle;
@@ -162,13 +162,13 @@ enum Piece {
     KaggleZip(PathBuf),
     HfTrainTar(u32, PathBuf),
     HfValTar(PathBuf),
-    HfParquet(Split2, PathBuf),
+    HfParquet(PieceSplit, PathBuf),
     HfClasses(PathBuf),
 }
 
 /// A split, for pieces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Split2 {
+enum PieceSplit {
     Train,
     Val,
 }
@@ -197,14 +197,14 @@ fn hf_train_tar_number(name: &str) -> Option<u32> {
 }
 
 /// A parquet file's split from its name (`train-*`, `validation-*`).
-fn parquet_split(name: &str) -> Option<Split2> {
+fn parquet_split(name: &str) -> Option<PieceSplit> {
     if !name.ends_with(".parquet") {
         return None;
     }
     if name.starts_with("train-") || name.starts_with("train.") {
-        Some(Split2::Train)
+        Some(PieceSplit::Train)
     } else if name.starts_with("validation-") || name.starts_with("validation.") {
-        Some(Split2::Val)
+        Some(PieceSplit::Val)
     } else {
         None
     }
@@ -285,17 +285,13 @@ pub fn detect_layout(paths: &[PathBuf]) -> Result<Layout, LayoutError> {
         }
         pieces.extend(found);
     }
-    let mut kinds: BTreeMap<LayoutKind, Vec<String>> = BTreeMap::new();
-    for piece in &pieces {
-        if let Some(kind) = piece.kind() {
-            kinds.entry(kind).or_default().push(format!("{piece:?}"));
-        }
-    }
+    let kinds: BTreeSet<LayoutKind> = pieces.iter().filter_map(Piece::kind).collect();
     let kind = match kinds.len() {
+        // Only a devkit (or a class list): refused below, no images.
         0 => LayoutKind::Official,
-        1 => *kinds.keys().next().expect("one"),
+        1 => *kinds.first().expect("one"),
         _ => {
-            let found: Vec<&str> = kinds.keys().map(|k| k.describe()).collect();
+            let found: Vec<&str> = kinds.iter().map(|k| k.describe()).collect();
             return Err(LayoutError::Ambiguous(format!(
                 "the paths hold {}",
                 found.join(" and ")
@@ -379,7 +375,7 @@ fn assemble(kind: LayoutKind, pieces: Vec<Piece>) -> Result<Layout, LayoutError>
                 }
             }
             Piece::HfValTar(p) => set_once(&mut hf_val, p, kind, HF_VAL_TAR_GZ)?,
-            Piece::HfParquet(split, p) => parquet[(split == Split2::Val) as usize].push(p),
+            Piece::HfParquet(split, p) => parquet[(split == PieceSplit::Val) as usize].push(p),
         }
     }
     match kind {
@@ -590,7 +586,7 @@ mod tests {
         assert_eq!(hf_train_tar_number("train_images_.tar.gz"), None);
         assert_eq!(
             parquet_split("validation-00000-of-00014.parquet"),
-            Some(Split2::Val)
+            Some(PieceSplit::Val)
         );
     }
 }

@@ -2,7 +2,9 @@
 //! train tar (given with --data, or generated with the synthetic ImageNet
 //! generator at photo-like sizes), optionally against the Python peer
 //! (`scripts/peers/preprocess_pillow.py`: Pillow with `draft` + h5py) on the
-//! same tar, with a per-pixel comparison of the two outputs.
+//! same tar, with a per-pixel comparison of the two outputs; or, with
+//! `--layouts`, images/s of the same photos in every layout `preprocess
+//! --from` reads.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
