@@ -1,4 +1,5 @@
-//! `cargo xtask preprocess`: ImageNet's three files (or extracted trees) to
+//! `cargo xtask preprocess`: ImageNet (the three files, extracted trees, or
+//! Kaggle's and Hugging Face's layouts with --from) to
 //! 256x256 HDF5 shards, with progress bars; alone or as one part of several
 //! (`--part I/N`, or a Slurm array task's environment), and `--finish`.
 
@@ -23,6 +24,16 @@ use shards::Encoding;
 /// can share the work: see --part.
 #[derive(Args, Debug)]
 pub struct PreprocessArgs {
+    /// ImageNet in any layout it is downloaded in, the layout found from the
+    /// paths (the first line of output names it): the official files (or a
+    /// directory holding them), the extracted tree (a directory with train/
+    /// and val/), Kaggle's ImageNet Object Localization Challenge (its
+    /// directory, or the zip as downloaded), or Hugging Face imagenet-1k
+    /// (a directory with train_images_<k>.tar.gz or train-*.parquet files,
+    /// directly or under data/, or the files themselves). Give it once or
+    /// more, instead of --train-tar, --train-dir, --val-tar and --val-dir.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["train_tar", "train_dir", "val_tar", "val_dir"])]
+    pub from: Vec<PathBuf>,
     /// ILSVRC2012_img_train.tar: outer tar of 1000 per-class tars (streamed,
     /// never extracted).
     #[arg(long, value_name = "TAR", conflicts_with = "train_dir")]
@@ -59,7 +70,7 @@ pub struct PreprocessArgs {
     /// Only write classes.tsv, stats.h5 and manifest.json of a dataset
     /// converted in parts (--part), once all parts are complete; refused,
     /// naming them, while some are not. Needs only --out.
-    #[arg(long, conflicts_with_all = ["part", "train_tar", "train_dir", "val_tar", "val_dir", "devkit"])]
+    #[arg(long, conflicts_with_all = ["part", "from", "train_tar", "train_dir", "val_tar", "val_dir", "devkit"])]
     pub finish: bool,
     /// Most images per shard file.
     #[arg(long, default_value_t = DEFAULT_IMAGES_PER_SHARD)]
@@ -157,6 +168,7 @@ impl PreprocessArgs {
     pub fn config(&self) -> anyhow::Result<PreprocessConfig> {
         let mut cfg = PreprocessConfig::new(&self.out);
         cfg.part = Part::explicit_or_slurm(self.part)?;
+        cfg.from = self.from.clone();
         cfg.train_tar = self.train_tar.clone();
         cfg.train_dir = self.train_dir.clone();
         cfg.val_tar = self.val_tar.clone();
@@ -321,6 +333,30 @@ fn report_stats(st: &loader::Stats) {
     );
 }
 
+/// The first line of a run with --from: the layout found and its splits.
+pub fn layout_line(layout: &preprocess::Layout, from: &[PathBuf], devkit: bool) -> String {
+    let paths: Vec<String> = from.iter().map(|p| p.display().to_string()).collect();
+    let splits: Vec<&str> = [
+        ("train", layout.train.is_some()),
+        ("val", layout.val.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, given)| given.then_some(name))
+    .collect();
+    let classes = match (devkit || layout.devkit.is_some(), &layout.classes) {
+        (true, _) => "class names from the devkit",
+        (false, Some(_)) => "class names from the layout",
+        (false, None) => "classes from the train input",
+    };
+    format!(
+        "layout: {} ({}) in {}: {}; {classes}",
+        layout.kind,
+        layout.kind.name(),
+        paths.join(", "),
+        splits.join(" and ")
+    )
+}
+
 pub fn run_preprocess(args: PreprocessArgs) -> anyhow::Result<()> {
     if args.finish {
         let f = preprocess::finish(&args.out)
@@ -328,6 +364,13 @@ pub fn run_preprocess(args: PreprocessArgs) -> anyhow::Result<()> {
         report_finish(&f);
         println!("{}", finished_line(&f));
         return Ok(());
+    }
+    if !args.from.is_empty() {
+        let layout = preprocess::detect_layout(&args.from).context("reading --from")?;
+        println!(
+            "{}",
+            layout_line(&layout, &args.from, args.devkit.is_some())
+        );
     }
     let mut cfg = args.config()?;
     if let (Some(part), None) = (cfg.part, args.part) {

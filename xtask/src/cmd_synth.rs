@@ -9,7 +9,8 @@ use synth::{SynthConfig, SynthInfo};
 
 /// Generate a synthetic dataset in the exact ImageNet three-file layout
 /// (train tar of per-class tars, flat val tar, devkit tar.gz with meta.mat),
-/// or the extracted tree layout with `--trees`. Defaults: the quick-start
+/// or the extracted tree layout with `--trees`, or Kaggle's or Hugging
+/// Face's layout with `--layout`. Defaults: the quick-start
 /// preset (10 classes x 260 train images, 500 val images, 300-500 px, odd
 /// files planted).
 #[derive(Args, Debug)]
@@ -45,9 +46,54 @@ pub struct SynthArgs {
     #[arg(long)]
     pub no_odd_files: bool,
     /// Write the extracted layout (train/<wnid>/*.JPEG, val/*.JPEG and the
-    /// devkit) instead of the tars.
-    #[arg(long)]
+    /// devkit) instead of the tars (the same as --layout tree).
+    #[arg(long, conflicts_with = "layout")]
     pub trees: bool,
+    /// The layout to write the photos in: the official files, the extracted
+    /// tree, Kaggle's ImageNet Object Localization Challenge (directory or
+    /// zip), or Hugging Face imagenet-1k (tar.gz or parquet). Every layout
+    /// holds the same photos; `preprocess --from OUT` reads any of them.
+    #[arg(long, value_enum, default_value_t = LayoutArg::Official)]
+    pub layout: LayoutArg,
+    /// Hugging Face layouts: train images per file.
+    #[arg(long, default_value_t = synth::HF_TRAIN_PER_FILE)]
+    pub train_per_file: usize,
+    /// Hugging Face parquet: rows per row group.
+    #[arg(long, default_value_t = synth::PARQUET_ROWS_PER_GROUP)]
+    pub rows_per_group: usize,
+}
+
+/// `--layout` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayoutArg {
+    /// ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and the devkit.
+    Official,
+    /// train/<wnid>/*.JPEG, val/*.JPEG and the devkit.
+    Tree,
+    /// Kaggle's directory: ILSVRC/Data/CLS-LOC/, LOC_val_solution.csv,
+    /// LOC_synset_mapping.txt.
+    Kaggle,
+    /// Kaggle's zip, as downloaded.
+    KaggleZip,
+    /// Hugging Face: data/train_images_<k>.tar.gz, data/val_images.tar.gz,
+    /// classes.py.
+    HfTar,
+    /// Hugging Face: data/train-*.parquet, data/validation-*.parquet,
+    /// classes.py.
+    HfParquet,
+}
+
+impl From<LayoutArg> for synth::Layout {
+    fn from(l: LayoutArg) -> Self {
+        match l {
+            LayoutArg::Official => synth::Layout::Official,
+            LayoutArg::Tree => synth::Layout::Tree,
+            LayoutArg::Kaggle => synth::Layout::Kaggle,
+            LayoutArg::KaggleZip => synth::Layout::KaggleZip,
+            LayoutArg::HfTar => synth::Layout::HfTar,
+            LayoutArg::HfParquet => synth::Layout::HfParquet,
+        }
+    }
 }
 
 impl SynthArgs {
@@ -107,7 +153,38 @@ fn print_info(info: &SynthInfo) {
 pub fn run_synth(args: SynthArgs) -> anyhow::Result<()> {
     let cfg = args.config();
     let start = Instant::now();
-    if args.trees {
+    let layout = if args.trees {
+        LayoutArg::Tree
+    } else {
+        args.layout
+    };
+    if !matches!(layout, LayoutArg::Official | LayoutArg::Tree) {
+        let opts = synth::LayoutOptions {
+            train_per_file: args.train_per_file,
+            rows_per_group: args.rows_per_group,
+        };
+        let l = synth::generate_layout_with(&args.out, &cfg, layout.into(), opts).with_context(
+            || {
+                format!(
+                    "generating the synthetic {layout:?} layout in {}",
+                    args.out.display()
+                )
+            },
+        )?;
+        for p in &l.files {
+            println!("wrote {}", p.display());
+        }
+        print_info(&l.info);
+        let from: Vec<String> = l
+            .from
+            .iter()
+            .map(|p| format!("--from {}", p.display()))
+            .collect();
+        println!(
+            "read it with: cargo xtask preprocess {} --out DIR",
+            from.join(" ")
+        );
+    } else if layout == LayoutArg::Tree {
         let t = synth::generate_trees(&args.out, &cfg)
             .with_context(|| format!("generating the synthetic trees in {}", args.out.display()))?;
         println!("wrote {}", t.train_dir.display());

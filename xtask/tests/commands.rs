@@ -417,3 +417,77 @@ fn preprocess_parts_from_the_slurm_array_environment() {
         "{last}"
     );
 }
+
+/// `synth --layout` writes each layout; `preprocess --from` reads it, its
+/// first line naming the layout, and refuses to mix --from with the
+/// per-split input flags.
+#[test]
+fn preprocess_from_names_the_layout_on_its_first_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (layout, named) in [
+        (
+            "kaggle-zip",
+            "layout: Kaggle's ImageNet Object Localization Challenge",
+        ),
+        ("hf-tar", "layout: Hugging Face imagenet-1k, tar.gz"),
+        ("hf-parquet", "layout: Hugging Face imagenet-1k, parquet"),
+    ] {
+        let input = tmp.path().join(layout);
+        let last = ok(&[
+            "synth",
+            "--out",
+            s(&input),
+            "--layout",
+            layout,
+            "--classes",
+            "2",
+            "--train-per-class",
+            "6",
+            "--val-images",
+            "9",
+            "--min-side",
+            "32",
+            "--max-side",
+            "48",
+        ]);
+        assert!(last.starts_with("done in"), "{last}");
+        let from = if layout == "kaggle-zip" {
+            input.join(synth::KAGGLE_ZIP)
+        } else {
+            input.clone()
+        };
+        let out = tmp.path().join(format!("out-{layout}"));
+        let run = xtask(&[
+            "preprocess",
+            "--from",
+            s(&from),
+            "--out",
+            s(&out),
+            "--quiet",
+        ]);
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            run.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(
+            stdout.lines().next().unwrap().starts_with(named),
+            "{stdout}"
+        );
+        assert!(
+            stdout.lines().last().unwrap().starts_with("written "),
+            "{stdout}"
+        );
+    }
+    let mixed = xtask(&[
+        "preprocess",
+        "--from",
+        s(tmp.path()),
+        "--train-tar",
+        "x.tar",
+        "--out",
+        "o",
+    ]);
+    assert!(!mixed.status.success());
+}

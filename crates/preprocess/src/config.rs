@@ -19,6 +19,10 @@ pub const DEFAULT_OPEN_SHARDS: usize = 32;
 /// What to convert and where.
 #[derive(Clone, Debug)]
 pub struct PreprocessConfig {
+    /// Inputs in any layout ImageNet is downloaded in (see
+    /// [`crate::detect_layout`]): directories or files, the layout found
+    /// from them; instead of the per-split paths below.
+    pub from: Vec<PathBuf>,
     /// `ILSVRC2012_img_train.tar` (outer tar of per-class tars).
     pub train_tar: Option<PathBuf>,
     /// Extracted train tree `DIR/<wnid>/*.JPEG` (instead of `train_tar`).
@@ -64,6 +68,7 @@ impl Default for PreprocessConfig {
     /// Default options, no inputs, and an empty output path.
     fn default() -> Self {
         PreprocessConfig {
+            from: Vec::new(),
             train_tar: None,
             train_dir: None,
             val_tar: None,

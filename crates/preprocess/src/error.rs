@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use shards::Split;
 
 use crate::devkit::DevkitError;
+use crate::layout::LayoutError;
 use crate::part::{list_missing, MissingPart, Part, PartError};
 
 /// A run of the pipeline failed. Completed shards are kept; running the same
@@ -32,6 +33,44 @@ pub enum PreprocessError {
         member: String,
         /// What went wrong.
         source: std::io::Error,
+    },
+    /// The `--from` paths hold no layout that can be read.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// An archive read front to back holds a member out of the canonical
+    /// order (by class, then name), which the shards depend on.
+    #[error("{file}: member `{member}` comes after `{after}`, out of the order by class and name that the shards are written in; the archive must list its images sorted (or give the images as a directory)")]
+    OutOfOrderInput {
+        /// The archive.
+        file: String,
+        /// The member out of order.
+        member: String,
+        /// The member before it.
+        after: String,
+    },
+    /// A parquet file could not be read.
+    #[error("{file}: {source}")]
+    Parquet {
+        /// The parquet file.
+        file: String,
+        /// The parquet reader's error.
+        source: parquet::errors::ParquetError,
+    },
+    /// A parquet file does not have the columns of Hugging Face's layout.
+    #[error("{file}: {message}")]
+    ParquetSchema {
+        /// The parquet file.
+        file: String,
+        /// What is missing.
+        message: String,
+    },
+    /// A zip file could not be read.
+    #[error("{file}: {source}")]
+    Zip {
+        /// The zip file, or `zip/member`.
+        file: String,
+        /// The zip reader's error.
+        source: zip::result::ZipError,
     },
     /// The devkit could not be read.
     #[error("devkit {path}: {source}")]
@@ -176,6 +215,9 @@ pub enum OptionsError {
     /// A directory input that is not a directory.
     #[error("{} is not a directory", .0.display())]
     NotADirectory(PathBuf),
+    /// `--from` and the per-split input flags were both given.
+    #[error("give the inputs either with --from or with --train-tar/--train-dir/--val-tar/--val-dir, not both")]
+    FromAndSplitFlags,
     /// The inputs name no class.
     #[error("no classes found in the inputs")]
     NoClasses,

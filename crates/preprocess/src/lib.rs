@@ -1,7 +1,8 @@
 //! ImageNet's distribution files to sharded 256x256 HDF5.
 //!
 //! The entry point is [`run`]: a reader thread streams the inputs (the
-//! official tars, or extracted trees), decode/resize workers turn each
+//! official tars, extracted trees, Kaggle's and Hugging Face's layouts:
+//! [`detect_layout`]), decode/resize workers turn each
 //! photo into 256x256 RGB ([`decode`]), and the calling thread writes
 //! shards ([`shards`], the on-disk format) in a deterministic order, so the
 //! same inputs and options always give the same files and an interrupted
@@ -11,6 +12,10 @@
 mod config;
 mod devkit;
 mod error;
+mod hf_parquet;
+mod hf_tar;
+mod kaggle;
+mod layout;
 mod manifest;
 mod part;
 mod parts;
@@ -28,6 +33,14 @@ pub use config::{
 pub use decode::{JpegScaling, ResizeFilter};
 pub use devkit::{parse_val_number, read_devkit, ClassInfo, Devkit, DevkitError};
 pub use error::{OptionsError, PreprocessError};
+pub use kaggle::{
+    IMAGES as KAGGLE_IMAGES, SYNSET_MAPPING as KAGGLE_SYNSET_MAPPING,
+    VAL_SOLUTION as KAGGLE_VAL_SOLUTION,
+};
+pub use layout::{
+    detect_layout, ilsvrc2012_classes, Layout, LayoutError, LayoutKind, HF_CLASSES_PY,
+    HF_VAL_TAR_GZ, OFFICIAL_DEVKIT, OFFICIAL_TRAIN_TAR, OFFICIAL_VAL_TAR,
+};
 pub use manifest::{DatasetIdentity, InputId, Manifest, ShardEntry, SplitManifest, FORMAT_VERSION};
 pub use part::{
     MissingPart, Part, PartError, SLURM_ARRAY_TASK_COUNT, SLURM_ARRAY_TASK_ID,

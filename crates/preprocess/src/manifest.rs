@@ -11,8 +11,11 @@ use shards::{DatasetDir, Split};
 
 use crate::error::PreprocessError;
 
-/// Version of the output layout written by this crate.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the output layout written by this crate. 2: the inputs are
+/// taken in the canonical order (train by class, then file name; val by
+/// file name) whatever the layout, where 1 followed the official train
+/// tar's order; an output begun by 1 is not resumed by 2.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Identity of one input file or directory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,6 +31,7 @@ use shards::{DatasetDir, Encoding, JpegError, Split};
 use crate::config::PreprocessConfig;
 use crate::devkit::{read_devkit, ClassInfo, Devkit};
 use crate::error::{OptionsError, PreprocessError};
+use crate::layout::LayoutKind;
 use crate::manifest::{
     check_and_record_identity, head_tail_hash, record_splits, DatasetIdentity, InputId,
     FORMAT_VERSION,
@@ -59,29 +60,59 @@ pub fn shard_of(index: u64, images_per_shard: usize, open_shards: usize) -> u64 
 struct Inputs {
     train: Option<SplitInput>,
     val: Option<SplitInput>,
+    /// The devkit: `--devkit`, or the one the `--from` paths hold.
+    devkit: Option<PathBuf>,
+    /// The class list the layout ships (Kaggle, Hugging Face).
+    classes: Option<Vec<(String, String)>>,
+    /// Kaggle's val WNIDs by image id.
+    val_wnids: Option<HashMap<String, String>>,
+    /// The layout `--from` holds.
+    layout: Option<LayoutKind>,
 }
 
 impl Inputs {
     /// The inputs `cfg` names, refusing options that describe no valid run.
-    fn of(cfg: &PreprocessConfig) -> Result<Inputs, OptionsError> {
+    fn of(cfg: &PreprocessConfig) -> Result<Inputs, PreprocessError> {
         let one_of = |tar: &Option<PathBuf>, dir: &Option<PathBuf>, split| match (tar, dir) {
             (Some(_), Some(_)) => Err(OptionsError::BothInputs(split)),
             (Some(t), None) => Ok(Some(SplitInput::Tar(t.clone()))),
             (None, Some(d)) => Ok(Some(SplitInput::Dir(d.clone()))),
             (None, None) => Ok(None),
         };
-        let inputs = Inputs {
+        let mut inputs = Inputs {
             train: one_of(&cfg.train_tar, &cfg.train_dir, Split::Train)?,
             val: one_of(&cfg.val_tar, &cfg.val_dir, Split::Val)?,
+            devkit: cfg.devkit.clone(),
+            classes: None,
+            val_wnids: None,
+            layout: None,
         };
-        if inputs.train.is_none() && inputs.val.is_none() {
-            return Err(OptionsError::NothingToDo);
+        if !cfg.from.is_empty() {
+            if inputs.train.is_some() || inputs.val.is_some() {
+                return Err(OptionsError::FromAndSplitFlags.into());
+            }
+            let layout = crate::layout::detect_layout(&cfg.from)?;
+            inputs.train = layout.train;
+            inputs.val = layout.val;
+            inputs.devkit = cfg.devkit.clone().or(layout.devkit);
+            inputs.classes = layout.classes;
+            inputs.val_wnids = layout.val_wnids;
+            inputs.layout = Some(layout.kind);
         }
-        if inputs.val.is_some() && cfg.devkit.is_none() {
-            return Err(OptionsError::ValNeedsDevkit);
+        if inputs.train.is_none() && inputs.val.is_none() {
+            return Err(OptionsError::NothingToDo.into());
+        }
+        // Val labels come from the devkit unless the layout carries them.
+        let val_labelled = inputs.val_wnids.is_some()
+            || matches!(
+                inputs.val,
+                Some(SplitInput::HfTars(_) | SplitInput::HfParquet(_))
+            );
+        if inputs.val.is_some() && inputs.devkit.is_none() && !val_labelled {
+            return Err(OptionsError::ValNeedsDevkit.into());
         }
         if cfg.images_per_shard == 0 || cfg.open_shards == 0 {
-            return Err(OptionsError::ZeroShardSize);
+            return Err(OptionsError::ZeroShardSize.into());
         }
         Ok(inputs)
     }
@@ -124,7 +155,42 @@ fn input_id(input: &SplitInput, split: Split) -> Result<InputId, PreprocessError
                 head_tail_hash: 0,
             })
         }
+        SplitInput::KaggleZip { zip, prefix } => {
+            let id = files_id("zip", std::slice::from_ref(zip))?;
+            Ok(InputId {
+                name: format!("{}/{prefix}", id.name),
+                ..id
+            })
+        }
+        SplitInput::HfTars(files) => files_id("tar.gz", files),
+        SplitInput::HfParquet(files) => files_id("parquet", files),
     }
+}
+
+/// The identity of a list of files: their names, total size and hashes.
+fn files_id(kind: &str, files: &[PathBuf]) -> Result<InputId, PreprocessError> {
+    let mut names = Vec::new();
+    let (mut size, mut hash) = (0u64, 0u64);
+    for f in files {
+        let meta = std::fs::metadata(f).map_err(|e| PreprocessError::io(f, e))?;
+        if !meta.is_file() {
+            return Err(OptionsError::NotAFile(f.clone()).into());
+        }
+        names.push(
+            f.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        );
+        size += meta.len();
+        hash = hash.rotate_left(5) ^ head_tail_hash(f)?;
+    }
+    Ok(InputId {
+        kind: kind.into(),
+        name: names.join(","),
+        size,
+        head_tail_hash: hash,
+    })
 }
 
 /// What identifies the dataset `cfg` writes: inputs and options.
@@ -133,7 +199,7 @@ fn identity(cfg: &PreprocessConfig, inputs: &Inputs) -> Result<DatasetIdentity, 
     for (split, input) in inputs.splits() {
         splits.insert(split.name().to_owned(), input_id(input, split)?);
     }
-    let devkit = match &cfg.devkit {
+    let devkit = match &inputs.devkit {
         Some(p) => Some(InputId {
             kind: "devkit".into(),
             name: p
@@ -163,24 +229,28 @@ fn identity(cfg: &PreprocessConfig, inputs: &Inputs) -> Result<DatasetIdentity, 
     })
 }
 
-/// The class list: the devkit's, or the train input's WNIDs sorted.
+/// The class list: the devkit's, or the one the layout ships, or the
+/// train input's WNIDs sorted.
 fn dataset_classes(
     devkit: Option<&Devkit>,
-    train: Option<&SplitInput>,
+    inputs: &Inputs,
 ) -> Result<Vec<ClassInfo>, PreprocessError> {
-    let classes: Vec<ClassInfo> = match (devkit, train) {
-        (Some(dk), _) => dk.classes.clone(),
-        (None, Some(t)) => list_train_classes(t)?
+    let info = |(index, (wnid, words)): (usize, (String, String))| ClassInfo {
+        index,
+        wnid,
+        words,
+        ilsvrc_id: 0,
+    };
+    let classes: Vec<ClassInfo> = match (devkit, &inputs.classes, &inputs.train) {
+        (Some(dk), _, _) => dk.classes.clone(),
+        (None, Some(list), _) => list.iter().cloned().enumerate().map(info).collect(),
+        (None, None, Some(t)) => list_train_classes(t)?
             .into_iter()
+            .map(|w| (w, String::new()))
             .enumerate()
-            .map(|(index, wnid)| ClassInfo {
-                index,
-                wnid,
-                words: String::new(),
-                ilsvrc_id: 0,
-            })
+            .map(info)
             .collect(),
-        (None, None) => unreachable!("val without devkit is refused by Inputs::of"),
+        (None, None, None) => unreachable!("val without devkit is refused by Inputs::of"),
     };
     if classes.is_empty() {
         return Err(OptionsError::NoClasses.into());
@@ -201,25 +271,29 @@ pub fn run(
 ) -> Result<Summary, PreprocessError> {
     let t0 = Instant::now();
     let inputs = Inputs::of(cfg)?;
+    if let Some(kind) = inputs.layout {
+        progress.layout(kind);
+    }
     // Identity of the dataset: refuse an OUT holding another one.
     check_and_record_identity(&cfg.out, &identity(cfg, &inputs)?)?;
     if let Some(part) = cfg.part {
         begin_part(&cfg.out, part)?;
     }
-    let devkit = match &cfg.devkit {
+    let devkit = match &inputs.devkit {
         Some(path) => Some(read_devkit(path).map_err(|source| PreprocessError::Devkit {
             path: path.clone(),
             source,
         })?),
         None => None,
     };
-    let classes = dataset_classes(devkit.as_ref(), inputs.train.as_ref())?;
+    let classes = dataset_classes(devkit.as_ref(), &inputs)?;
+    let with_words = devkit.is_some() || inputs.classes.is_some();
     match cfg.part {
         // The dataset's class table is written when it is finished.
         Some(_) => {
             check_classes(&cfg.out, &classes)?;
         }
-        None => write_classes(&cfg.out, &classes, devkit.is_some())?,
+        None => write_classes(&cfg.out, &classes, with_words)?,
     }
     let wnid_index: HashMap<String, usize> =
         classes.iter().map(|c| (c.wnid.clone(), c.index)).collect();
@@ -233,12 +307,16 @@ pub fn run(
     };
     let mut record = cfg
         .part
-        .map(|part| PartRecord::new(part, &classes, devkit.is_some()));
+        .map(|part| PartRecord::new(part, &classes, with_words));
+    let class_wnids: Vec<String> = classes.iter().map(|c| c.wnid.clone()).collect();
     for (split, input) in inputs.splits() {
-        let labeler = match (split, &devkit) {
-            (Split::Train, _) => Labeler::Train(&wnid_index),
-            (Split::Val, Some(dk)) => Labeler::Val(dk),
-            (Split::Val, None) => unreachable!("val without devkit is refused by Inputs::of"),
+        let labeler = Labeler {
+            split,
+            wnids: &wnid_index,
+            classes: classes.len(),
+            class_wnids: &class_wnids,
+            devkit: devkit.as_ref(),
+            val_wnids: inputs.val_wnids.as_ref(),
         };
         let (s, gathered) = process_split(cfg, split, input, &labeler, progress)?;
         match &mut record {
@@ -424,10 +502,7 @@ fn process_split(
         open_shards: cfg.open_shards,
     };
     let with_stats = split == Split::Train;
-    let (total_bytes, total_images) = match input {
-        SplitInput::Tar(p) => (std::fs::metadata(p).ok().map(|m| m.len()), None),
-        SplitInput::Dir(d) => (None, Some(count_dir_members(d, split == Split::Train)?)),
-    };
+    let (total_bytes, total_images) = input_totals(input, split)?;
     progress.start_split(split, total_bytes, total_images);
 
     let workers = if cfg.workers == 0 {
@@ -509,6 +584,27 @@ fn process_split(
         part: cfg.part,
     };
     Ok((summary, gathered))
+}
+
+/// What the progress of a split counts to: the bytes of its files, or the
+/// number of its images.
+fn input_totals(
+    input: &SplitInput,
+    split: Split,
+) -> Result<(Option<u64>, Option<u64>), PreprocessError> {
+    let size = |files: &[PathBuf]| {
+        files
+            .iter()
+            .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .sum::<u64>()
+    };
+    Ok(match input {
+        SplitInput::Tar(p) => (Some(size(std::slice::from_ref(p))), None),
+        SplitInput::Dir(d) => (None, Some(count_dir_members(d, split == Split::Train)?)),
+        SplitInput::KaggleZip { .. } => (None, None),
+        SplitInput::HfTars(files) => (Some(size(files)), None),
+        SplitInput::HfParquet(files) => (None, Some(crate::hf_parquet::count_rows(files)?)),
+    })
 }
 
 /// Ends the shards still open when the writer stopped: finishes them when

@@ -2,10 +2,13 @@
 
 use shards::Split;
 
+use crate::layout::LayoutKind;
 use crate::summary::SplitSummary;
 
 /// Receives progress from [`run`] (called on the writer thread).
 pub trait ProgressSink {
+    /// The layout the `--from` paths hold was found (before any split).
+    fn layout(&self, _kind: LayoutKind) {}
     /// A split starts. `total_bytes`: size of its tar; `total_images`: number
     /// of files of a directory input. Either may be unknown.
     fn start_split(&self, split: Split, total_bytes: Option<u64>, total_images: Option<u64>);

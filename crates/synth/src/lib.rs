@@ -10,6 +10,9 @@
 //!   (MATLAB v5 struct array `synsets` with leaf and internal synsets) and
 //!   `.../data/ILSVRC2012_validation_ground_truth.txt`.
 //!
+//! [`generate_layout`] writes the same photos in Kaggle's and Hugging
+//! Face's layouts too.
+//!
 //! [`generate_trees`] writes the extracted layout (`train/<wnid>/*.JPEG`,
 //! `val/*.JPEG`, plus the devkit) with the same files for the same config.
 //!
@@ -27,6 +30,7 @@
 mod devkit_files;
 mod draw;
 mod encode;
+mod layouts;
 mod plan;
 
 use std::io::Write;
@@ -37,6 +41,10 @@ use rand_chacha::ChaCha8Rng;
 
 pub use draw::DISTINCT_APPEARANCES;
 pub use encode::{rgb_to_cmyk, rgb_to_luma};
+pub use layouts::{
+    generate_layout, generate_layout_with, Layout, LayoutOptions, SynthLayout, HF_TRAIN_PER_FILE,
+    KAGGLE_ZIP, PARQUET_ROWS_PER_GROUP,
+};
 use plan::{FilePlan, Plan};
 
 /// File name of the train tar.

@@ -2,7 +2,9 @@
 //! train tar (given with --data, or generated with the synthetic ImageNet
 //! generator at photo-like sizes), optionally against the Python peer
 //! (`scripts/peers/preprocess_pillow.py`: Pillow with `draft` + h5py) on the
-//! same tar, with a per-pixel comparison of the two outputs.
+//! same tar, with a per-pixel comparison of the two outputs; or, with
+//! `--layouts`, images/s of the same photos in every layout `preprocess
+//! --from` reads.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -67,10 +69,108 @@ pub struct Args {
     /// Processes for the peer.
     #[arg(long, default_value_t = DEFAULT_PEER_WORKERS)]
     peer_workers: usize,
+    /// Instead: the same generated photos in every layout `preprocess
+    /// --from` reads (official files, extracted tree, Kaggle directory and
+    /// zip, Hugging Face tar.gz and parquet), each converted in turn; images/s
+    /// per layout and against the official files.
+    #[arg(long, conflicts_with_all = ["peer", "data"])]
+    layouts: bool,
+    /// With --layouts: conversions per layout, the best one reported (the
+    /// layouts take turns, so that a busy machine slows them alike).
+    #[arg(long, default_value_t = DEFAULT_ROUNDS)]
+    rounds: usize,
 }
 
-fn generate(args: &Args) -> anyhow::Result<PathBuf> {
-    let cfg = SynthConfig {
+/// Default of `--rounds`.
+const DEFAULT_ROUNDS: usize = 3;
+
+/// The layouts `--layouts` compares, the official files first.
+const LAYOUTS: [(synth::Layout, &str); 6] = [
+    (synth::Layout::Official, "official"),
+    (synth::Layout::Tree, "tree"),
+    (synth::Layout::Kaggle, "kaggle"),
+    (synth::Layout::KaggleZip, "kaggle-zip"),
+    (synth::Layout::HfTar, "hf-tar"),
+    (synth::Layout::HfParquet, "hf-parquet"),
+];
+
+/// The photos of `args` written in each layout (kept and reused); the
+/// `--from` paths of each.
+fn generate_layouts(args: &Args) -> anyhow::Result<Vec<Vec<PathBuf>>> {
+    let cfg = synth_config(args);
+    let base = args.work.join(format!(
+        "layouts-{}x{}-{}-{}",
+        args.classes, args.train_per_class, args.min_side, args.max_side
+    ));
+    let mut from = Vec::new();
+    for (layout, name) in LAYOUTS {
+        let dir = base.join(name);
+        let opts = synth::LayoutOptions {
+            // Hugging Face's files hold about 1/300 of the train set each.
+            train_per_file: (args.classes * args.train_per_class).div_ceil(4),
+            rows_per_group: synth::PARQUET_ROWS_PER_GROUP,
+        };
+        let tmp = dir.with_extension("partial");
+        if !dir.exists() {
+            eprintln!("generating {} ...", dir.display());
+            let _ = std::fs::remove_dir_all(&tmp);
+            synth::generate_layout_with(&tmp, &cfg, layout, opts)
+                .with_context(|| format!("generating the {name} layout"))?;
+            std::fs::rename(&tmp, &dir)?;
+        }
+        let paths = match layout {
+            synth::Layout::Official => [synth::TRAIN_TAR, synth::VAL_TAR, synth::DEVKIT_TAR_GZ]
+                .iter()
+                .map(|f| dir.join(f))
+                .collect(),
+            synth::Layout::KaggleZip => vec![dir.join(synth::KAGGLE_ZIP)],
+            _ => vec![dir.clone()],
+        };
+        from.push(paths);
+    }
+    Ok(from)
+}
+
+/// `--layouts`: images/s of each layout, best of `--rounds`.
+fn run_layouts(args: &Args) -> anyhow::Result<()> {
+    let from = generate_layouts(args)?;
+    let mut best = vec![0f64; LAYOUTS.len()];
+    let mut images = vec![0u64; LAYOUTS.len()];
+    for round in 0..args.rounds.max(1) {
+        for (i, (_, name)) in LAYOUTS.iter().enumerate() {
+            let out = args.work.join(format!("out-{name}"));
+            let _ = std::fs::remove_dir_all(&out);
+            let mut cfg = PreprocessConfig::new(&out);
+            cfg.from = from[i].clone();
+            cfg.workers = args.workers;
+            cfg.filter = args.filter.into();
+            cfg.jpeg_scaling = args.jpeg_scaling.into();
+            let s = preprocess::run(&cfg, &NoProgress)
+                .with_context(|| format!("preprocessing the {name} layout"))?;
+            eprintln!(
+                "round {round} {name}: {} images in {:.2} s, {:.1} images/s",
+                s.images(),
+                s.seconds,
+                s.images_per_second()
+            );
+            best[i] = best[i].max(s.images_per_second());
+            images[i] = s.images();
+        }
+    }
+    println!("layout        images   images/s   vs official");
+    for (i, (_, name)) in LAYOUTS.iter().enumerate() {
+        println!(
+            "{name:<12} {:>7} {:>10.1} {:>12.3}",
+            images[i],
+            best[i],
+            best[i] / best[0]
+        );
+    }
+    Ok(())
+}
+
+fn synth_config(args: &Args) -> SynthConfig {
+    SynthConfig {
         classes: args.classes,
         train_per_class: args.train_per_class,
         val_images: args.classes,
@@ -81,7 +181,11 @@ fn generate(args: &Args) -> anyhow::Result<PathBuf> {
         non_leaf_synsets: 2,
         jpeg_quality: 90,
         compress_meta: true,
-    };
+    }
+}
+
+fn generate(args: &Args) -> anyhow::Result<PathBuf> {
+    let cfg = synth_config(args);
     let dir = args.work.join(format!(
         "synth-{}x{}-{}-{}",
         args.classes, args.train_per_class, args.min_side, args.max_side
@@ -106,6 +210,9 @@ fn peak_rss_kb() -> Option<u64> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.layouts {
+        return run_layouts(&args);
+    }
     let train_tar = match &args.data {
         Some(d) => d.join(synth::TRAIN_TAR),
         None => generate(&args)?,
