@@ -118,12 +118,7 @@ impl NcclCollective {
                         call: "ncclCommInitRank",
                         reason: format!("{e:?}"),
                     })?;
-            sums.push((
-                gpu_id,
-                NcclSum {
-                    comm: Arc::new(comm),
-                },
-            ));
+            sums.push((gpu_id, NcclSum { comm }));
         }
         if sums.is_empty() {
             return Err(TrainerError::NcclNeedsCuda);
