@@ -297,7 +297,9 @@ fn read_entry(
     file: &str,
     member: &str,
 ) -> Result<Vec<u8>, PreprocessError> {
-    let mut data = Vec::with_capacity(size as usize);
+    // `size` is the header's claim (up to MAX_MEMBER_BYTES): reserve no
+    // more than a photo's worth before the bytes are there.
+    let mut data = Vec::with_capacity(size.min(PREALLOCATE) as usize);
     entry
         .read_to_end(&mut data)
         .map_err(|e| tar_err(file, member, e))?;
@@ -311,6 +313,10 @@ fn read_entry(
     }
     Ok(data)
 }
+
+/// The most bytes reserved for a member before reading it (larger photos
+/// grow the buffer as their bytes arrive).
+const PREALLOCATE: u64 = 1 << 20;
 
 /// A member's bytes; `None` when not wanted, `Err` when they could not be read.
 type MemberBytes = Option<Result<Vec<u8>, String>>;

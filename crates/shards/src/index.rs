@@ -124,6 +124,17 @@ impl ShardIndex {
             return Err(bad(format!("length {len} is too short")));
         }
         if len > buf.len() {
+            // The length is read from the file: check it against the file
+            // before allocating for it.
+            let file_len = file
+                .metadata()
+                .map_err(|e| ShardError::io(path, "reading the shard index", e))?
+                .len();
+            if len as u64 > file_len {
+                return Err(bad(format!(
+                    "length {len} runs past the end of the file ({file_len} bytes)"
+                )));
+            }
             buf.resize(len, 0);
             file.read_exact_at(&mut buf[got..], got as u64)
                 .map_err(|e| ShardError::io(path, "reading the shard index", e))?;
@@ -319,6 +330,25 @@ mod tests {
         assert!(err.contains("reading the shard index"), "{err}");
     }
 
+    /// Found by fuzzing: a length field of 1.8 GB in a 600-byte file made
+    /// the reader allocate (and zero) that much before reading failed.
+    #[test]
+    fn an_index_longer_than_the_file_is_refused_before_allocating() {
+        for len in [1_819_017_528u32, u32::MAX, FIRST_READ as u32 + 1] {
+            let mut b = sample(false, 3).encode();
+            b[8..12].copy_from_slice(&len.to_le_bytes());
+            b.resize(600, 0);
+            let err = round_trip(&b).unwrap_err().to_string();
+            assert!(
+                err.contains("shard-00000.h5")
+                    && err.contains(&format!(
+                        "length {len} runs past the end of the file (600 bytes)"
+                    )),
+                "{err}"
+            );
+        }
+    }
+
     #[test]
     fn damage_is_reported_with_the_file_name() {
         let good = sample(true, 10).encode();
@@ -330,7 +360,7 @@ mod tests {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (with_len(10), "too short"),
             (with_len(43), "too short"),
-            (good[..HEADER].to_vec(), "reading the shard index"),
+            (good[..HEADER].to_vec(), "past the end of the file"),
             (
                 {
                     let mut b = good.clone();
@@ -347,7 +377,7 @@ mod tests {
                 },
                 "version 9",
             ),
-            (good[..good.len() - 1].to_vec(), "reading the shard index"),
+            (good[..good.len() - 1].to_vec(), "past the end of the file"),
         ];
         for (bytes, want) in cases {
             let err = round_trip(&bytes).unwrap_err().to_string();
