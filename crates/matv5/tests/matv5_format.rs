@@ -332,3 +332,42 @@ fn writer_rejects_inconsistent_values() {
         "{err}"
     );
 }
+
+/// Found by fuzzing (read, write, read again): a `single` array whose data
+/// is stored as `miUINT32` reads as 3472883718, which `f32` cannot hold; the
+/// writer rounded it to 3472883712 without a word. It now refuses it, as it
+/// refuses an integer that does not fit its class.
+#[test]
+fn writer_refuses_a_single_value_that_f32_cannot_hold() {
+    let mut file = header(false);
+    file.extend_from_slice(&[
+        0x0E, 0, 0, 0, 48, 0, 0, 0, // miMATRIX, 48 bytes
+        6, 0, 0, 0, 8, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, // flags: mxSINGLE
+        5, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, // dims 1x1
+        1, 0, 1, 0, b'x', 0, 0, 0, // name (small element)
+        6, 0, 4, 0, 0x06, 0, 0, 0xCF, // miUINT32 small element: 3472883718
+    ]);
+    let mat = read_mat(&file).unwrap();
+    assert_eq!(mat.get("x").unwrap().as_scalar(), Some(3472883718.0));
+    let err = write_mat(&mut Vec::new(), &mat.variables, &WriteOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, MatError::InvalidValue(m) if m.contains("'x'") && m.contains("Single")),
+        "{err}"
+    );
+    // Values a single holds, NaN included, are written and read back.
+    let ok = MatValue::Numeric {
+        class: NumericClass::Single,
+        dims: vec![1, 3],
+        real: vec![3472883712.0, -0.5, f64::NAN],
+        imag: None,
+    };
+    let mut bytes = Vec::new();
+    write_mat(
+        &mut bytes,
+        &[MatVariable::new("y", ok.clone())],
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    let back = read_mat(&bytes).unwrap();
+    assert_eq!(format!("{:?}", back.get("y").unwrap()), format!("{ok:?}"));
+}
