@@ -371,3 +371,37 @@ fn writer_refuses_a_single_value_that_f32_cannot_hold() {
     let back = read_mat(&bytes).unwrap();
     assert_eq!(format!("{:?}", back.get("y").unwrap()), format!("{ok:?}"));
 }
+
+/// `s`: a struct array without fields of `1 x n` elements.
+fn fieldless_struct(n: u32) -> Vec<u8> {
+    let mut file = header(false);
+    file.extend_from_slice(&[0x0E, 0, 0, 0, 56, 0, 0, 0]); // miMATRIX, 56 bytes
+    file.extend_from_slice(&[6, 0, 0, 0, 8, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]); // mxSTRUCT
+    file.extend_from_slice(&[5, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0]); // dims 1 x n
+    file.extend_from_slice(&n.to_le_bytes());
+    file.extend_from_slice(&[1, 0, 1, 0, b's', 0, 0, 0]); // name
+    file.extend_from_slice(&[5, 0, 4, 0, 32, 0, 0, 0]); // field name length 32
+    file.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]); // no field names
+    file
+}
+
+/// Found by fuzzing: the elements of a struct array without fields take no
+/// bytes, so an 800-byte file claiming millions of them made the reader
+/// allocate hundreds of megabytes. Past 4,096 such elements it is refused.
+#[test]
+fn a_huge_struct_array_without_fields_is_refused() {
+    let mat = read_mat(&fieldless_struct(4096)).unwrap();
+    match mat.get("s").unwrap() {
+        MatValue::Struct {
+            fields, elements, ..
+        } => assert!(fields.is_empty() && elements.len() == 4096),
+        other => panic!("{other:?}"),
+    }
+    for n in [4097, 4_000_000, i32::MAX as u32] {
+        let err = read_mat(&fieldless_struct(n)).unwrap_err();
+        assert!(
+            matches!(&err, MatError::Unsupported { message, .. } if message.contains("without fields")),
+            "{err}"
+        );
+    }
+}

@@ -146,7 +146,13 @@ impl ShardIndex {
         }
         let encoding = u32_at(body, 12);
         let (height, width) = (u32_at(body, 16), u32_at(body, 20));
-        let n = u64_at(body, 24) as usize;
+        let n = u64_at(body, 24);
+        // Each image takes at least 12 bytes of the index: a larger count
+        // cannot fit (and would overflow the sum below).
+        if n > (len / 12) as u64 {
+            return Err(bad(format!("{n} images do not fit its length {len}")));
+        }
+        let n = n as usize;
         let base = u64_at(body, 32);
         let n_offsets = match encoding {
             0 => n,
@@ -344,6 +350,27 @@ mod tests {
                     && err.contains(&format!(
                         "length {len} runs past the end of the file (600 bytes)"
                     )),
+                "{err}"
+            );
+        }
+    }
+
+    /// Found by fuzzing: an image count near 2^62 under a valid CRC
+    /// overflowed the length check (a panic with overflow checks; with
+    /// wrapping arithmetic, counts such as 2^62 + 3 passed it and the
+    /// reader tried to collect 2^62 offsets).
+    #[test]
+    fn an_image_count_past_the_length_is_refused_without_overflow() {
+        let good = sample(false, 3).encode();
+        for n in [u64::MAX, 1 << 62, (1 << 62) + 3, (1 << 61) + 3, 4] {
+            let mut b = good.clone();
+            b[24..32].copy_from_slice(&n.to_le_bytes());
+            let len = b.len();
+            let crc = crc32fast::hash(&b[..len - 4]);
+            b[len - 4..].copy_from_slice(&crc.to_le_bytes());
+            let err = round_trip(&b).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("{n} images do not fit its length {len}")),
                 "{err}"
             );
         }
