@@ -120,7 +120,7 @@ fn set_checksum(h: &mut [u8]) {
 /// fuzzer then mutates the fields behind the checksum, not the checksum.
 pub fn fix_tar_checksums(bytes: &mut [u8], nested: bool) {
     let mut at = 0usize;
-    while at + BLOCK <= bytes.len() {
+    while bytes.len().saturating_sub(at) >= BLOCK {
         let h = &bytes[at..at + BLOCK];
         if h.iter().all(|&b| b == 0) {
             at += BLOCK;
