@@ -615,7 +615,8 @@ fn decode_char_units(ty: u32, data: &[u8], be: bool) -> Result<Vec<u16>, String>
     }
 }
 
-/// Turns column-major char units into text: rows joined with '\n'.
+/// Turns column-major char units into text: rows joined with '\n' (an
+/// empty matrix gives the empty string).
 fn char_matrix_text(dims: &[usize], units: &[u16]) -> Result<String, String> {
     if dims.len() > 2 && dims[2..].iter().any(|&d| d != 1) {
         return Err(format!(
@@ -623,7 +624,10 @@ fn char_matrix_text(dims: &[usize], units: &[u16]) -> Result<String, String> {
         ));
     }
     let rows = dims[0];
-    if rows <= 1 {
+    // An empty matrix (N x 0) has no text: its rows are not joined, or a
+    // few bytes claiming a billion empty rows would read as a billion
+    // newlines.
+    if rows <= 1 || units.is_empty() {
         return String::from_utf16(units).map_err(|e| format!("invalid UTF-16 text: {e}"));
     }
     let cols = dims[1];

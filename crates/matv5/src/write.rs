@@ -204,7 +204,7 @@ fn char_units(dims: &[usize], text: &str, name: &str) -> Result<Vec<u16>, MatErr
             "{what}: dimensions {dims:?} are not supported"
         )));
     }
-    if dims.len() < 2 || dims[0] <= 1 {
+    if dims.len() < 2 || dims[0] <= 1 || dims.contains(&0) {
         let units: Vec<u16> = text.encode_utf16().collect();
         check_len(&what, dims, units.len())?;
         return Ok(units);

@@ -405,3 +405,31 @@ fn a_huge_struct_array_without_fields_is_refused() {
         );
     }
 }
+
+/// Found by fuzzing: a char array of 134 million rows and no columns (a
+/// 64-byte element) read as 134 million newlines, a 268 MB allocation. An
+/// empty char matrix now reads as the empty string, and is written from it.
+#[test]
+fn an_empty_char_matrix_reads_as_the_empty_string() {
+    let rows: u32 = 134_283_264;
+    let mut file = header(false);
+    file.extend_from_slice(&[0x0E, 0, 0, 0, 48, 0, 0, 0]); // miMATRIX, 48 bytes
+    file.extend_from_slice(&[6, 0, 0, 0, 8, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0]); // mxCHAR
+    file.extend_from_slice(&[5, 0, 0, 0, 8, 0, 0, 0]);
+    file.extend_from_slice(&rows.to_le_bytes());
+    file.extend_from_slice(&0u32.to_le_bytes()); // dims rows x 0
+    file.extend_from_slice(&[1, 0, 1, 0, b's', 0, 0, 0]); // name
+    file.extend_from_slice(&[17, 0, 0, 0, 0, 0, 0, 0]); // miUTF16, no characters
+    let mat = read_mat(&file).unwrap();
+    let s = mat.get("s").unwrap();
+    assert_eq!(
+        s,
+        &MatValue::Char {
+            dims: vec![rows as usize, 0],
+            text: String::new(),
+        }
+    );
+    let mut again = Vec::new();
+    write_mat(&mut again, &mat.variables, &WriteOptions::default()).unwrap();
+    assert_eq!(read_mat(&again).unwrap().variables, mat.variables);
+}

@@ -45,7 +45,7 @@ pub fn write_classes(path: &Path, classes: &[ClassEntry]) -> Result<(), ShardErr
 /// Reads the class table `path` ([`DatasetDir::classes`](crate::DatasetDir::classes)) (`index<TAB>wnid<TAB>words`, one line per
 /// class). Lines must be numbered 0, 1, 2, ... in order and name a WNID.
 pub fn read_classes(path: &Path) -> Result<Vec<ClassEntry>, ShardError> {
-    let text = std::fs::read_to_string(&path)
+    let text = std::fs::read_to_string(path)
         .map_err(|e| ShardError::io(path, "reading the class table", e))?;
     let mut classes = Vec::new();
     for (n, line) in text.lines().enumerate() {
