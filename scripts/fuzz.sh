@@ -36,7 +36,7 @@ triple=$(rustc -vV | sed -n 's/^host: //p')
 # `--target` keeps them off build scripts and proc macros.
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares"
 cargo build --release --locked --target "$triple" --bins
-bin=target/$triple/release
+bin=${CARGO_TARGET_DIR:-target}/$triple/release
 "$bin/seeds" corpus
 mkdir -p artifacts logs
 for t in "${targets[@]}"; do

@@ -81,10 +81,10 @@ fn missing_directories_files_and_datasets_are_reported() {
         Err(LoaderError::NoShards(_))
     ));
     assert!(message(Stats::open(&fx.out().join("missing.h5"))).contains("missing.h5"));
-    assert!(message(loader::read_classes(
-        &DatasetDir::new(&fx.train()).classes()
-    ))
-    .contains("classes.tsv"));
+    assert!(
+        message(loader::read_classes(&DatasetDir::new(fx.train()).classes()))
+            .contains("classes.tsv")
+    );
 
     // A shard without `labels`.
     let path = fx.train().join("shard-00001.h5");

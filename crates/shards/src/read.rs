@@ -709,30 +709,22 @@ mod tests {
     #[test]
     fn offsets_and_shapes_near_2_64_are_refused_without_overflow() {
         let dir = tempfile::tempdir().unwrap();
-        let cases: Vec<(Encoding, Box<dyn FnOnce(&mut ShardIndex)>)> = vec![
-            (
-                Encoding::Raw,
-                Box::new(|index| {
-                    if let IndexedImages::Raw { offsets } = &mut index.images {
-                        offsets[2] = u64::MAX - 10;
-                    }
-                }),
-            ),
-            (
-                Encoding::Raw,
-                Box::new(|index| {
-                    index.height = u32::MAX;
-                    index.width = u32::MAX;
-                }),
-            ),
-            (
-                Encoding::jpeg(),
-                Box::new(|index| {
-                    if let IndexedImages::Jpeg { base, .. } = &mut index.images {
-                        *base = u64::MAX - 10;
-                    }
-                }),
-            ),
+        type Change = fn(&mut ShardIndex);
+        let cases: [(Encoding, Change); 3] = [
+            (Encoding::Raw, |index| {
+                if let IndexedImages::Raw { offsets } = &mut index.images {
+                    offsets[2] = u64::MAX - 10;
+                }
+            }),
+            (Encoding::Raw, |index| {
+                index.height = u32::MAX;
+                index.width = u32::MAX;
+            }),
+            (Encoding::jpeg(), |index| {
+                if let IndexedImages::Jpeg { base, .. } = &mut index.images {
+                    *base = u64::MAX - 10;
+                }
+            }),
         ];
         for (encoding, change) in cases {
             let path = shard(dir.path(), encoding);
