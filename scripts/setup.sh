@@ -13,17 +13,21 @@
 #   scripts/setup.sh --old-cpu  also installs qemu-user, for
 #                               scripts/old-cpu-check.sh (tests on an emulated
 #                               CPU without AVX)
+#   scripts/setup.sh --fuzz     also installs g++, which builds libFuzzer for
+#                               scripts/fuzz.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=0
 mpi=0
 old_cpu=0
+fuzz=0
 for arg in "$@"; do
     case "$arg" in
         --python) python=1 ;;
         --mpi) mpi=1 ;;
         --old-cpu) old_cpu=1 ;;
-        *) echo "usage: scripts/setup.sh [--python] [--mpi] [--old-cpu]" >&2; exit 2 ;;
+        --fuzz) fuzz=1 ;;
+        *) echo "usage: scripts/setup.sh [--python] [--mpi] [--old-cpu] [--fuzz]" >&2; exit 2 ;;
     esac
 done
 sudo=""
@@ -39,6 +43,9 @@ if [ $mpi -eq 1 ]; then
 fi
 if [ $old_cpu -eq 1 ]; then
     command -v qemu-x86_64 >/dev/null || need+=(qemu-user)
+fi
+if [ $fuzz -eq 1 ]; then
+    command -v g++ >/dev/null || command -v clang++ >/dev/null || need+=(g++)
 fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"

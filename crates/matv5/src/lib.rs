@@ -110,7 +110,8 @@ pub enum MatValue {
         imag: Option<Vec<f64>>,
     },
     /// A char array. For the usual `1xN` row this is the string; a
-    /// multi-row char matrix is stored as its rows joined with `'\n'`.
+    /// multi-row char matrix is stored as its rows joined with `'\n'`, an
+    /// empty one (`N x 0`) as the empty string.
     Char {
         /// Dimensions, at least two.
         dims: Vec<usize>,

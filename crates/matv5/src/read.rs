@@ -465,14 +465,26 @@ fn read_matrix_body(sub: &mut Sub<'_>, depth: usize) -> Result<Option<MatVariabl
     Ok(Some(MatVariable { name, value }))
 }
 
+/// Elements read of a struct array without fields. Its elements take no
+/// bytes in the file, so its dimensions alone would decide what the reader
+/// allocates (16 million elements of an 800-byte file took 400 MB).
+const MAX_FIELDLESS_ELEMENTS: usize = 1 << 12;
+
 /// Each nested array takes at least 8 bytes: refuse counts the data cannot
 /// hold (a damaged dimension would otherwise loop for ages).
 fn check_room(sub: &Sub<'_>, count: usize, per_element: usize) -> Result<(), MatError> {
-    let fits = if per_element == 0 {
-        count <= 1 << 24
-    } else {
-        count.saturating_mul(per_element).saturating_mul(8) <= sub.cur.remaining()
-    };
+    if per_element == 0 {
+        if count > MAX_FIELDLESS_ELEMENTS {
+            return Err(MatError::Unsupported {
+                location: sub.location(),
+                message: format!(
+                    "a struct array without fields of {count} elements (at most {MAX_FIELDLESS_ELEMENTS} are read)"
+                ),
+            });
+        }
+        return Ok(());
+    }
+    let fits = count.saturating_mul(per_element).saturating_mul(8) <= sub.cur.remaining();
     if !fits {
         return Err(sub.malformed(format!(
             "{count} elements do not fit in the {} bytes that remain",
@@ -603,7 +615,8 @@ fn decode_char_units(ty: u32, data: &[u8], be: bool) -> Result<Vec<u16>, String>
     }
 }
 
-/// Turns column-major char units into text: rows joined with '\n'.
+/// Turns column-major char units into text: rows joined with '\n' (an
+/// empty matrix gives the empty string).
 fn char_matrix_text(dims: &[usize], units: &[u16]) -> Result<String, String> {
     if dims.len() > 2 && dims[2..].iter().any(|&d| d != 1) {
         return Err(format!(
@@ -611,7 +624,10 @@ fn char_matrix_text(dims: &[usize], units: &[u16]) -> Result<String, String> {
         ));
     }
     let rows = dims[0];
-    if rows <= 1 {
+    // An empty matrix (N x 0) has no text: its rows are not joined, or a
+    // few bytes claiming a billion empty rows would read as a billion
+    // newlines.
+    if rows <= 1 || units.is_empty() {
         return String::from_utf16(units).map_err(|e| format!("invalid UTF-16 text: {e}"));
     }
     let cols = dims[1];

@@ -204,7 +204,7 @@ fn char_units(dims: &[usize], text: &str, name: &str) -> Result<Vec<u16>, MatErr
             "{what}: dimensions {dims:?} are not supported"
         )));
     }
-    if dims.len() < 2 || dims[0] <= 1 {
+    if dims.len() < 2 || dims[0] <= 1 || dims.contains(&0) {
         let units: Vec<u16> = text.encode_utf16().collect();
         check_len(&what, dims, units.len())?;
         return Ok(units);
@@ -294,7 +294,15 @@ fn write_numbers(
         }
         match ty {
             mi::DOUBLE => bytes.extend_from_slice(&x.to_le_bytes()),
-            mi::SINGLE => bytes.extend_from_slice(&(x as f32).to_le_bytes()),
+            mi::SINGLE => {
+                // Like the integer classes: a value the class cannot hold is
+                // refused, not rounded.
+                let y = x as f32;
+                if y as f64 != x && !x.is_nan() {
+                    return Err(bad(x));
+                }
+                bytes.extend_from_slice(&y.to_le_bytes())
+            }
             mi::INT8 => int!(i8),
             mi::UINT8 => int!(u8),
             mi::INT16 => int!(i16),

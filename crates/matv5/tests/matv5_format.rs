@@ -332,3 +332,104 @@ fn writer_rejects_inconsistent_values() {
         "{err}"
     );
 }
+
+/// Found by fuzzing (read, write, read again): a `single` array whose data
+/// is stored as `miUINT32` reads as 3472883718, which `f32` cannot hold; the
+/// writer rounded it to 3472883712 without a word. It now refuses it, as it
+/// refuses an integer that does not fit its class.
+#[test]
+fn writer_refuses_a_single_value_that_f32_cannot_hold() {
+    let mut file = header(false);
+    file.extend_from_slice(&[
+        0x0E, 0, 0, 0, 48, 0, 0, 0, // miMATRIX, 48 bytes
+        6, 0, 0, 0, 8, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, // flags: mxSINGLE
+        5, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, // dims 1x1
+        1, 0, 1, 0, b'x', 0, 0, 0, // name (small element)
+        6, 0, 4, 0, 0x06, 0, 0, 0xCF, // miUINT32 small element: 3472883718
+    ]);
+    let mat = read_mat(&file).unwrap();
+    assert_eq!(mat.get("x").unwrap().as_scalar(), Some(3472883718.0));
+    let err = write_mat(&mut Vec::new(), &mat.variables, &WriteOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, MatError::InvalidValue(m) if m.contains("'x'") && m.contains("Single")),
+        "{err}"
+    );
+    // Values a single holds, NaN included, are written and read back.
+    let ok = MatValue::Numeric {
+        class: NumericClass::Single,
+        dims: vec![1, 3],
+        real: vec![3472883712.0, -0.5, f64::NAN],
+        imag: None,
+    };
+    let mut bytes = Vec::new();
+    write_mat(
+        &mut bytes,
+        &[MatVariable::new("y", ok.clone())],
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    let back = read_mat(&bytes).unwrap();
+    assert_eq!(format!("{:?}", back.get("y").unwrap()), format!("{ok:?}"));
+}
+
+/// `s`: a struct array without fields of `1 x n` elements.
+fn fieldless_struct(n: u32) -> Vec<u8> {
+    let mut file = header(false);
+    file.extend_from_slice(&[0x0E, 0, 0, 0, 56, 0, 0, 0]); // miMATRIX, 56 bytes
+    file.extend_from_slice(&[6, 0, 0, 0, 8, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]); // mxSTRUCT
+    file.extend_from_slice(&[5, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0]); // dims 1 x n
+    file.extend_from_slice(&n.to_le_bytes());
+    file.extend_from_slice(&[1, 0, 1, 0, b's', 0, 0, 0]); // name
+    file.extend_from_slice(&[5, 0, 4, 0, 32, 0, 0, 0]); // field name length 32
+    file.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]); // no field names
+    file
+}
+
+/// Found by fuzzing: the elements of a struct array without fields take no
+/// bytes, so an 800-byte file claiming millions of them made the reader
+/// allocate hundreds of megabytes. Past 4,096 such elements it is refused.
+#[test]
+fn a_huge_struct_array_without_fields_is_refused() {
+    let mat = read_mat(&fieldless_struct(4096)).unwrap();
+    match mat.get("s").unwrap() {
+        MatValue::Struct {
+            fields, elements, ..
+        } => assert!(fields.is_empty() && elements.len() == 4096),
+        other => panic!("{other:?}"),
+    }
+    for n in [4097, 4_000_000, i32::MAX as u32] {
+        let err = read_mat(&fieldless_struct(n)).unwrap_err();
+        assert!(
+            matches!(&err, MatError::Unsupported { message, .. } if message.contains("without fields")),
+            "{err}"
+        );
+    }
+}
+
+/// Found by fuzzing: a char array of 134 million rows and no columns (a
+/// 64-byte element) read as 134 million newlines, a 268 MB allocation. An
+/// empty char matrix now reads as the empty string, and is written from it.
+#[test]
+fn an_empty_char_matrix_reads_as_the_empty_string() {
+    let rows: u32 = 134_283_264;
+    let mut file = header(false);
+    file.extend_from_slice(&[0x0E, 0, 0, 0, 48, 0, 0, 0]); // miMATRIX, 48 bytes
+    file.extend_from_slice(&[6, 0, 0, 0, 8, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0]); // mxCHAR
+    file.extend_from_slice(&[5, 0, 0, 0, 8, 0, 0, 0]);
+    file.extend_from_slice(&rows.to_le_bytes());
+    file.extend_from_slice(&0u32.to_le_bytes()); // dims rows x 0
+    file.extend_from_slice(&[1, 0, 1, 0, b's', 0, 0, 0]); // name
+    file.extend_from_slice(&[17, 0, 0, 0, 0, 0, 0, 0]); // miUTF16, no characters
+    let mat = read_mat(&file).unwrap();
+    let s = mat.get("s").unwrap();
+    assert_eq!(
+        s,
+        &MatValue::Char {
+            dims: vec![rows as usize, 0],
+            text: String::new(),
+        }
+    );
+    let mut again = Vec::new();
+    write_mat(&mut again, &mat.variables, &WriteOptions::default()).unwrap();
+    assert_eq!(read_mat(&again).unwrap().variables, mat.variables);
+}

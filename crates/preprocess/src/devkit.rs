@@ -16,6 +16,10 @@ pub const META_MAT_SUFFIX: &str = "data/meta.mat";
 /// Suffix of the validation ground truth inside the devkit archive.
 pub const GROUND_TRUTH_SUFFIX: &str = "data/ILSVRC2012_validation_ground_truth.txt";
 
+/// The most bytes `meta.mat` or the ground truth may hold (the devkit's are
+/// under 1 MB); a member whose header claims more is refused unread.
+pub const MAX_DEVKIT_MEMBER_BYTES: u64 = 32 << 20;
+
 /// One class (a leaf synset).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClassInfo {
@@ -62,6 +66,16 @@ pub enum DevkitError {
         member: Option<String>,
         /// What went wrong.
         source: std::io::Error,
+    },
+    /// A member's header claims more than [`MAX_DEVKIT_MEMBER_BYTES`].
+    #[error("{path}: member {member} claims {size} bytes, more than the {MAX_DEVKIT_MEMBER_BYTES} a devkit file may hold")]
+    MemberTooLarge {
+        /// The archive.
+        path: PathBuf,
+        /// The member.
+        member: String,
+        /// The size its header records.
+        size: u64,
     },
     /// A required member is missing from the archive.
     #[error("{path}: no member ending in '{suffix}' (is this ILSVRC2012_devkit_t12.tar.gz?)")]
@@ -121,6 +135,15 @@ impl Devkit {
         })
     }
 
+    /// A devkit without classes or ground truth: every label lookup fails.
+    pub(crate) fn without_classes() -> Devkit {
+        Devkit {
+            classes: Vec::new(),
+            val_ground_truth: Vec::new(),
+            id_to_index: HashMap::new(),
+        }
+    }
+
     /// Class index of validation image number `val_number` (1-based, as in
     /// `ILSVRC2012_val_00000001.JPEG`); `None` when out of range.
     pub fn val_label(&self, val_number: u32) -> Option<usize> {
@@ -177,7 +200,16 @@ pub fn read_devkit(path: &Path) -> Result<Devkit, DevkitError> {
         } else {
             continue;
         };
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        // The size is the header's claim: checked before it is trusted.
+        let size = entry.size();
+        if size > MAX_DEVKIT_MEMBER_BYTES {
+            return Err(DevkitError::MemberTooLarge {
+                path: path.to_path_buf(),
+                member: name,
+                size,
+            });
+        }
+        let mut bytes = Vec::with_capacity(size.min(1 << 20) as usize);
         entry
             .read_to_end(&mut bytes)
             .map_err(|source| DevkitError::BadArchive {

@@ -21,6 +21,7 @@ mod part;
 mod parts;
 mod pipeline;
 mod progress;
+mod scan;
 mod shard;
 mod source;
 mod stats;
@@ -31,7 +32,9 @@ pub use config::{
     PreprocessConfig, DEFAULT_IMAGES_PER_SHARD, DEFAULT_OPEN_SHARDS, DEFAULT_WORKERS,
 };
 pub use decode::{JpegScaling, ResizeFilter};
-pub use devkit::{parse_val_number, read_devkit, ClassInfo, Devkit, DevkitError};
+pub use devkit::{
+    parse_val_number, read_devkit, ClassInfo, Devkit, DevkitError, MAX_DEVKIT_MEMBER_BYTES,
+};
 pub use error::{OptionsError, PreprocessError};
 pub use kaggle::{
     IMAGES as KAGGLE_IMAGES, SYNSET_MAPPING as KAGGLE_SYNSET_MAPPING,
@@ -49,6 +52,7 @@ pub use part::{
 pub use parts::{finish, ClassRecord, PartRecord, PartSplit};
 pub use pipeline::{run, shard_of};
 pub use progress::{NoProgress, ProgressSink};
+pub use scan::{scan_tar, TarMember};
 pub use shards::Split;
 pub use source::{list_train_classes, SplitInput, MAX_MEMBER_BYTES};
 pub use summary::{FinishSummary, PartSummary, SplitSummary, Summary};

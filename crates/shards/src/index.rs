@@ -124,6 +124,17 @@ impl ShardIndex {
             return Err(bad(format!("length {len} is too short")));
         }
         if len > buf.len() {
+            // The length is read from the file: check it against the file
+            // before allocating for it.
+            let file_len = file
+                .metadata()
+                .map_err(|e| ShardError::io(path, "reading the shard index", e))?
+                .len();
+            if len as u64 > file_len {
+                return Err(bad(format!(
+                    "length {len} runs past the end of the file ({file_len} bytes)"
+                )));
+            }
             buf.resize(len, 0);
             file.read_exact_at(&mut buf[got..], got as u64)
                 .map_err(|e| ShardError::io(path, "reading the shard index", e))?;
@@ -135,7 +146,13 @@ impl ShardIndex {
         }
         let encoding = u32_at(body, 12);
         let (height, width) = (u32_at(body, 16), u32_at(body, 20));
-        let n = u64_at(body, 24) as usize;
+        let n = u64_at(body, 24);
+        // Each image takes at least 12 bytes of the index: a larger count
+        // cannot fit (and would overflow the sum below).
+        if n > (len / 12) as u64 {
+            return Err(bad(format!("{n} images do not fit its length {len}")));
+        }
+        let n = n as usize;
         let base = u64_at(body, 32);
         let n_offsets = match encoding {
             0 => n,
@@ -319,6 +336,46 @@ mod tests {
         assert!(err.contains("reading the shard index"), "{err}");
     }
 
+    /// Found by fuzzing: a length field of 1.8 GB in a 600-byte file made
+    /// the reader allocate (and zero) that much before reading failed.
+    #[test]
+    fn an_index_longer_than_the_file_is_refused_before_allocating() {
+        for len in [1_819_017_528u32, u32::MAX, FIRST_READ as u32 + 1] {
+            let mut b = sample(false, 3).encode();
+            b[8..12].copy_from_slice(&len.to_le_bytes());
+            b.resize(600, 0);
+            let err = round_trip(&b).unwrap_err().to_string();
+            assert!(
+                err.contains("shard-00000.h5")
+                    && err.contains(&format!(
+                        "length {len} runs past the end of the file (600 bytes)"
+                    )),
+                "{err}"
+            );
+        }
+    }
+
+    /// Found by fuzzing: an image count near 2^62 under a valid CRC
+    /// overflowed the length check (a panic with overflow checks; with
+    /// wrapping arithmetic, counts such as 2^62 + 3 passed it and the
+    /// reader tried to collect 2^62 offsets).
+    #[test]
+    fn an_image_count_past_the_length_is_refused_without_overflow() {
+        let good = sample(false, 3).encode();
+        for n in [u64::MAX, 1 << 62, (1 << 62) + 3, (1 << 61) + 3, 4] {
+            let mut b = good.clone();
+            b[24..32].copy_from_slice(&n.to_le_bytes());
+            let len = b.len();
+            let crc = crc32fast::hash(&b[..len - 4]);
+            b[len - 4..].copy_from_slice(&crc.to_le_bytes());
+            let err = round_trip(&b).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("{n} images do not fit its length {len}")),
+                "{err}"
+            );
+        }
+    }
+
     #[test]
     fn damage_is_reported_with_the_file_name() {
         let good = sample(true, 10).encode();
@@ -330,7 +387,7 @@ mod tests {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (with_len(10), "too short"),
             (with_len(43), "too short"),
-            (good[..HEADER].to_vec(), "reading the shard index"),
+            (good[..HEADER].to_vec(), "past the end of the file"),
             (
                 {
                     let mut b = good.clone();
@@ -347,7 +404,7 @@ mod tests {
                 },
                 "version 9",
             ),
-            (good[..good.len() - 1].to_vec(), "reading the shard index"),
+            (good[..good.len() - 1].to_vec(), "past the end of the file"),
         ];
         for (bytes, want) in cases {
             let err = round_trip(&bytes).unwrap_err().to_string();

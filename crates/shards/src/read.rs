@@ -164,11 +164,16 @@ fn open_indexed(path: &Path, file: File, index: ShardIndex) -> Result<OpenedShar
     let labels = index.labels.into_iter().map(i64::from).collect();
     let source = match index.images {
         IndexedImages::Raw { offsets } => {
-            let image_bytes = (height * width * 3) as u64;
-            if let Some(end) = offsets.iter().map(|&o| o + image_bytes).max() {
-                if end > file_len {
-                    return Err(truncated(path, end, file_len));
-                }
+            // Shape and offsets are the file's claims: a sum past u64 is damage.
+            let image_bytes = u64::from(index.height)
+                .checked_mul(u64::from(index.width))
+                .and_then(|p| p.checked_mul(3));
+            let end = offsets
+                .iter()
+                .try_fold(0u64, |end, &o| Some(end.max(o.checked_add(image_bytes?)?)))
+                .ok_or_else(|| beyond_u64(path))?;
+            if end > file_len {
+                return Err(truncated(path, end, file_len));
             }
             ImageSource::Raw { file, offsets }
         }
@@ -179,7 +184,9 @@ fn open_indexed(path: &Path, file: File, index: ShardIndex) -> Result<OpenedShar
                     "shard index: JPEG offsets are not an increasing list from 0",
                 ));
             }
-            let end = base + offsets.last().copied().unwrap_or(0);
+            let end = base
+                .checked_add(offsets.last().copied().unwrap_or(0))
+                .ok_or_else(|| beyond_u64(path))?;
             if end > file_len {
                 return Err(truncated(path, end, file_len));
             }
@@ -385,6 +392,13 @@ fn raw_source(path: &Path, offsets: Vec<u64>) -> Result<ImageSource, ShardError>
     let file =
         File::open(path).map_err(|e| ShardError::io(path, "opening for positioned reads", e))?;
     Ok(ImageSource::Raw { file, offsets })
+}
+
+fn beyond_u64(path: &Path) -> ShardError {
+    ShardError::format(
+        path,
+        "shard index: image data would end past byte 2^64 (damaged index)",
+    )
 }
 
 fn truncated(path: &Path, needed: u64, file_len: u64) -> ShardError {
@@ -687,5 +701,39 @@ mod tests {
         });
         let err = open_err(&path);
         assert!(err.contains("truncated"), "{err}");
+    }
+
+    /// Found by fuzzing: offsets, a shape or a JPEG base near 2^64 under a
+    /// valid CRC overflowed the check against the file's length (a panic
+    /// with overflow checks; with wrapping arithmetic, a bound that passed).
+    #[test]
+    fn offsets_and_shapes_near_2_64_are_refused_without_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        type Change = fn(&mut ShardIndex);
+        let cases: [(Encoding, Change); 3] = [
+            (Encoding::Raw, |index| {
+                if let IndexedImages::Raw { offsets } = &mut index.images {
+                    offsets[2] = u64::MAX - 10;
+                }
+            }),
+            (Encoding::Raw, |index| {
+                index.height = u32::MAX;
+                index.width = u32::MAX;
+            }),
+            (Encoding::jpeg(), |index| {
+                if let IndexedImages::Jpeg { base, .. } = &mut index.images {
+                    *base = u64::MAX - 10;
+                }
+            }),
+        ];
+        for (encoding, change) in cases {
+            let path = shard(dir.path(), encoding);
+            rewrite_index(&path, change);
+            let err = open_err(&path);
+            assert!(
+                err.contains("shard-00000.h5") && err.contains("past byte 2^64"),
+                "{err}"
+            );
+        }
     }
 }
