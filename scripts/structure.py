@@ -108,8 +108,14 @@ def main():
         for name in libs:
             items, modules = 0, 0
             for dirpath, _, files in os.walk(os.path.join(target, "doc", name)):
-                items += sum(1 for f in files if kinds.match(f))
-                modules += 1 if "index.html" in files else 0
+                # Pages of items re-exported from private modules are only
+                # redirects to the page where the item is shown.
+                pages = [f for f in files if kinds.match(f)
+                         and 'http-equiv="refresh"' not in open(os.path.join(dirpath, f)).read(400)]
+                items += len(pages)
+                index = os.path.join(dirpath, "index.html")
+                if os.path.isfile(index) and 'http-equiv="refresh"' not in open(index).read(400):
+                    modules += 1
             print(f"  {name:11s} {items:4d} items in {modules} modules (the crate root included)")
 
 

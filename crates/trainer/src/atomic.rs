@@ -1,30 +1,15 @@
-//! Atomic file replacement: write a temporary file beside the target, flush
-//! it to disk, then rename it over the target.
+//! Atomic file replacement: the format crate's helper for files, and the
+//! flushes a checkpoint directory needs before it is renamed into place.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{io_err, Result};
 
-/// The temporary name used while `path` is being written.
-pub(crate) fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
-    path.with_file_name(name)
-}
-
 /// Writes `bytes` to `path` so that readers see either the old or the new
-/// content, never a partial file.
+/// content, never a partial file (the format's one atomic write,
+/// [`shards::write_atomically`]: flushed, renamed, the directory flushed).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(bytes).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-    }
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    sync_parent(path);
-    Ok(())
+    shards::write_atomically(path, bytes).map_err(|e| io_err(e.path)(e.source))
 }
 
 /// Flushes a directory entry change (best effort; not every platform can).
