@@ -297,3 +297,38 @@ fn hugging_face_archives_of_interleaved_members_are_merged() {
         dataset_files(&tmp.path().join("out-one")) == dataset_files(&tmp.path().join("out-three"))
     );
 }
+
+/// A damaged member of Kaggle's zip is skipped and reported, as a broken
+/// file of the official tars is; the others are converted.
+#[test]
+fn a_damaged_zip_member_is_skipped_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        plant_odd_files: false,
+        ..small()
+    };
+    let written = generate_layout(&tmp.path().join("in"), &cfg, Layout::KaggleZip).unwrap();
+    let zip = &written.from[0];
+    let mut bytes = std::fs::read(zip).unwrap();
+    // The middle of the file lies in a member's compressed bytes.
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 4] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(zip, &bytes).unwrap();
+    let out = tmp.path().join("out");
+    convert(&written.from, &out);
+    let skipped: String = ["train", "val"]
+        .iter()
+        .map(|s| std::fs::read_to_string(out.join(s).join("skipped.tsv")).unwrap())
+        .collect();
+    // One member, or two when the bytes reach the next one's header.
+    let lines: Vec<&str> = skipped.lines().collect();
+    assert!((1..=2).contains(&lines.len()), "{skipped}");
+    for l in lines {
+        assert!(
+            ["deflate", "CRC-32", "Zip"].iter().any(|w| l.contains(w)),
+            "{skipped}"
+        );
+    }
+}
