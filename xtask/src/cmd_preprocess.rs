@@ -49,8 +49,10 @@ pub struct PreprocessArgs {
     #[arg(long, value_name = "DIR")]
     pub val_dir: Option<PathBuf>,
     /// ILSVRC2012_devkit_t12.tar.gz: the class list (sorted leaf WNIDs) and
-    /// the val ground truth. Without it the classes are the train input's
-    /// WNIDs, sorted.
+    /// the val ground truth. Without it the classes are those the --from
+    /// layout ships (Kaggle's LOC_synset_mapping.txt, Hugging Face's
+    /// classes.py or the ILSVRC-2012 list), or the train input's WNIDs,
+    /// sorted.
     #[arg(long, value_name = "TAR_GZ")]
     pub devkit: Option<PathBuf>,
     /// Output directory (layout in README.md). It must be empty or hold the

@@ -1,9 +1,9 @@
 //! Hugging Face `imagenet-1k` as tar.gz: `train_images_<k>.tar.gz` holding
 //! `<original name>_<wnid>.JPEG`, and `val_images.tar.gz` holding
 //! `ILSVRC2012_val_<8 digits>_<wnid>.JPEG`. Gzip is read front to back, so
-//! the archives must hold their members in the canonical order (by class,
-//! then name; val by name), one archive after the other; a member out of
-//! that order is refused, naming it.
+//! each archive must hold its members in the canonical order (by class,
+//! then name; val by name); the archives are read side by side and merged
+//! into that order. A member out of order is refused, naming it.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -56,7 +56,71 @@ fn tar_err(file: &str, member: &str, source: std::io::Error) -> PreprocessError 
     }
 }
 
-/// Streams the members of the archives, in order, checking that order.
+/// The reader of one archive.
+type GzTar = flate2::read::GzDecoder<BufReader<Counted<File>>>;
+
+/// The next member of one archive: its place in the canonical order, its
+/// names, and the entry to read its bytes from.
+struct Head<'a> {
+    key: (String, String),
+    member: String,
+    name: String,
+    wnid: Option<String>,
+    entry: tar::Entry<'a, GzTar>,
+}
+
+/// One archive being read, and its next member.
+struct Stream<'a> {
+    file: String,
+    entries: tar::Entries<'a, GzTar>,
+    prev: String,
+    head: Option<Head<'a>>,
+}
+
+impl<'a> Stream<'a> {
+    /// Moves to the archive's next file member; refuses one that does not
+    /// come after the one before it.
+    fn advance(&mut self, train: bool) -> Result<(), PreprocessError> {
+        let last = self.head.take().map(|h| h.key);
+        for entry in self.entries.by_ref() {
+            let entry =
+                entry.map_err(|e| tar_err(&self.file, &format!("after {}", self.prev), e))?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let member = raw.rsplit('/').next().unwrap_or_default().to_string();
+            let (name, wnid) = strip_wnid_suffix(&member);
+            let class = if train {
+                wnid.clone().unwrap_or_default()
+            } else {
+                String::new()
+            };
+            let key = (class, name.clone());
+            if last.as_ref().is_some_and(|l| key <= *l) {
+                return Err(PreprocessError::OutOfOrderInput {
+                    file: self.file.clone(),
+                    member,
+                    after: self.prev.clone(),
+                });
+            }
+            self.prev = member.clone();
+            self.head = Some(Head {
+                key,
+                member,
+                name,
+                wnid,
+                entry,
+            });
+            return Ok(());
+        }
+        Ok(())
+    }
+}
+
+/// Streams the members of the archives in the canonical order: each
+/// archive must hold its members in that order; the archives are merged
+/// (Hugging Face's train archives may each cover any classes).
 pub(crate) fn stream_hf_tars(
     archives: &[PathBuf],
     labeler: &Labeler<'_>,
@@ -64,70 +128,79 @@ pub(crate) fn stream_hf_tars(
     want: &dyn Fn(u64) -> bool,
     push: &mut dyn FnMut(String, Result<i64, String>, MemberBytes) -> bool,
 ) -> Result<(), PreprocessError> {
-    let mut index = 0u64;
-    let mut last: Option<((String, String), String)> = None;
+    let mut opened = Vec::new();
     for path in archives {
-        let file = path.display().to_string();
         let f = File::open(path).map_err(|e| PreprocessError::io(path, e))?;
-        let gz = flate2::read::GzDecoder::new(BufReader::with_capacity(
-            1 << 20,
-            Counted {
-                inner: f,
-                count: bytes_read.clone(),
-            },
-        ));
-        let mut archive = tar::Archive::new(gz);
-        let entries = archive
-            .entries()
-            .map_err(|e| tar_err(&file, "(start)", e))?;
-        let mut prev = String::from("(start of archive)");
-        for entry in entries {
-            let mut entry = entry.map_err(|e| tar_err(&file, &format!("after {prev}"), e))?;
-            if !entry.header().entry_type().is_file() {
-                continue;
-            }
-            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let member = raw.rsplit('/').next().unwrap_or_default().to_string();
-            prev = member.clone();
-            let (name, wnid) = strip_wnid_suffix(&member);
-            let label = match &wnid {
-                Some(w) => labeler.wnid_label(w),
-                None => Err(format!("{member}: the name carries no _<wnid> suffix")),
-            };
-            let key = (
-                if labeler.is_train() {
-                    wnid.clone().unwrap_or_default()
-                } else {
-                    String::new()
-                },
-                name.clone(),
-            );
-            if let Some((last_key, last_member)) = &last {
-                if key <= *last_key {
-                    return Err(PreprocessError::OutOfOrderInput {
-                        file: file.clone(),
-                        member,
-                        after: last_member.clone(),
-                    });
-                }
-            }
-            last = Some((key, member.clone()));
-            let data = if !want(index) {
-                None
-            } else if entry.size() > MAX_MEMBER_BYTES {
-                Some(Err(format!("member too large ({} bytes)", entry.size())))
-            } else {
-                let mut data = Vec::with_capacity(entry.size() as usize);
-                entry
-                    .read_to_end(&mut data)
-                    .map_err(|e| tar_err(&file, &member, e))?;
-                Some(Ok(data))
-            };
-            index += 1;
-            if !push(name, label, data) {
-                return Ok(());
+        let counted = Counted {
+            inner: f,
+            count: bytes_read.clone(),
+        };
+        let gz = flate2::read::GzDecoder::new(BufReader::with_capacity(1 << 20, counted));
+        opened.push((path.display().to_string(), tar::Archive::new(gz)));
+    }
+    let mut streams = Vec::new();
+    for (file, archive) in opened.iter_mut() {
+        let entries = archive.entries().map_err(|e| tar_err(file, "(start)", e))?;
+        let mut s = Stream {
+            file: file.clone(),
+            entries,
+            prev: String::from("(start of archive)"),
+            head: None,
+        };
+        s.advance(labeler.is_train())?;
+        streams.push(s);
+    }
+    let mut last: Option<((String, String), String)> = None;
+    for index in 0u64.. {
+        let Some(i) = (0..streams.len())
+            .filter(|&i| streams[i].head.is_some())
+            .min_by(|&a, &b| {
+                streams[a]
+                    .head
+                    .as_ref()
+                    .map(|h| &h.key)
+                    .cmp(&streams[b].head.as_ref().map(|h| &h.key))
+            })
+        else {
+            break;
+        };
+        let file = streams[i].file.clone();
+        let head = streams[i].head.as_mut().expect("chosen for its head");
+        if let Some((last_key, last_member)) = &last {
+            if head.key <= *last_key {
+                // The same image in two archives.
+                return Err(PreprocessError::OutOfOrderInput {
+                    file,
+                    member: head.member.clone(),
+                    after: last_member.clone(),
+                });
             }
         }
+        last = Some((head.key.clone(), head.member.clone()));
+        let label = match &head.wnid {
+            Some(w) => labeler.wnid_label(w),
+            None => Err(format!(
+                "{}: the name carries no _<wnid> suffix",
+                head.member
+            )),
+        };
+        let size = head.entry.size();
+        let data = if !want(index) {
+            None
+        } else if size > MAX_MEMBER_BYTES {
+            Some(Err(format!("member too large ({size} bytes)")))
+        } else {
+            let mut data = Vec::with_capacity(size as usize);
+            head.entry
+                .read_to_end(&mut data)
+                .map_err(|e| tar_err(&file, &head.member, e))?;
+            Some(Ok(data))
+        };
+        let name = head.name.clone();
+        if !push(name, label, data) {
+            return Ok(());
+        }
+        streams[i].advance(labeler.is_train())?;
     }
     Ok(())
 }

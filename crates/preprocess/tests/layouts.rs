@@ -247,3 +247,88 @@ fn a_hugging_face_archive_out_of_order_is_refused_naming_the_member() {
         "{err}"
     );
 }
+
+/// Hugging Face's train archives may each hold any classes: archives each
+/// in the canonical order are merged into it.
+#[test]
+fn hugging_face_archives_of_interleaved_members_are_merged() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let one = tmp.path().join("one");
+    generate_layout(&one, &small(), Layout::HfTar).unwrap();
+    // The train members of the one archive, dealt round-robin over three.
+    let mut members = Vec::new();
+    let gz = flate2::read::GzDecoder::new(
+        std::fs::File::open(one.join("data/train_images_0.tar.gz")).unwrap(),
+    );
+    let mut archive = tar::Archive::new(gz);
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        members.push((name, data));
+    }
+    assert!(!one.join("data/train_images_1.tar.gz").exists());
+    let three = tmp.path().join("three");
+    std::fs::create_dir_all(three.join("data")).unwrap();
+    for f in ["classes.py", "data/val_images.tar.gz"] {
+        std::fs::copy(one.join(f), three.join(f)).unwrap();
+    }
+    for k in 0..3 {
+        let path = three.join(format!("data/train_images_{k}.tar.gz"));
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut b = tar::Builder::new(gz);
+        for (name, data) in members.iter().skip(k).step_by(3) {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, &data[..]).unwrap();
+        }
+        b.into_inner().unwrap().finish().unwrap();
+    }
+    convert(&[one], &tmp.path().join("out-one"));
+    convert(&[three], &tmp.path().join("out-three"));
+    assert!(
+        dataset_files(&tmp.path().join("out-one")) == dataset_files(&tmp.path().join("out-three"))
+    );
+}
+
+/// A damaged member of Kaggle's zip is skipped and reported, as a broken
+/// file of the official tars is; the others are converted.
+#[test]
+fn a_damaged_zip_member_is_skipped_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        plant_odd_files: false,
+        ..small()
+    };
+    let written = generate_layout(&tmp.path().join("in"), &cfg, Layout::KaggleZip).unwrap();
+    let zip = &written.from[0];
+    let mut bytes = std::fs::read(zip).unwrap();
+    // The middle of the file lies in a member's compressed bytes.
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 4] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(zip, &bytes).unwrap();
+    let out = tmp.path().join("out");
+    convert(&written.from, &out);
+    let skipped: String = ["train", "val"]
+        .iter()
+        .map(|s| std::fs::read_to_string(out.join(s).join("skipped.tsv")).unwrap())
+        .collect();
+    // One member, or two when the bytes reach the next one's header.
+    let lines: Vec<&str> = skipped.lines().collect();
+    assert!((1..=2).contains(&lines.len()), "{skipped}");
+    for l in lines {
+        assert!(
+            ["deflate", "CRC-32", "Zip"].iter().any(|w| l.contains(w)),
+            "{skipped}"
+        );
+    }
+}
