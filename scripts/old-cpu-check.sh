@@ -19,7 +19,7 @@ command -v qemu-x86_64 >/dev/null || {
     exit 2
 }
 # Test targets whose code has run-time-dispatched loops.
-targets="loader augment encodings order preprocess ops_conv ops_lrn ops_pool ops_lrn_pool"
+targets="loader augment encodings order preprocess decode ops_conv ops_lrn ops_pool ops_lrn_pool"
 list=$(cargo test --release --workspace "$@" --no-run --message-format=json 2>/dev/null |
     python3 -c '
 import json, sys
