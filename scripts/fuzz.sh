@@ -44,11 +44,14 @@ for t in "${targets[@]}"; do
     echo "== $t: ${seconds}s"
     # -timeout: one input taking over 10 s is a hang; -rss_limit_mb: the
     # process's resident memory.
+    set +e
     "$bin/$t" "corpus/$t" \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
         -max_len=262144 -print_final_stats=1 \
-        -artifact_prefix="artifacts/$t/" "$@" 2>&1 | tee "logs/$t.log" | grep -E '^#[0-9]+ +(INITED|DONE)|^(==|stat::|SUMMARY|artifact_prefix|Test unit written)|panicked|allocation of' || true
+        -artifact_prefix="artifacts/$t/" "$@" 2>&1 | tee "logs/$t.log" |
+        grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^(==|stat::|SUMMARY|artifact_prefix|Test unit written)|panicked|allocation of'
     status=${PIPESTATUS[0]}
+    set -e
     if [ "$status" -ne 0 ]; then
         echo "$t: libFuzzer exited with $status; see fuzz/logs/$t.log and fuzz/artifacts/$t/" >&2
         exit "$status"

@@ -47,7 +47,7 @@ fn check(size: usize) {
         // No allocation here: write the message straight to stderr.
         let mut msg = [0u8; 96];
         let mut w = &mut msg[..];
-        let _ = write!(w, "allocation of {size} bytes (bound {MAX_ALLOCATION})\n");
+        let _ = writeln!(w, "allocation of {size} bytes (bound {MAX_ALLOCATION})");
         let used = 96 - w.len();
         let _ = std::io::stderr().write_all(&msg[..used]);
         std::process::abort();
