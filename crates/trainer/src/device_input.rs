@@ -152,7 +152,7 @@ impl InputPath {
                 if *staged != Some(batch.number()) {
                     // Not staged ahead (an epoch's first batch).
                     input.clear();
-                    stage(input, batch)?;
+                    stage_batch(input, batch)?;
                 }
                 *staged = None;
                 let images = input.take()?;
@@ -183,7 +183,7 @@ impl InputPath {
                     return Ok(());
                 }
                 if let Some(next) = feed.peek() {
-                    stage(input, next)?;
+                    stage_batch(input, next)?;
                     *staged = Some(next.number());
                 }
                 Ok(())
@@ -192,8 +192,10 @@ impl InputPath {
     }
 }
 
+/// Stages a loader batch of `u8` crops on `input`: its pixels, and where
+/// each view was cut and the lighting it gets.
 #[cfg(feature = "cuda")]
-fn stage(input: &mut model::input::DeviceInput, batch: &Batch) -> Result<()> {
+pub fn stage_batch(input: &mut model::input::DeviceInput, batch: &Batch) -> Result<()> {
     let views: Vec<model::input::ViewMeta> = batch
         .crops()
         .iter()

@@ -54,6 +54,8 @@ pub use config::{
     DEFAULT_COLLECTIVE_TIMEOUT, DEFAULT_EPOCHS, DEFAULT_EVAL_BATCH, DEFAULT_PREFETCH,
     QUICKSTART_DIR, QUICKSTART_EPOCHS, QUICKSTART_LR,
 };
+#[cfg(feature = "cuda")]
+pub use device_input::stage_batch;
 pub use devices::Devices;
 pub use distributed::{job_collective, Collective, GradientSums, LaunchMismatch, SingleProcess};
 pub use error::{Result, TrainerError};

@@ -41,7 +41,7 @@ fn normalised(
     f32s: &loader::Loader,
     u8s: &loader::Loader,
 ) -> anyhow::Result<Option<Vec<(Tensor, Tensor)>>> {
-    use model::input::{DeviceInput, ViewMeta};
+    use model::input::DeviceInput;
     let mut input = DeviceInput::new(
         device,
         &stats.mean_image,
@@ -51,18 +51,7 @@ fn normalised(
     )?;
     let batches: Vec<loader::Batch> = (0..2).map(|b| u8s.batch(1, b)).collect::<Result<_, _>>()?;
     for b in &batches {
-        let views: Vec<ViewMeta> = b
-            .crops()
-            .iter()
-            .zip(b.lighting())
-            .map(|(c, l)| ViewMeta {
-                y: c.y,
-                x: c.x,
-                flipped: c.flipped,
-                light: *l,
-            })
-            .collect();
-        input.stage(b.images_u8(), &views, b.crop())?;
+        trainer::stage_batch(&mut input, b)?;
     }
     let mut out = Vec::new();
     for i in 0..batches.len() {
