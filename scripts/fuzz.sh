@@ -35,6 +35,12 @@ triple=$(rustc -vV | sed -n 's/^host: //p')
 # The passes `cargo fuzz` adds, without its nightly-only sanitizer flags.
 # `--target` keeps them off build scripts and proc macros.
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares"
+# A full disk shows up as a tool killed by SIGBUS or an I/O error deep in
+# a build script: say so before building, with the space left.
+avail_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [ "${avail_kb:-0}" -lt 4000000 ]; then
+    echo "fuzz.sh: only $((avail_kb / 1024)) MB free on $(df -P . | awk 'NR == 2 { print $6 }'); the fuzz build needs about 4 GB" >&2
+fi
 cargo build --release --locked --target "$triple" --bins
 bin=${CARGO_TARGET_DIR:-target}/$triple/release
 "$bin/seeds" corpus
