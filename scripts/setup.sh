@@ -4,8 +4,9 @@
 # (libturbojpeg0-dev, 2.1) and pkg-config. Debian/Ubuntu; uses sudo
 # when not run as root. Safe to run again: it does nothing when all is there.
 #
-#   scripts/setup.sh --python   also makes .venv (numpy, h5py, safetensors from
-#                               PyPI) for scripts/torch_eval.py and its test;
+#   scripts/setup.sh --python   also makes .venv (numpy, h5py, safetensors and
+#                               tensorboard from PyPI) for scripts/torch_eval.py
+#                               and the tests that read with Python;
 #                               installs python3-venv when python3 lacks venv
 #   scripts/setup.sh --mpi      also installs OpenMPI (libopenmpi-dev,
 #                               openmpi-bin) and libclang-dev, which the `mpi`
@@ -39,7 +40,8 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 if [ $mpi -eq 1 ]; then
     command -v mpirun >/dev/null || need+=(openmpi-bin)
     pkg-config --exists ompi 2>/dev/null || need+=(libopenmpi-dev)
-    ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+    # libclang itself: libclang-cpp (C++ API) alone is not what bindgen loads.
+    ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || need+=(libclang-dev)
 fi
 if [ $old_cpu -eq 1 ]; then
     command -v qemu-x86_64 >/dev/null || need+=(qemu-user)
@@ -62,7 +64,8 @@ if [ $python -eq 1 ]; then
         python3 -m venv .venv
     fi
     # Lower bounds only: recent wheels from PyPI (h5py bundles its own HDF5).
+    # tensorboard: its own event-file reader checks the files a run writes.
     .venv/bin/python3 -m pip install --quiet --disable-pip-version-check \
-        "numpy>=1.24" "h5py>=3.8" "safetensors>=0.4"
-    echo "python: $(.venv/bin/python3 -c 'import numpy, h5py, safetensors; print("numpy", numpy.__version__, "h5py", h5py.__version__, "safetensors", safetensors.__version__)') in .venv"
+        "numpy>=1.24" "h5py>=3.8" "safetensors>=0.4" "tensorboard>=2.14"
+    echo "python: $(.venv/bin/python3 -c 'import numpy, h5py, safetensors, tensorboard; print("numpy", numpy.__version__, "h5py", h5py.__version__, "safetensors", safetensors.__version__, "tensorboard", tensorboard.__version__)') in .venv"
 fi

@@ -79,6 +79,13 @@ pub struct TrainArgs {
     /// each epoch. A job killed without warning loses at most this much.
     #[arg(long, default_value_t = CheckpointEvery::default(), value_name = "STEPS|TIME")]
     pub checkpoint_every: CheckpointEvery,
+    /// TensorBoard: write the training loss, top-1 error, learning rate,
+    /// images/s and data-wait share every N optimizer steps to
+    /// RUN_DIR/tensorboard/ (each epoch's metrics.csv row and the conv1
+    /// kernels are written at every epoch's end); 0 writes no event files.
+    /// Follow runs with `tensorboard --logdir runs/`.
+    #[arg(long, default_value_t = trainer::DEFAULT_TENSORBOARD_EVERY, value_name = "N")]
+    pub tensorboard_every: u64,
     /// Several ranks: seconds one rank waits in a gradient all-reduce for
     /// the others before it ends the job (a rank that hangs rather than dies).
     #[arg(long, default_value_t = trainer::DEFAULT_COLLECTIVE_TIMEOUT.as_secs(), value_name = "SECONDS")]
@@ -284,6 +291,7 @@ fn train_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         prefetch: args.prefetch,
         checkpoint_every: args.checkpoint_every,
         stop_at_step: args.max_steps,
+        tensorboard_every: args.tensorboard_every,
     })?)
 }
 

@@ -44,7 +44,7 @@ const PUBLIC_MODULES: &[(&str, &[&str])] = &[
     ("loader", &[]),
     ("preprocess", &[]),
     ("model", &["input", "ops"]),
-    ("trainer", &["checkpoint", "figures"]),
+    ("trainer", &["checkpoint", "figures", "tensorboard"]),
 ];
 
 /// The longest a function outside tests may be, in lines.

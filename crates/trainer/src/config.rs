@@ -42,6 +42,10 @@ pub const PAPER_MAX_REDUCTIONS: usize = 3;
 /// Longest wait of one collective call before a rank ends the job.
 pub const DEFAULT_COLLECTIVE_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// Steps between two points of the per-step TensorBoard scalars
+/// ([`TrainConfig::tensorboard_every`]).
+pub const DEFAULT_TENSORBOARD_EVERY: u64 = 10;
+
 /// Loader (and preprocess) threads when none are asked for: the loader's
 /// own default, the cores this process may use.
 pub use loader::default_threads;
@@ -145,6 +149,10 @@ pub struct TrainConfig {
     /// (checkpoint of the exact position, `interrupted` outcome). For
     /// time-boxed runs and tests; `None` trains all epochs.
     pub stop_at_step: Option<u64>,
+    /// TensorBoard event files in `run_dir/tensorboard/` (rank 0): the
+    /// per-step scalars every this many steps, and the per-epoch metrics
+    /// and conv1 kernels at every epoch's end. 0 writes no event files.
+    pub tensorboard_every: u64,
     /// The checkpoint [`TrainConfig::for_run`] found and checked when
     /// resuming (`Some(None)`: it looked and found none), so that the
     /// trainer neither reads nor checks it again. `None`: not looked yet.
@@ -180,6 +188,8 @@ pub struct RunOptions {
     pub checkpoint_every: CheckpointEvery,
     /// Stop with a checkpoint after this many optimizer steps in all.
     pub stop_at_step: Option<u64>,
+    /// Steps between per-step TensorBoard scalars (0: no event files).
+    pub tensorboard_every: u64,
 }
 
 impl Default for RunOptions {
@@ -196,6 +206,7 @@ impl Default for RunOptions {
             prefetch: DEFAULT_PREFETCH,
             checkpoint_every: CheckpointEvery::default(),
             stop_at_step: None,
+            tensorboard_every: DEFAULT_TENSORBOARD_EVERY,
         }
     }
 }
@@ -224,6 +235,7 @@ impl TrainConfig {
             resume: false,
             checkpoint_every: CheckpointEvery::Epoch,
             stop_at_step: None,
+            tensorboard_every: DEFAULT_TENSORBOARD_EVERY,
             found: None,
         }
     }
@@ -266,6 +278,7 @@ impl TrainConfig {
         self.prefetch = opts.prefetch;
         self.checkpoint_every = opts.checkpoint_every;
         self.stop_at_step = opts.stop_at_step;
+        self.tensorboard_every = opts.tensorboard_every;
         self
     }
 

@@ -237,6 +237,16 @@ pub enum TrainerError {
     /// tasks would train as separate copies.
     #[error(transparent)]
     LaunchMismatch(#[from] crate::distributed::LaunchMismatch),
+    /// A TensorBoard event file holds a record that is not an event.
+    #[error("{path}: event record {index} is not a TensorBoard event: {source}")]
+    EventRecord {
+        /// The event file.
+        path: PathBuf,
+        /// The record's index in the file (0 is the first).
+        index: usize,
+        /// What the protocol buffer decoder found.
+        source: prost::DecodeError,
+    },
     /// The plot could not be drawn.
     #[error("plot {path}: {source}")]
     Plot {

@@ -143,6 +143,10 @@ pub struct StepReport {
     pub step: u64,
     /// This step's loss (mean over the global batch).
     pub loss: f64,
+    /// This step's top-1 error over the global batch, percent.
+    pub top1_error: f64,
+    /// The learning rate of the step.
+    pub lr: f64,
     /// Mean loss of the epoch so far.
     pub mean_loss: f64,
     /// Training images per second in the epoch so far (all ranks).

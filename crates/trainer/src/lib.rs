@@ -23,8 +23,9 @@
 //! - [`checkpoint`]: the checkpoint format and the run directory's layout.
 //!
 //! A run directory holds `metrics.jsonl` and `metrics.csv` (one row per
-//! epoch), `curves.png`, `latest.json` and `checkpoints/` (see
-//! [`checkpoint`] for the layout). Each checkpoint directory is
+//! epoch), `curves.png`, TensorBoard's event files in `tensorboard/` (see
+//! [`tensorboard`]), `latest.json` and `checkpoints/` (see [`checkpoint`]
+//! for the layout). Each checkpoint directory is
 //! self-contained: prediction needs nothing else.
 
 mod arch;
@@ -43,6 +44,7 @@ mod per_class;
 mod plot;
 mod predict;
 mod schedule;
+pub mod tensorboard;
 mod topk;
 mod train;
 mod views;
@@ -52,7 +54,7 @@ pub use checkpoint::{Checkpoint, CheckpointState};
 pub use config::{
     default_threads, CheckpointEvery, RunOptions, RunSettings, ScheduleKind, TrainConfig,
     DEFAULT_COLLECTIVE_TIMEOUT, DEFAULT_EPOCHS, DEFAULT_EVAL_BATCH, DEFAULT_PREFETCH,
-    QUICKSTART_DIR, QUICKSTART_EPOCHS, QUICKSTART_LR,
+    DEFAULT_TENSORBOARD_EVERY, QUICKSTART_DIR, QUICKSTART_EPOCHS, QUICKSTART_LR,
 };
 #[cfg(feature = "cuda")]
 pub use device_input::stage_batch;

@@ -12,7 +12,7 @@ use crate::error::{Result, TrainerError};
 /// The learning figures (losses, errors, `lr`, `step`) are a deterministic
 /// function of the seed on the CPU; the timing figures (`images_per_sec`,
 /// `data_wait_share`, `*_seconds`) are measurements and vary run to run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
     /// Epoch number, 1-based.
     pub epoch: usize,
@@ -64,8 +64,29 @@ impl EpochMetrics {
     }
 }
 
-const CSV_HEADER: &str = "epoch,step,lr,train_loss,train_top1_error,train_top5_error,val_loss,\
-val_top1_error,val_top5_error,train_images,images_per_sec,data_wait_share,train_seconds,val_seconds";
+impl EpochMetrics {
+    /// Every figure by its column name in `metrics.csv`, in the file's
+    /// order (the TensorBoard scalars of an epoch use the same names).
+    /// The counts (`epoch`, `step`, `train_images`) are exact as `f64`.
+    pub fn columns(&self) -> [(&'static str, f64); 14] {
+        [
+            ("epoch", self.epoch as f64),
+            ("step", self.step as f64),
+            ("lr", self.lr),
+            ("train_loss", self.train_loss),
+            ("train_top1_error", self.train_top1_error),
+            ("train_top5_error", self.train_top5_error),
+            ("val_loss", self.val_loss),
+            ("val_top1_error", self.val_top1_error),
+            ("val_top5_error", self.val_top5_error),
+            ("train_images", self.train_images as f64),
+            ("images_per_sec", self.images_per_sec),
+            ("data_wait_share", self.data_wait_share),
+            ("train_seconds", self.train_seconds),
+            ("val_seconds", self.val_seconds),
+        ]
+    }
+}
 
 /// Writes the metrics of a run as JSON lines (`metrics.jsonl`) and CSV
 /// (`metrics.csv`) in the run directory. Both files are rewritten whole and
@@ -98,7 +119,12 @@ impl MetricsFiles {
     /// Rewrites both files with `history`.
     pub fn write(&self, history: &[EpochMetrics]) -> Result<()> {
         let mut jsonl = String::new();
-        let mut csv = String::from(CSV_HEADER);
+        let names: Vec<&str> = EpochMetrics::default()
+            .columns()
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        let mut csv = names.join(",");
         csv.push('\n');
         for m in history {
             let line = serde_json::to_string(m).map_err(|source| TrainerError::Json {
@@ -107,23 +133,9 @@ impl MetricsFiles {
             })?;
             jsonl.push_str(&line);
             jsonl.push('\n');
-            csv.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-                m.epoch,
-                m.step,
-                m.lr,
-                m.train_loss,
-                m.train_top1_error,
-                m.train_top5_error,
-                m.val_loss,
-                m.val_top1_error,
-                m.val_top5_error,
-                m.train_images,
-                m.images_per_sec,
-                m.data_wait_share,
-                m.train_seconds,
-                m.val_seconds
-            ));
+            let row: Vec<String> = m.columns().iter().map(|(_, v)| v.to_string()).collect();
+            csv.push_str(&row.join(","));
+            csv.push('\n');
         }
         write_atomic(&self.jsonl, jsonl.as_bytes())?;
         write_atomic(&self.csv, csv.as_bytes())

@@ -22,9 +22,11 @@ use crate::distributed::{
 use crate::error::{io_err, Result, TrainerError};
 use crate::evaluate::{evaluate, EvalOptions};
 use crate::events::{CheckpointReason, NoEvents, RunSummary, StepReport, TrainEvent, TrainSink};
+use crate::figures::filters::{conv1_kernels_of, render_filters, FiltersOptions};
 use crate::metrics::{EpochMetrics, MetricsFiles};
 use crate::plot::draw_curves;
 use crate::schedule::{LrDecision, ScheduleRule};
+use crate::tensorboard::RunEvents;
 use crate::topk::TopKCounter;
 
 /// How a run ended.
@@ -106,6 +108,8 @@ pub enum EpochEnd {
 /// Figures of one step (all ranks).
 struct StepResult {
     loss: f64,
+    /// Top-1 error of the global batch, percent.
+    top1_error: f64,
     stop: bool,
     allreduce: Duration,
 }
@@ -140,6 +144,8 @@ pub struct Trainer<'c> {
     /// Where batches become the network's input (tower A's device).
     input: InputPath,
     summary: RunSummary,
+    /// TensorBoard's event files (rank 0, unless turned off).
+    events: Option<RunEvents>,
 }
 
 impl<'c> Trainer<'c> {
@@ -172,9 +178,12 @@ impl<'c> Trainer<'c> {
                 ),
             });
         }
-        if collective.rank() == 0 {
+        let events = if collective.rank() == 0 {
             std::fs::create_dir_all(&cfg.run_dir).map_err(io_err(&cfg.run_dir))?;
-        }
+            RunEvents::open(&cfg.run_dir, state.step, cfg.tensorboard_every)?
+        } else {
+            None
+        };
         let summary = RunSummary {
             model: cfg.architecture.name.clone(),
             parameters: parts.net.num_parameters(),
@@ -228,6 +237,7 @@ impl<'c> Trainer<'c> {
             last_checkpoint,
             start,
             summary,
+            events,
         })
     }
 
@@ -349,13 +359,7 @@ impl<'c> Trainer<'c> {
             if stop_asked || self.cfg.stop_at_step.is_some_and(|s| self.state.step >= s) {
                 drop(batch);
                 drop(batches);
-                self.state.partial = Some(partial_epoch(b, counter, train_time, wait_time));
-                // A checkpoint of this very step (periodic, or the
-                // resumed one) already holds this position.
-                if self.last_saved.0 != self.state.step || self.last_checkpoint.is_none() {
-                    self.checkpoint(CheckpointReason::Stop, sink)?;
-                }
-                return Ok(EpochEnd::Stopped);
+                return self.stop_here(partial_epoch(b, counter, train_time, wait_time), sink);
             }
             wait_time += waited;
             let step_start = Instant::now();
@@ -369,16 +373,21 @@ impl<'c> Trainer<'c> {
             b += 1;
 
             let secs = train_time.as_secs_f64().max(1e-9);
-            sink.event(&TrainEvent::Step(&StepReport {
-                epoch: epoch + 1,
-                batch: b,
-                step: self.state.step,
-                loss: result.loss,
-                mean_loss: counter.mean_loss(),
-                images_per_sec: counter.images as f64 / secs,
-                data_wait_share: wait_time.as_secs_f64() / secs,
-                allreduce_seconds: result.allreduce.as_secs_f64(),
-            }));
+            self.report_step(
+                &StepReport {
+                    epoch: epoch + 1,
+                    batch: b,
+                    step: self.state.step,
+                    loss: result.loss,
+                    top1_error: result.top1_error,
+                    lr: self.sgd.lr(),
+                    mean_loss: counter.mean_loss(),
+                    images_per_sec: counter.images as f64 / secs,
+                    data_wait_share: wait_time.as_secs_f64() / secs,
+                    allreduce_seconds: result.allreduce.as_secs_f64(),
+                },
+                sink,
+            )?;
             if b < batches_per_epoch && self.periodic_checkpoint_due() {
                 self.state.partial = Some(partial_epoch(b, counter, train_time, wait_time));
                 self.checkpoint(CheckpointReason::Periodic, sink)?;
@@ -400,6 +409,26 @@ impl<'c> Trainer<'c> {
             wait_seconds: wait_time.as_secs_f64(),
             allreduce_seconds: allreduce_time.as_secs_f64(),
         })
+    }
+
+    /// Stops the epoch in progress at `position`, checkpointed.
+    fn stop_here(&mut self, position: PartialEpoch, sink: &dyn TrainSink) -> Result<EpochEnd> {
+        self.state.partial = Some(position);
+        // A checkpoint of this very step (periodic, or the resumed one)
+        // already holds this position.
+        if self.last_saved.0 != self.state.step || self.last_checkpoint.is_none() {
+            self.checkpoint(CheckpointReason::Stop, sink)?;
+        }
+        Ok(EpochEnd::Stopped)
+    }
+
+    /// A step done: to the event files, then to the sink.
+    fn report_step(&mut self, report: &StepReport, sink: &dyn TrainSink) -> Result<()> {
+        if let Some(events) = &mut self.events {
+            events.step(report)?;
+        }
+        sink.event(&TrainEvent::Step(report));
+        Ok(())
     }
 
     fn periodic_checkpoint_due(&self) -> bool {
@@ -468,6 +497,7 @@ impl<'c> Trainer<'c> {
         self.state.step += 1;
         Ok(StepResult {
             loss: loss_value,
+            top1_error: global.top1_error(),
             stop: stop_agreed,
             allreduce,
         })
@@ -566,6 +596,12 @@ impl<'c> Trainer<'c> {
             self.metrics_files.write(&self.state.metrics)?;
             draw_curves(&self.cfg.run_dir.join(PLOT_FILE), &self.state.metrics)?;
         }
+        if let Some(events) = &mut self.events {
+            let (towers, kernels, side) =
+                conv1_kernels_of(&self.varmap, self.cfg.architecture.single_tower)?;
+            let (filters, _) = render_filters(&towers, kernels, side, &FiltersOptions::default())?;
+            events.epoch(&m, &filters)?;
+        }
         sink.event(&TrainEvent::EpochFinished {
             metrics: &m,
             epochs: self.cfg.epochs,
@@ -591,6 +627,9 @@ impl<'c> Trainer<'c> {
         self.last_saved = (self.state.step, Instant::now());
         if !self.writes_files() {
             return Ok(None);
+        }
+        if let Some(events) = &mut self.events {
+            events.flush()?;
         }
         let extra: [&Path; 2] = [&self.extra[0], &self.extra[1]];
         let dir = checkpoint::save(

@@ -9,7 +9,15 @@ use std::process::Command;
 /// workspace's `.venv` (`scripts/setup.sh --python`), or `python3`. Without
 /// one the calling test is skipped (`None`, with a line on stderr), unless
 /// `ALEXNET_REQUIRE_PYTHON` is set (CI), where that is a failure.
+#[allow(dead_code)] // each test binary that includes this file uses one of the two
 pub fn reference_python(test: &str) -> Option<PathBuf> {
+    python_with(test, &["numpy", "h5py", "safetensors"])
+}
+
+/// A python3 that imports each of `modules`, found and reported as by
+/// [`reference_python`].
+#[allow(dead_code)]
+pub fn python_with(test: &str, modules: &[&str]) -> Option<PathBuf> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut candidates = Vec::new();
     if let Some(p) = std::env::var_os("ALEXNET_PYTHON") {
@@ -17,9 +25,10 @@ pub fn reference_python(test: &str) -> Option<PathBuf> {
     }
     candidates.push(workspace.join(".venv/bin/python3"));
     candidates.push(PathBuf::from("python3"));
+    let import = format!("import {}", modules.join(", "));
     for p in &candidates {
         let ok = Command::new(p)
-            .args(["-c", "import numpy, h5py, safetensors"])
+            .args(["-c", &import])
             .output()
             .is_ok_and(|o| o.status.success());
         if ok {
@@ -27,7 +36,8 @@ pub fn reference_python(test: &str) -> Option<PathBuf> {
         }
     }
     let why = format!(
-        "none of {candidates:?} imports numpy, h5py and safetensors (run scripts/setup.sh --python)"
+        "none of {candidates:?} imports {} (run scripts/setup.sh --python)",
+        modules.join(", ")
     );
     if std::env::var_os("ALEXNET_REQUIRE_PYTHON").is_some() {
         panic!("ALEXNET_REQUIRE_PYTHON is set but {why}");

@@ -186,18 +186,33 @@ impl Canvas {
 /// What drawing or a PNG file's encoder or decoder reports.
 pub type CanvasError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Encodes `image` to `out` as an 8-bit RGB PNG.
+fn write_png_to(
+    out: impl std::io::Write,
+    image: &RgbImage,
+) -> std::result::Result<(), CanvasError> {
+    let mut enc = png::Encoder::new(out, image.width as u32, image.height as u32);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header()?;
+    writer.write_image_data(&image.data)?;
+    writer.finish()?;
+    Ok(())
+}
+
+/// `image` as the bytes of an 8-bit RGB PNG file.
+pub fn encode_png(image: &RgbImage) -> std::result::Result<Vec<u8>, CanvasError> {
+    let mut out = Vec::new();
+    write_png_to(&mut out, image)?;
+    Ok(out)
+}
+
 /// Writes `image` to `path` as an 8-bit RGB PNG, through a temporary file
 /// renamed into place.
 pub fn write_png(path: &Path, image: &RgbImage) -> std::result::Result<(), CanvasError> {
     let tmp = path.with_extension(format!("tmp-{}.png", std::process::id()));
     let write = || -> std::result::Result<(), CanvasError> {
-        let file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        let mut enc = png::Encoder::new(file, image.width as u32, image.height as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut writer = enc.write_header()?;
-        writer.write_image_data(&image.data)?;
-        writer.finish()?;
+        write_png_to(std::io::BufWriter::new(std::fs::File::create(&tmp)?), image)?;
         std::fs::rename(&tmp, path)?;
         Ok(())
     };

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
 
 use super::canvas::{Canvas, RgbImage};
 use crate::checkpoint::Checkpoint;
@@ -168,29 +169,60 @@ pub fn conv1_kernels(ck: &Checkpoint) -> Result<(Vec<Vec<f32>>, usize, usize)> {
             action: "reading parameters",
             source: Box::new(source),
         })?;
-    let towers = if ck.state.architecture.single_tower {
+    let towers = tower_count(ck.state.architecture.single_tower);
+    kernels_of(
+        towers,
+        |name| tensors.get(name).cloned(),
+        |reason| TrainerError::Checkpoint {
+            path: path.clone(),
+            reason,
+        },
+    )
+}
+
+/// The conv1 kernels of a network being trained (its variables), as
+/// [`conv1_kernels`] reads them from a checkpoint.
+pub fn conv1_kernels_of(
+    varmap: &VarMap,
+    single_tower: bool,
+) -> Result<(Vec<Vec<f32>>, usize, usize)> {
+    let vars = varmap.data().lock().expect("the variables' lock");
+    kernels_of(
+        tower_count(single_tower),
+        |name| vars.get(name).map(|v| v.as_tensor().clone()),
+        TrainerError::Shape,
+    )
+}
+
+fn tower_count(single_tower: bool) -> usize {
+    if single_tower {
         1
     } else {
         2
-    };
+    }
+}
+
+fn kernels_of(
+    towers: usize,
+    get: impl Fn(&str) -> Option<Tensor>,
+    bad: impl Fn(String) -> TrainerError,
+) -> Result<(Vec<Vec<f32>>, usize, usize)> {
     let mut out = Vec::new();
     let mut dims = (0, 0);
     for t in 0..towers {
         let name = format!("tower_{}.conv1.weight", tower_name(t).to_ascii_lowercase());
-        let w = tensors.get(&name).ok_or_else(|| TrainerError::Checkpoint {
-            path: path.clone(),
-            reason: format!("{name} is missing"),
-        })?;
+        let w = get(&name).ok_or_else(|| bad(format!("{name} is missing")))?;
         let (k, c, h, wd) = w.dims4()?;
         if c != 3 || h != wd {
-            return Err(TrainerError::Checkpoint {
-                path: path.clone(),
-                reason: format!("{name} has shape {:?}, expected [k, 3, s, s]", w.dims()),
-            });
+            return Err(bad(format!(
+                "{name} has shape {:?}, expected [k, 3, s, s]",
+                w.dims()
+            )));
         }
         dims = (k, h);
         out.push(
-            w.to_dtype(candle_core::DType::F32)?
+            w.to_device(&Device::Cpu)?
+                .to_dtype(candle_core::DType::F32)?
                 .flatten_all()?
                 .to_vec1::<f32>()?,
         );
@@ -200,12 +232,39 @@ pub fn conv1_kernels(ck: &Checkpoint) -> Result<(Vec<Vec<f32>>, usize, usize)> {
 
 /// Draws the conv1 kernels of `ck` to `out` (PNG).
 pub fn draw_filters(ck: &Checkpoint, out: &Path, opts: &FiltersOptions) -> Result<FiltersFigure> {
+    let (towers, kernels, side) = conv1_kernels(ck)?;
+    let (canvas, figure) = compose_filters(&towers, kernels, side, opts)?;
+    canvas.save_png(out)?;
+    Ok(figure)
+}
+
+/// The picture of [`draw_filters`] from kernels in memory (per tower,
+/// `kernels` kernels `[3, side, side]` flattened), as an image.
+pub fn render_filters(
+    towers: &[Vec<f32>],
+    kernels: usize,
+    side: usize,
+    opts: &FiltersOptions,
+) -> Result<(RgbImage, FiltersFigure)> {
+    let (canvas, figure) = compose_filters(towers, kernels, side, opts)?;
+    let image = canvas.render().map_err(|source| TrainerError::Plot {
+        path: "conv1 filters".into(),
+        source,
+    })?;
+    Ok((image, figure))
+}
+
+fn compose_filters(
+    towers: &[Vec<f32>],
+    kernels: usize,
+    side: usize,
+    opts: &FiltersOptions,
+) -> Result<(Canvas, FiltersFigure)> {
     if opts.scale == 0 || opts.columns == 0 {
         return Err(TrainerError::Zero {
             what: "--scale and --columns",
         });
     }
-    let (towers, kernels, side) = conv1_kernels(ck)?;
     let layout = FiltersLayout {
         towers: towers.len(),
         kernels,
@@ -241,12 +300,14 @@ pub fn draw_filters(ck: &Checkpoint, out: &Path, opts: &FiltersOptions) -> Resul
         colourfulness.push(mean);
         per_tower.push(scores);
     }
-    canvas.save_png(out)?;
-    Ok(FiltersFigure {
-        layout,
-        colourfulness,
-        kernel_colourfulness: per_tower,
-    })
+    Ok((
+        canvas,
+        FiltersFigure {
+            layout,
+            colourfulness,
+            kernel_colourfulness: per_tower,
+        },
+    ))
 }
 
 #[cfg(test)]
