@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{preprocess_args, s, strs, TinyImageNet};
-use trainer::Checkpoint;
+use trainer::{tensorboard, Checkpoint};
 
 const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
 
@@ -227,6 +227,16 @@ fn two_ranks_train_as_one_process_and_resume_at_any_world_size() {
         assert!(close(a.val_loss, b.val_loss), "{a:?} vs {b:?}");
     }
     assert_eq!(last_line(&single), last_line(&double));
+    // Only rank 0 writes TensorBoard's event files: one file, each epoch once.
+    let log = tensorboard::read_events(&tensorboard::tensorboard_dir(&two)).unwrap();
+    assert_eq!(log.files.len(), 1, "{:?}", log.files);
+    let epochs: Vec<u64> = log
+        .scalars
+        .iter()
+        .filter(|s| s.tag == "epoch/val_top1_error")
+        .map(|s| s.step)
+        .collect();
+    assert_eq!(epochs, m2.iter().map(|m| m.step).collect::<Vec<_>>());
 
     // Stop at step 7 (inside epoch 2), then resume at two ranks.
     let mut args = train_args(&data, &stopped);
