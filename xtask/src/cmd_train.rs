@@ -325,6 +325,19 @@ fn report_outcome(out: &TrainOutcome, stopped_by_user: bool) -> anyhow::Result<(
         .context("the run finished without a completed epoch")?;
     println!("metrics: {}", out.metrics_path().display());
     println!("plot: {}", out.plot_path().display());
+    let events = trainer::tensorboard::tensorboard_dir(&out.run_dir);
+    if events.is_dir() {
+        // The directory of all runs, so that they show side by side.
+        let runs = match out.run_dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => std::path::Path::new("."),
+        };
+        println!(
+            "tensorboard: {} (follow with: tensorboard --logdir {})",
+            events.display(),
+            runs.display()
+        );
+    }
     if let Some(ck) = &out.checkpoint {
         println!("checkpoint: {}", ck.display());
     }
