@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use shards::{ImageSource, OpenedShard, ShardError};
+use shards::{DecodedRegion, ImageSource, JpegDecodeOptions, OpenedShard, ShardError};
 
 use crate::loader::panic_message;
 use crate::LoaderError;
@@ -300,6 +300,33 @@ impl Dataset {
             buf,
         )?;
         Ok(())
+    }
+
+    /// Reads the part of image `index` that holds rows `rows` and columns
+    /// `cols` into `buf` (at least `rows.len() * W * 3` bytes), laid out as
+    /// the returned region says (rows of `cols` pixels from column
+    /// `first_col`). Raw shards give whole rows; JPEG shards decode only
+    /// what the region needs, with `options` (the default gives the pixels
+    /// of a full decode).
+    pub fn read_region(
+        &self,
+        index: u64,
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+        options: JpegDecodeOptions,
+        buf: &mut [u8],
+    ) -> Result<DecodedRegion, LoaderError> {
+        let (s, local) = self.locate(index);
+        let shard = &self.inner.shards[s];
+        Ok(shard.source.read_region(
+            &shard.path,
+            (local, index),
+            (self.inner.height, self.inner.width),
+            rows,
+            cols,
+            options,
+            buf,
+        )?)
     }
 
     /// Bytes the shards store for all images: `len() * image_bytes()` for

@@ -49,7 +49,7 @@ static void region_emit_message(j_common_ptr cinfo, int level) {
 }
 
 struct region_decoder *region_decoder_new(void) {
-  struct region_decoder *d = calloc(1, sizeof *d);
+  struct region_decoder *volatile d = calloc(1, sizeof *d);
   if (!d) return NULL;
   d->cinfo.err = jpeg_std_error(&d->err.pub);
   d->err.pub.error_exit = region_error_exit;
