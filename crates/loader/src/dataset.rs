@@ -329,6 +329,17 @@ impl Dataset {
         )?)
     }
 
+    /// The stored JPEG stream of image `index` into `stream` (resized to
+    /// fit), or `false` when its shard holds raw pixels: for measuring the
+    /// decoder alone.
+    pub fn read_jpeg_stream(&self, index: u64, stream: &mut Vec<u8>) -> Result<bool, LoaderError> {
+        let (s, local) = self.locate(index);
+        let shard = &self.inner.shards[s];
+        Ok(shard
+            .source
+            .read_jpeg_stream(&shard.path, (local, index), stream)?)
+    }
+
     /// Bytes the shards store for all images: `len() * image_bytes()` for
     /// raw shards, the total length of the JPEG streams otherwise.
     pub fn stored_image_bytes(&self) -> u64 {

@@ -142,12 +142,7 @@ impl ImageSource {
         options: JpegDecodeOptions,
         buf: &mut [u8],
     ) -> Result<DecodedRegion, ShardError> {
-        let ImageSource::Jpeg {
-            file,
-            base,
-            offsets,
-        } = self
-        else {
+        if !self.is_encoded() {
             let n = rows.len();
             let buf = &mut buf[..n * width * 3];
             self.read_rows(path, (local, global), (height, width), rows.start, n, buf)?;
@@ -160,11 +155,7 @@ impl ImageSource {
         };
         JPEG_SCRATCH.with(|scratch| {
             let (stream, _) = &mut *scratch.borrow_mut();
-            let (start, end) = (offsets[local], offsets[local + 1]);
-            stream.resize((end - start) as usize, 0);
-            file.read_exact_at(stream, base + start).map_err(|e| {
-                ShardError::io(path, format!("reading image {local} (global index {global})"), e)
-            })?;
+            self.read_jpeg_stream(path, (local, global), stream)?;
             decode_jpeg_region_into(stream, (width, height), rows, cols, options, buf).map_err(
                 |source| ShardError::Jpeg {
                     path: path.to_owned(),
@@ -173,6 +164,30 @@ impl ImageSource {
                 },
             )
         })
+    }
+
+    /// The JPEG stream of image `local` into `stream` (resized to fit), or
+    /// `false` when the shard does not hold JPEG streams.
+    pub fn read_jpeg_stream(
+        &self,
+        path: &Path,
+        (local, global): (usize, u64),
+        stream: &mut Vec<u8>,
+    ) -> Result<bool, ShardError> {
+        let ImageSource::Jpeg {
+            file,
+            base,
+            offsets,
+        } = self
+        else {
+            return Ok(false);
+        };
+        let (start, end) = (offsets[local], offsets[local + 1]);
+        stream.resize((end - start) as usize, 0);
+        file.read_exact_at(stream, base + start).map_err(|e| {
+            ShardError::io(path, format!("reading image {local} (global index {global})"), e)
+        })?;
+        Ok(true)
     }
 
     /// Bytes the shard stores for its `len` images (pixels, or JPEG streams).

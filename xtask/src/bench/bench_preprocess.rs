@@ -35,8 +35,17 @@ pub struct Args {
     /// Directory holding ILSVRC2012_img_train.tar (e.g. the real one, or
     /// `cargo xtask synth` output). When omitted, a synthetic train tar is
     /// generated into --work (kept and reused across runs).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "photos")]
     data: Option<PathBuf>,
+    /// A directory of real photos named `<wnid>_*.JPEG` (e.g. a clone of
+    /// github.com/EliSchwartz/imagenet-sample-images): packed once into a
+    /// train tar in ImageNet's layout under --work, `--repeats` times each,
+    /// with one file of each odd and broken kind planted.
+    #[arg(long)]
+    photos: Option<PathBuf>,
+    /// With --photos: how many times each photo is packed (under new names).
+    #[arg(long, default_value_t = DEFAULT_REPEATS)]
+    repeats: usize,
     /// Working directory: generated data and the outputs of both tools.
     #[arg(long, default_value = DEFAULT_WORK)]
     work: PathBuf,
@@ -73,13 +82,16 @@ pub struct Args {
     /// --from` reads (official files, extracted tree, Kaggle directory and
     /// zip, Hugging Face tar.gz and parquet), each converted in turn; images/s
     /// per layout and against the official files.
-    #[arg(long, conflicts_with_all = ["peer", "data"])]
+    #[arg(long, conflicts_with_all = ["peer", "data", "photos"])]
     layouts: bool,
     /// With --layouts: conversions per layout, the best one reported (the
     /// layouts take turns, so that a busy machine slows them alike).
     #[arg(long, default_value_t = DEFAULT_ROUNDS)]
     rounds: usize,
 }
+
+/// Default of `--repeats`.
+const DEFAULT_REPEATS: usize = 1;
 
 /// Default of `--rounds`.
 const DEFAULT_ROUNDS: usize = 3;
@@ -213,9 +225,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.layouts {
         return run_layouts(&args);
     }
-    let train_tar = match &args.data {
-        Some(d) => d.join(synth::TRAIN_TAR),
-        None => generate(&args)?,
+    let train_tar = match (&args.data, &args.photos) {
+        (Some(d), _) => d.join(synth::TRAIN_TAR),
+        (None, Some(photos)) => {
+            super::real_photos::pack(photos, &args.work, args.repeats)?
+                .dir
+                .join(synth::TRAIN_TAR)
+        }
+        (None, None) => generate(&args)?,
     };
     if !train_tar.is_file() {
         bail!("{} not found", train_tar.display());
