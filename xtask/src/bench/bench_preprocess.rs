@@ -90,6 +90,21 @@ pub struct Args {
     rounds: usize,
 }
 
+/// Rounds of the decode-only ceiling (the fastest is kept).
+const CEILING_ROUNDS: usize = 2;
+/// The goal against the peer ...
+const GOAL_RATIO: f64 = 4.0;
+/// ... or, where the decode-only ceiling is under it, this share of the ceiling.
+const GOAL_CEILING_SHARE: f64 = 0.9;
+
+fn met(yes: bool) -> &'static str {
+    if yes {
+        "met"
+    } else {
+        "not met"
+    }
+}
+
 /// Default of `--repeats`.
 const DEFAULT_REPEATS: usize = 1;
 
@@ -266,8 +281,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(kb) = peak_rss_kb() {
         eprintln!("peak RSS of this process: {:.0} MB", kb as f64 / 1024.0);
     }
+    let threads = match args.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let ceiling = super::decode_ceiling::measure(
+        &train_tar,
+        threads,
+        args.jpeg_scaling.into(),
+        CEILING_ROUNDS,
+    )?;
+    eprintln!(
+        "decode-only ceiling (libjpeg-turbo at the same DCT scales, the same files from memory, \
+         {threads} threads, fastest of {CEILING_ROUNDS}): {} images in {:.2} s, {:.1} images/s; \
+         the pipeline reaches {:.0}% of it",
+        ceiling.images,
+        ceiling.seconds,
+        ceiling.rate(),
+        100.0 * rate / ceiling.rate()
+    );
     if !args.peer {
-        println!("preprocess: {rate:.1} images/s");
+        println!(
+            "preprocess: {rate:.1} images/s, {:.0}% of the decode-only ceiling ({:.1} images/s)",
+            100.0 * rate / ceiling.rate(),
+            ceiling.rate()
+        );
         return Ok(());
     }
     let script = Path::new("scripts/peers/preprocess_pillow.py");
@@ -311,9 +349,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         String::from_utf8_lossy(&cmp.stdout),
         String::from_utf8_lossy(&cmp.stderr)
     );
+    let (ratio, ceiling_ratio) = (rate / peer_rate, ceiling.rate() / peer_rate);
+    let goal = if ceiling_ratio >= GOAL_RATIO {
+        format!("goal {GOAL_RATIO}x the peer: {}", met(ratio >= GOAL_RATIO))
+    } else {
+        format!(
+            "the ceiling is under {GOAL_RATIO}x the peer, goal {:.0}% of it: {}",
+            100.0 * GOAL_CEILING_SHARE,
+            met(rate >= GOAL_CEILING_SHARE * ceiling.rate())
+        )
+    };
     println!(
-        "preprocess: {rate:.1} images/s, pillow peer {peer_rate:.1} images/s ({:.2}x)",
-        rate / peer_rate
+        "preprocess: {rate:.1} images/s, pillow peer {peer_rate:.1} images/s ({ratio:.2}x); \
+         decode-only ceiling {:.1} images/s ({ceiling_ratio:.2}x the peer), reached {:.0}%; {goal}",
+        ceiling.rate(),
+        100.0 * rate / ceiling.rate()
     );
     Ok(())
 }
