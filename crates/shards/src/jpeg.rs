@@ -251,8 +251,15 @@ pub fn decode_jpeg_region_into(
         "region {rows:?} x {cols:?} does not fit a {width}x{height} image"
     );
     assert!(out.len() >= rows.len() * width * 3, "output too short");
-    let flags = if options.fast_dct { ffi::REGION_FAST_DCT } else { 0 }
-        | if options.fast_upsampling { ffi::REGION_FAST_UPSAMPLING } else { 0 };
+    let flags = if options.fast_dct {
+        ffi::REGION_FAST_DCT
+    } else {
+        0
+    } | if options.fast_upsampling {
+        ffi::REGION_FAST_UPSAMPLING
+    } else {
+        0
+    };
     REGION.with(|slot| {
         let slot = &mut *slot.borrow_mut();
         let decoder = match slot {
@@ -297,11 +304,10 @@ pub fn decode_jpeg_region_into(
             }),
             _ => {
                 // SAFETY: a NUL-terminated buffer inside the decoder.
-                let message = unsafe {
-                    std::ffi::CStr::from_ptr(ffi::region_decoder_message(decoder.0))
-                }
-                .to_string_lossy()
-                .into_owned();
+                let message =
+                    unsafe { std::ffi::CStr::from_ptr(ffi::region_decoder_message(decoder.0)) }
+                        .to_string_lossy()
+                        .into_owned();
                 *slot = None;
                 Err(JpegError::Libjpeg { message })
             }
@@ -448,7 +454,10 @@ mod tests {
                     for r in 0..crop {
                         let want = &full[((y + r) * w + x) * 3..][..crop * 3];
                         let have = &region[(r * got.cols + x - got.first_col) * 3..][..crop * 3];
-                        assert!(want == have, "{name}: crop at ({x}, {y}) differs in row {r}");
+                        assert!(
+                            want == have,
+                            "{name}: crop at ({x}, {y}) differs in row {r}"
+                        );
                     }
                 }
             }
@@ -463,19 +472,32 @@ mod tests {
         encode_jpeg(&img, w, h, 90, &mut bytes).unwrap();
         let mut out = vec![0u8; w * h * 3];
         let opts = JpegDecodeOptions::default();
-        let region = |b: &[u8], out: &mut [u8]| {
-            decode_jpeg_region_into(b, (w, h), 0..h, 8..40, opts, out)
-        };
+        let region =
+            |b: &[u8], out: &mut [u8]| decode_jpeg_region_into(b, (w, h), 0..h, 8..40, opts, out);
         assert!(matches!(
             decode_jpeg_region_into(&bytes, (32, 48), 0..8, 0..8, opts, &mut out),
-            Err(JpegError::Size { got_w: 64, got_h: 48, .. })
+            Err(JpegError::Size {
+                got_w: 64,
+                got_h: 48,
+                ..
+            })
         ));
-        assert!(matches!(region(&bytes[..bytes.len() / 2], &mut out), Err(JpegError::Libjpeg { .. })));
-        assert!(matches!(region(b"not a jpeg", &mut out), Err(JpegError::Libjpeg { .. })));
+        assert!(matches!(
+            region(&bytes[..bytes.len() / 2], &mut out),
+            Err(JpegError::Libjpeg { .. })
+        ));
+        assert!(matches!(
+            region(b"not a jpeg", &mut out),
+            Err(JpegError::Libjpeg { .. })
+        ));
         let mut full = vec![0u8; w * h * 3];
         decode_jpeg_into(&bytes, w, h, &mut full).unwrap();
         let got = region(&bytes, &mut out).unwrap();
-        assert_eq!((got.first_col, got.cols), (0, 41), "one pixel of margin, snapped left");
+        assert_eq!(
+            (got.first_col, got.cols),
+            (0, 41),
+            "one pixel of margin, snapped left"
+        );
         for r in 0..h {
             assert_eq!(&out[r * 41 * 3..][..41 * 3], &full[r * w * 3..][..41 * 3]);
         }

@@ -11,7 +11,9 @@ use hdf5::types::{IntSize, TypeDescriptor, VarLenAscii, VarLenUnicode};
 
 use super::index::{IndexedImages, ShardIndex};
 use super::names::*;
-use super::{decode_jpeg_into, decode_jpeg_region_into, DecodedRegion, JpegDecodeOptions, ShardSums};
+use super::{
+    decode_jpeg_into, decode_jpeg_region_into, DecodedRegion, JpegDecodeOptions, ShardSums,
+};
 use crate::ShardError;
 
 /// Where the pixels of a shard's images come from.
@@ -185,7 +187,11 @@ impl ImageSource {
         let (start, end) = (offsets[local], offsets[local + 1]);
         stream.resize((end - start) as usize, 0);
         file.read_exact_at(stream, base + start).map_err(|e| {
-            ShardError::io(path, format!("reading image {local} (global index {global})"), e)
+            ShardError::io(
+                path,
+                format!("reading image {local} (global index {global})"),
+                e,
+            )
         })?;
         Ok(true)
     }

@@ -353,13 +353,23 @@ fn decode_ceiling(
         Ok(shards::decode_jpeg_into(&streams[i], w, h, &mut out)?)
     })?;
     let seed = 0x9e37_79b9_7f4a_7c15;
-    let mut regions = Regions { state: seed, h, w, crop };
+    let mut regions = Regions {
+        state: seed,
+        h,
+        w,
+        crop,
+    };
     let region = time_loop(n, &mut |i| {
         let (rows, cols) = regions.next();
         shards::decode_jpeg_region_into(&streams[i], (w, h), rows, cols, options, &mut out)?;
         Ok(())
     })?;
-    let mut regions = Regions { state: seed, h, w, crop };
+    let mut regions = Regions {
+        state: seed,
+        h,
+        w,
+        crop,
+    };
     let mut transformer = turbojpeg::Transformer::new()?;
     let mut decompressor = turbojpeg::Decompressor::new()?;
     let transform = time_loop(n, &mut |i| {
@@ -411,7 +421,8 @@ fn option_difference(
         w,
         crop,
     };
-    let (mut fast, mut exact, mut stream) = (vec![0u8; h * w * 3], vec![0u8; h * w * 3], Vec::new());
+    let (mut fast, mut exact, mut stream) =
+        (vec![0u8; h * w * 3], vec![0u8; h * w * 3], Vec::new());
     let (mut sum, mut max, mut differ, mut count) = (0u64, 0u8, 0u64, 0u64);
     for i in 0..dataset.len().min(256) as u64 {
         dataset.read_jpeg_stream(i, &mut stream)?;

@@ -55,7 +55,8 @@ pub fn pack(photos: &Path, work: &Path, repeats: usize) -> anyhow::Result<Packed
     );
     std::fs::create_dir_all(&dir)?;
     let tmp = tar_path.with_extension("partial");
-    let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let file =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut outer = tar::Builder::new(std::io::BufWriter::new(file));
     let odd = synth::OddKind::all();
     for (class, (wnid, files)) in by_class.iter().enumerate() {
