@@ -717,4 +717,41 @@ mod tests {
             }
         }
     }
+
+    /// Raw shards are read as before: a region read of a crop gives the
+    /// crop's rows whole, byte for byte the stored pixels.
+    #[test]
+    fn region_reads_of_raw_shards_are_the_stored_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ShardSpec {
+            images_per_shard: vec![3],
+            ..ShardSpec::imagenet_sized(3)
+        };
+        write_split(dir.path(), Split::Train, &spec).unwrap();
+        let dataset = Dataset::open(&DatasetDir::new(dir.path()).train()).unwrap();
+        let (side, crop) = (256, 224);
+        let mut region = vec![0u8; side * side * 3];
+        for index in 0..3u64 {
+            let stored = shards::testing::pattern_image(index, side);
+            for (y, x) in [(0, 0), (32, 32), (7, 19), (31, 0)] {
+                let r = dataset
+                    .read_region(
+                        index,
+                        y..y + crop,
+                        x..x + crop,
+                        JpegDecodeOptions::default(),
+                        &mut region,
+                    )
+                    .unwrap();
+                assert_eq!(
+                    (r.first_row, r.rows, r.first_col, r.cols),
+                    (y, crop, 0, side)
+                );
+                assert_eq!(
+                    &region[..crop * side * 3],
+                    &stored[y * side * 3..(y + crop) * side * 3]
+                );
+            }
+        }
+    }
 }
