@@ -141,9 +141,9 @@ pub struct JpegDecodeOptions {
 }
 
 /// What a region decode wrote: rows `first_row..first_row + rows` of the
-/// image, each `cols * 3` bytes (RGB), holding columns `first_col..first_col
-/// + cols`. The columns asked for lie inside; the others are whatever the
-/// decoder had to decode around them (the iMCU grid, one pixel of margin).
+/// image, each `cols * 3` bytes (RGB), holding columns from `first_col` on.
+/// The columns asked for lie inside; the others are whatever the decoder
+/// had to decode around them (the iMCU grid, one pixel of margin).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodedRegion {
     /// First image row written.

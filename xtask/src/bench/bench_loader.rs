@@ -260,23 +260,31 @@ fn bench(args: &Args, out: &Path) -> anyhow::Result<()> {
         100.0 * rate / args.threads as f64 / floor
     );
     if loader.dataset().is_encoded() {
-        let ceiling = decode_ceiling(loader.dataset(), crop, loader.config().jpeg)?;
-        eprintln!(
-            "decode-only ceiling, one thread, the same stored JPEGs in memory: whole {}x{} \
+        report_jpeg(&loader, crop, rate / args.threads as f64)?;
+    }
+    println!("{rate:.0} images/s");
+    Ok(())
+}
+
+/// For JPEG shards: the decode-only ceiling next to the loader's rate per
+/// thread, and the pixel difference of non-default decode options.
+fn report_jpeg(loader: &Loader, crop: usize, per_thread: f64) -> anyhow::Result<()> {
+    let ceiling = decode_ceiling(loader.dataset(), crop, loader.config().jpeg)?;
+    eprintln!(
+        "decode-only ceiling, one thread, the same stored JPEGs in memory: whole {}x{} \
              {:.0} images/s, the crop's region only {:.0} images/s (by lossless crop transform \
              and decode: {:.0}); the loader reaches {:.0}% of the whole-image ceiling and {:.0}% \
              of the region ceiling per thread",
-            loader.dataset().image_size().1,
-            loader.dataset().image_size().0,
-            ceiling.whole,
-            ceiling.region,
-            ceiling.transform,
-            100.0 * rate / args.threads as f64 / ceiling.whole,
-            100.0 * rate / args.threads as f64 / ceiling.region
-        );
-    }
+        loader.dataset().image_size().1,
+        loader.dataset().image_size().0,
+        ceiling.whole,
+        ceiling.region,
+        ceiling.transform,
+        100.0 * per_thread / ceiling.whole,
+        100.0 * per_thread / ceiling.region
+    );
     let options = loader.config().jpeg;
-    if loader.dataset().is_encoded() && options != JpegDecodeOptions::default() {
+    if options != JpegDecodeOptions::default() {
         let (mean, max, share) = option_difference(loader.dataset(), crop, options)?;
         eprintln!(
             "{options:?} against faithful decoding (256 images, one crop each): mean absolute \
@@ -284,7 +292,6 @@ fn bench(args: &Args, out: &Path) -> anyhow::Result<()> {
             100.0 * share
         );
     }
-    println!("{rate:.0} images/s");
     Ok(())
 }
 
