@@ -162,20 +162,8 @@ fn photo_shards(args: &Args) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
-fn bench(args: &Args, out: &Path) -> anyhow::Result<()> {
-    let opened = std::time::Instant::now();
-    let data = DatasetDir::new(out);
-    let dataset = Dataset::open(&data.split(args.split))?;
-    println!(
-        "opened {} images in {} shards in {:.1} ms",
-        dataset.len(),
-        dataset.num_shards(),
-        opened.elapsed().as_secs_f64() * 1e3
-    );
-    if let Some(warning) = dataset.slow_read_warning() {
-        eprintln!("warning: {warning}");
-    }
-    let stats = Stats::open(&data.stats())?;
+/// The loader configuration the arguments ask for.
+fn loader_config(args: &Args) -> LoaderConfig {
     let mode = match args.mode {
         BenchMode::Train => Mode::Train,
         BenchMode::Center => Mode::CenterCrop,
@@ -191,7 +179,7 @@ fn bench(args: &Args, out: &Path) -> anyhow::Result<()> {
     } else {
         LoaderConfig::eval()
     };
-    let cfg = LoaderConfig {
+    LoaderConfig {
         batch_size: args.batch_size,
         threads: args.threads,
         prefetch: args.prefetch,
@@ -202,7 +190,25 @@ fn bench(args: &Args, out: &Path) -> anyhow::Result<()> {
             fast_upsampling: args.fast_upsampling,
         },
         ..base
-    };
+    }
+}
+
+fn bench(args: &Args, out: &Path) -> anyhow::Result<()> {
+    let opened = std::time::Instant::now();
+    let data = DatasetDir::new(out);
+    let dataset = Dataset::open(&data.split(args.split))?;
+    println!(
+        "opened {} images in {} shards in {:.1} ms",
+        dataset.len(),
+        dataset.num_shards(),
+        opened.elapsed().as_secs_f64() * 1e3
+    );
+    if let Some(warning) = dataset.slow_read_warning() {
+        eprintln!("warning: {warning}");
+    }
+    let stats = Stats::open(&data.stats())?;
+    let cfg = loader_config(args);
+    let (mode, output) = (cfg.mode, cfg.output);
     let crop = cfg.crop;
     let loader = Loader::new(dataset, stats, cfg)?;
     eprintln!(
