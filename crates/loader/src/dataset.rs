@@ -355,8 +355,9 @@ impl Dataset {
             .sum()
     }
 
-    /// True when the shards hold encoded (JPEG) images: every read decodes a
-    /// whole image, so readers should read whole images rather than rows.
+    /// True when the shards hold encoded (JPEG) images: every read decodes,
+    /// [`read_rows`](Self::read_rows) the whole image, and
+    /// [`read_region`](Self::read_region) only what the region needs.
     pub fn is_encoded(&self) -> bool {
         self.inner.encoded
     }
