@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system libraries the workspace builds against, where missing:
 # HDF5 (Debian's libhdf5-dev, 1.10), libjpeg-turbo's TurboJPEG API
-# (libturbojpeg0-dev, 2.1) and pkg-config. Debian/Ubuntu; uses sudo
+# (libturbojpeg0-dev, 2.1), its libjpeg API (libjpeg-dev: libjpeg62-turbo-dev
+# on Debian, libjpeg-turbo8-dev on Ubuntu; for the
+# loader's region decoder) and pkg-config. Debian/Ubuntu; uses sudo
 # when not run as root. Safe to run again: it does nothing when all is there.
 #
 #   scripts/setup.sh --python   also makes .venv (numpy, h5py, safetensors and
@@ -36,6 +38,7 @@ sudo=""
 need=()
 pkg-config --exists hdf5 2>/dev/null || [ -e /usr/include/hdf5/serial/hdf5.h ] || need+=(libhdf5-dev)
 [ -e /usr/include/turbojpeg.h ] || need+=(libturbojpeg0-dev)
+[ -e /usr/include/jpeglib.h ] || need+=(libjpeg-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 if [ $mpi -eq 1 ]; then
     command -v mpirun >/dev/null || need+=(openmpi-bin)

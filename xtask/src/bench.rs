@@ -12,6 +12,8 @@ mod bench_ops_check;
 mod bench_preprocess;
 mod bench_ranks;
 mod bench_train_step;
+mod decode_ceiling;
+mod real_photos;
 
 #[derive(Args)]
 pub struct BenchArgs {

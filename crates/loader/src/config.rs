@@ -1,5 +1,7 @@
 //! The loader's options: one plain struct, paper defaults.
 
+use shards::JpegDecodeOptions;
+
 /// Which views of each image a batch holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -91,6 +93,10 @@ pub struct LoaderConfig {
     pub shuffle: bool,
     /// Element type and layout of the images.
     pub output: Output,
+    /// How JPEG shards are decoded: faithful by default (the pixels of a
+    /// full decode); the fast IDCT and fast chroma upsampling trade exactness
+    /// for speed (measured in `benchmarks/loader.md`). Raw shards ignore it.
+    pub jpeg: JpegDecodeOptions,
 }
 
 impl LoaderConfig {
@@ -114,6 +120,7 @@ impl LoaderConfig {
             scale: 1.0,
             shuffle: true,
             output: Output::F32Nchw,
+            jpeg: JpegDecodeOptions::default(),
         }
     }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use shards::{ImageSource, OpenedShard, ShardError};
+use shards::{DecodedRegion, ImageSource, JpegDecodeOptions, OpenedShard, ShardError};
 
 use crate::loader::panic_message;
 use crate::LoaderError;
@@ -302,6 +302,44 @@ impl Dataset {
         Ok(())
     }
 
+    /// Reads the part of image `index` that holds rows `rows` and columns
+    /// `cols` into `buf` (at least `rows.len() * W * 3` bytes), laid out as
+    /// the returned region says (rows of `cols` pixels from column
+    /// `first_col`). Raw shards give whole rows; JPEG shards decode only
+    /// what the region needs, with `options` (the default gives the pixels
+    /// of a full decode).
+    pub fn read_region(
+        &self,
+        index: u64,
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+        options: JpegDecodeOptions,
+        buf: &mut [u8],
+    ) -> Result<DecodedRegion, LoaderError> {
+        let (s, local) = self.locate(index);
+        let shard = &self.inner.shards[s];
+        Ok(shard.source.read_region(
+            &shard.path,
+            (local, index),
+            (self.inner.height, self.inner.width),
+            rows,
+            cols,
+            options,
+            buf,
+        )?)
+    }
+
+    /// The stored JPEG stream of image `index` into `stream` (resized to
+    /// fit), or `false` when its shard holds raw pixels: for measuring the
+    /// decoder alone.
+    pub fn read_jpeg_stream(&self, index: u64, stream: &mut Vec<u8>) -> Result<bool, LoaderError> {
+        let (s, local) = self.locate(index);
+        let shard = &self.inner.shards[s];
+        Ok(shard
+            .source
+            .read_jpeg_stream(&shard.path, (local, index), stream)?)
+    }
+
     /// Bytes the shards store for all images: `len() * image_bytes()` for
     /// raw shards, the total length of the JPEG streams otherwise.
     pub fn stored_image_bytes(&self) -> u64 {
@@ -317,8 +355,9 @@ impl Dataset {
             .sum()
     }
 
-    /// True when the shards hold encoded (JPEG) images: every read decodes a
-    /// whole image, so readers should read whole images rather than rows.
+    /// True when the shards hold encoded (JPEG) images: every read decodes,
+    /// [`read_rows`](Self::read_rows) the whole image, and
+    /// [`read_region`](Self::read_region) only what the region needs.
     pub fn is_encoded(&self) -> bool {
         self.inner.encoded
     }

@@ -68,4 +68,7 @@ pub use config::{
 pub use dataset::Dataset;
 pub use error::{ConfigError, LoaderError};
 pub use loader::{Epoch, Loader};
-pub use shards::{read_classes, ClassEntry, DatasetDir, Encoding, ShardError, Split, Stats};
+pub use shards::{
+    read_classes, ClassEntry, DatasetDir, DecodedRegion, Encoding, JpegDecodeOptions, ShardError,
+    Split, Stats,
+};

@@ -544,20 +544,22 @@ fn build_batch(
         );
         views_of(shared, epoch, index, vs, ls);
 
-        // One positioned read: the crop's rows only, or the whole image for 10
-        // views or when every read decodes the whole image anyway (JPEG).
-        let (first_row, nrows) = if views == 1 && !shared.dataset.is_encoded() {
-            (vs[0].y as usize, crop)
+        // One positioned read: the crop only (raw: its rows; JPEG: what the
+        // decoder needs around it), or the whole image for 10 views.
+        let (rows, cols) = if views == 1 {
+            let (y, x) = (vs[0].y as usize, vs[0].x as usize);
+            (y..y + crop, x..x + crop)
         } else {
-            (0, h)
+            (0..h, 0..w)
         };
-        shared
+        let region = shared
             .dataset
-            .read_rows(index, first_row, nrows, &mut scratch.src)?;
+            .read_region(index, rows, cols, cfg.jpeg, &mut scratch.src)?;
         let src = SourceRows {
-            data: &scratch.src[..nrows * w * 3],
-            first_row,
-            width: w,
+            data: &scratch.src[..region.rows * region.cols * 3],
+            first_row: region.first_row,
+            first_col: region.first_col,
+            width: region.cols,
         };
 
         for v in 0..views {
@@ -609,7 +611,7 @@ fn grow<T: Clone>(v: &mut Vec<T>, len: usize, fill: T) {
 mod tests {
     use super::*;
     use shards::testing::{write_split, write_stats, ShardSpec};
-    use shards::{DatasetDir, Split};
+    use shards::{DatasetDir, JpegDecodeOptions, Split};
 
     #[test]
     fn a_panicking_worker_surfaces_as_an_error_and_ends_the_epoch() {
@@ -644,6 +646,112 @@ mod tests {
                 assert!(message.contains("injected failure"))
             }
             other => panic!("expected a WorkerPanic for batch 3, got {other:?}"),
+        }
+    }
+
+    /// A JPEG image read as the crop's region (what a training batch does)
+    /// renders to the same bits as the same view cut from the whole decoded
+    /// image, for every 224x224 crop of a 256x256 image, flipped and not.
+    #[test]
+    fn region_reads_of_jpeg_shards_render_as_whole_images_at_every_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ShardSpec {
+            images_per_shard: vec![2],
+            storage: shards::testing::ImageStorage::Jpeg(90),
+            ..ShardSpec::imagenet_sized(2)
+        };
+        write_split(dir.path(), Split::Train, &spec).unwrap();
+        let dataset = Dataset::open(&DatasetDir::new(dir.path()).train()).unwrap();
+        let stats = spec.stats();
+        let planes = MeanPlanes::new(&stats);
+        let mean = MeanSource::Image(&planes);
+        let (side, crop) = (256, 224);
+        let mut whole = vec![0u8; side * side * 3];
+        let mut region = vec![0u8; side * side * 3];
+        let mut scratch = vec![0u8; 3 * crop];
+        let mut want = crate::batch::AlignedF32::default();
+        let mut got = crate::batch::AlignedF32::default();
+        want.grow(3 * crop * crop);
+        got.grow(3 * crop * crop);
+        for index in 0..2 {
+            dataset.read_image(index, &mut whole).unwrap();
+            let full = SourceRows {
+                data: &whole,
+                first_row: 0,
+                first_col: 0,
+                width: side,
+            };
+            for y in 0..=side - crop {
+                for x in 0..=side - crop {
+                    let r = dataset
+                        .read_region(
+                            index,
+                            y..y + crop,
+                            x..x + crop,
+                            JpegDecodeOptions::default(),
+                            &mut region,
+                        )
+                        .unwrap();
+                    let part = SourceRows {
+                        data: &region[..r.rows * r.cols * 3],
+                        first_row: r.first_row,
+                        first_col: r.first_col,
+                        width: r.cols,
+                    };
+                    for flipped in [false, true] {
+                        let view = CropInfo {
+                            y: y as u32,
+                            x: x as u32,
+                            flipped,
+                        };
+                        let light = [1.5, -2.0, 0.5];
+                        let (w, g) = (want.as_mut_slice(), got.as_mut_slice());
+                        render_f32(&full, view, crop, &mean, light, 1.0, w, &mut scratch);
+                        render_f32(&part, view, crop, &mean, light, 1.0, g, &mut scratch);
+                        assert!(
+                            want.as_slice() == got.as_slice(),
+                            "image {index}, crop at ({x}, {y}), flipped {flipped}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Raw shards are read as before: a region read of a crop gives the
+    /// crop's rows whole, byte for byte the stored pixels.
+    #[test]
+    fn region_reads_of_raw_shards_are_the_stored_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ShardSpec {
+            images_per_shard: vec![3],
+            ..ShardSpec::imagenet_sized(3)
+        };
+        write_split(dir.path(), Split::Train, &spec).unwrap();
+        let dataset = Dataset::open(&DatasetDir::new(dir.path()).train()).unwrap();
+        let (side, crop) = (256, 224);
+        let mut region = vec![0u8; side * side * 3];
+        for index in 0..3u64 {
+            let stored = shards::testing::pattern_image(index, side);
+            for (y, x) in [(0, 0), (32, 32), (7, 19), (31, 0)] {
+                let r = dataset
+                    .read_region(
+                        index,
+                        y..y + crop,
+                        x..x + crop,
+                        JpegDecodeOptions::default(),
+                        &mut region,
+                    )
+                    .unwrap();
+                assert_eq!(
+                    (r.first_row, r.rows, r.first_col, r.cols),
+                    (y, crop, 0, side)
+                );
+                assert_eq!(
+                    &region[..crop * side * 3],
+                    &stored[y * side * 3..(y + crop) * side * 3]
+                );
+            }
         }
     }
 }

@@ -62,19 +62,21 @@ pub(crate) enum MeanSource<'a> {
     Constant([f32; 3]),
 }
 
-/// Source pixels for one image: rows `first_row..` of an `H x W x 3` image.
+/// Source pixels for one image: rows `first_row..` of an image, each row
+/// `width` pixels (RGB) starting at image column `first_col`.
 pub(crate) struct SourceRows<'a> {
     pub data: &'a [u8],
     pub first_row: usize,
+    pub first_col: usize,
     pub width: usize,
 }
 
 impl SourceRows<'_> {
-    /// The `len` pixels (`3*len` bytes) of row `y` from column `x`.
+    /// The `len` pixels (`3*len` bytes) of image row `y` from image column `x`.
     #[inline]
     fn pixels(&self, y: usize, x: usize, len: usize) -> &[u8] {
         let row_bytes = self.width * 3;
-        &self.data[(y - self.first_row) * row_bytes + x * 3..][..len * 3]
+        &self.data[(y - self.first_row) * row_bytes + (x - self.first_col) * 3..][..len * 3]
     }
 }
 
@@ -431,6 +433,7 @@ mod tests {
             let src = SourceRows {
                 data: &data,
                 first_row: 0,
+                first_col: 0,
                 width: w,
             };
             for mean in [

@@ -22,6 +22,12 @@ pub enum JpegError {
     /// The stream is not a decodable JPEG.
     #[error("JPEG decoding failed")]
     Decode(#[source] turbojpeg::Error),
+    /// libjpeg refused the stream (region decoding), with its message.
+    #[error("JPEG decoding failed: {message}")]
+    Libjpeg {
+        /// libjpeg's message.
+        message: String,
+    },
     /// The stream decodes to another size than the shard declares.
     #[error("JPEG holds a {got_w}x{got_h} image, expected {want_w}x{want_h}")]
     Size {
@@ -119,6 +125,196 @@ pub fn decode_jpeg_into(
     })
 }
 
+/// How a JPEG stream is decoded. The default is faithful: libjpeg's
+/// accurate integer IDCT and its smooth ("fancy") chroma upsampling, the
+/// same pixels as [`decode_jpeg_into`]. Each field trades some of that
+/// exactness for speed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JpegDecodeOptions {
+    /// libjpeg's fast integer IDCT (`JDCT_IFAST`) instead of the accurate one
+    /// (`JDCT_ISLOW`): less accurate, a level or so off on most pixels.
+    pub fast_dct: bool,
+    /// Chroma upsampled by replicating each sample (`do_fancy_upsampling =
+    /// FALSE`; libjpeg-turbo then merges upsampling into colour conversion)
+    /// instead of interpolating between samples.
+    pub fast_upsampling: bool,
+}
+
+/// What a region decode wrote: rows `first_row..first_row + rows` of the
+/// image, each `cols * 3` bytes (RGB), holding columns from `first_col` on.
+/// The columns asked for lie inside; the others are whatever the decoder
+/// had to decode around them (the iMCU grid, one pixel of margin).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodedRegion {
+    /// First image row written.
+    pub first_row: usize,
+    /// Rows written.
+    pub rows: usize,
+    /// Image column of each written row's first pixel.
+    pub first_col: usize,
+    /// Pixels in each written row.
+    pub cols: usize,
+}
+
+mod ffi {
+    use std::ffi::c_char;
+
+    #[repr(C)]
+    pub struct RegionDecoder {
+        _opaque: [u8; 0],
+    }
+
+    pub const REGION_FAST_DCT: i32 = 1;
+    pub const REGION_FAST_UPSAMPLING: i32 = 2;
+    pub const REGION_OK: i32 = 0;
+    pub const REGION_SIZE: i32 = 2;
+
+    extern "C" {
+        pub fn region_decoder_new() -> *mut RegionDecoder;
+        pub fn region_decoder_free(d: *mut RegionDecoder);
+        pub fn region_decoder_message(d: *const RegionDecoder) -> *const c_char;
+        #[allow(clippy::too_many_arguments)]
+        pub fn region_decode(
+            d: *mut RegionDecoder,
+            data: *const u8,
+            len: usize,
+            want_w: u32,
+            want_h: u32,
+            x: u32,
+            y: u32,
+            w: u32,
+            h: u32,
+            flags: i32,
+            out: *mut u8,
+            out_len: usize,
+            out_x: *mut u32,
+            out_cols: *mut u32,
+            got_w: *mut u32,
+            got_h: *mut u32,
+        ) -> i32;
+    }
+}
+
+/// One libjpeg decompressor (`src/jpeg_region.c`), owned by one thread.
+struct RegionDecoder(*mut ffi::RegionDecoder);
+
+impl RegionDecoder {
+    fn new() -> Result<Self, JpegError> {
+        // SAFETY: no preconditions; null means out of memory.
+        let d = unsafe { ffi::region_decoder_new() };
+        if d.is_null() {
+            return Err(JpegError::Libjpeg {
+                message: "could not create a decompressor".into(),
+            });
+        }
+        Ok(RegionDecoder(d))
+    }
+}
+
+impl Drop for RegionDecoder {
+    fn drop(&mut self) {
+        // SAFETY: made by `region_decoder_new`, freed once.
+        unsafe { ffi::region_decoder_free(self.0) }
+    }
+}
+
+thread_local! {
+    /// This thread's region decoder, made on first use; dropped after an
+    /// error, so that no state of a failed stream reaches the next one.
+    static REGION: RefCell<Option<RegionDecoder>> = const { RefCell::new(None) };
+}
+
+/// Decodes the part of a `width x height` JPEG stream that holds rows
+/// `rows` and columns `cols`, with libjpeg's partial decompression: columns
+/// outside the region's iMCUs skip the IDCT, upsampling and colour
+/// conversion, rows above it are only entropy-decoded, rows below it are
+/// not read at all. The pixels of the region are those of a full decode
+/// (with default `options`; see [`JpegDecodeOptions`]), written into `out`
+/// (at least `rows.len() * width * 3` bytes) as [`DecodedRegion`] says.
+///
+/// Because decoding stops after the region's last row, damage to the
+/// stream below it goes unnoticed; damage above it or inside it is an
+/// error, as is any libjpeg warning.
+///
+/// # Panics
+/// If the region is empty or does not fit the image, or `out` is too short.
+pub fn decode_jpeg_region_into(
+    bytes: &[u8],
+    (width, height): (usize, usize),
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    options: JpegDecodeOptions,
+    out: &mut [u8],
+) -> Result<DecodedRegion, JpegError> {
+    assert!(
+        !rows.is_empty() && !cols.is_empty() && rows.end <= height && cols.end <= width,
+        "region {rows:?} x {cols:?} does not fit a {width}x{height} image"
+    );
+    assert!(out.len() >= rows.len() * width * 3, "output too short");
+    let flags = if options.fast_dct {
+        ffi::REGION_FAST_DCT
+    } else {
+        0
+    } | if options.fast_upsampling {
+        ffi::REGION_FAST_UPSAMPLING
+    } else {
+        0
+    };
+    REGION.with(|slot| {
+        let slot = &mut *slot.borrow_mut();
+        let decoder = match slot {
+            Some(d) => d,
+            None => slot.insert(RegionDecoder::new()?),
+        };
+        let (mut out_x, mut out_cols, mut got_w, mut got_h) = (0u32, 0u32, 0u32, 0u32);
+        // SAFETY: the decoder is this thread's; `bytes` and `out` are valid
+        // for their lengths, which are passed along; the region was checked.
+        let status = unsafe {
+            ffi::region_decode(
+                decoder.0,
+                bytes.as_ptr(),
+                bytes.len(),
+                width as u32,
+                height as u32,
+                cols.start as u32,
+                rows.start as u32,
+                cols.len() as u32,
+                rows.len() as u32,
+                flags,
+                out.as_mut_ptr(),
+                out.len(),
+                &mut out_x,
+                &mut out_cols,
+                &mut got_w,
+                &mut got_h,
+            )
+        };
+        match status {
+            ffi::REGION_OK => Ok(DecodedRegion {
+                first_row: rows.start,
+                rows: rows.len(),
+                first_col: out_x as usize,
+                cols: out_cols as usize,
+            }),
+            ffi::REGION_SIZE => Err(JpegError::Size {
+                got_w: got_w as usize,
+                got_h: got_h as usize,
+                want_w: width,
+                want_h: height,
+            }),
+            _ => {
+                // SAFETY: a NUL-terminated buffer inside the decoder.
+                let message =
+                    unsafe { std::ffi::CStr::from_ptr(ffi::region_decoder_message(decoder.0)) }
+                        .to_string_lossy()
+                        .into_owned();
+                *slot = None;
+                Err(JpegError::Libjpeg { message })
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +377,130 @@ mod tests {
         // pure-Rust encoder's stream of this image to a mean difference of
         // 14.77; a decoding mistake gives ~100.
         assert!(mean_abs < 16.0, "mean abs difference {mean_abs}");
+    }
+
+    /// A photo-like 256x256 image: smooth gradients, hard colour edges and
+    /// noise (every DCT coefficient and the chroma upsampling matter).
+    fn textured_image(w: usize, h: usize) -> Vec<u8> {
+        let mut seed = 0x2545_f491_u32;
+        let mut noise = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed % 61) as i32 - 30
+        };
+        let mut img = Vec::with_capacity(w * h * 3);
+        for y in 0..h {
+            for x in 0..w {
+                let edge = if (x / 11 + y / 7) % 3 == 0 { 90 } else { 0 };
+                for c in 0..3 {
+                    let v = (x * (c + 1) + y * (3 - c)) as i32 / 3 + edge + noise();
+                    img.push(v.clamp(0, 255) as u8);
+                }
+            }
+        }
+        img
+    }
+
+    /// Streams as shards and other writers may hold them: 4:2:0 (what
+    /// [`encode_jpeg`] writes), 4:2:2, 4:4:4 and grayscale.
+    fn streams(img: &[u8], w: usize, h: usize) -> Vec<(&'static str, Vec<u8>)> {
+        let mut out = vec![("4:2:0", Vec::new())];
+        encode_jpeg(img, w, h, 90, &mut out[0].1).unwrap();
+        let mut c = Compressor::new().unwrap();
+        c.set_quality(90);
+        let image = Image {
+            pixels: img,
+            width: w,
+            pitch: w * 3,
+            height: h,
+            format: PixelFormat::RGB,
+        };
+        for (name, sub) in [
+            ("4:2:2", Subsamp::Sub2x1),
+            ("4:4:4", Subsamp::None),
+            ("gray", Subsamp::Gray),
+        ] {
+            c.set_subsamp(sub);
+            out.push((name, c.compress_to_owned(image).unwrap().to_vec()));
+        }
+        out
+    }
+
+    /// Every 224x224 crop a 256x256 image offers (all 33x33 offsets), cut
+    /// from a region decode, equals the same crop of a full decode, for each
+    /// kind of stream.
+    #[test]
+    fn region_decoding_equals_full_decoding_at_every_crop() {
+        let (w, h, crop) = (256, 256, 224);
+        let img = textured_image(w, h);
+        let mut region = vec![0u8; h * w * 3];
+        for (name, stream) in streams(&img, w, h) {
+            let mut full = vec![0u8; w * h * 3];
+            decode_jpeg_into(&stream, w, h, &mut full).unwrap();
+            for y in 0..=h - crop {
+                for x in 0..=w - crop {
+                    let got = decode_jpeg_region_into(
+                        &stream,
+                        (w, h),
+                        y..y + crop,
+                        x..x + crop,
+                        JpegDecodeOptions::default(),
+                        &mut region,
+                    )
+                    .unwrap();
+                    assert_eq!((got.first_row, got.rows), (y, crop));
+                    assert!(got.first_col <= x && x + crop <= got.first_col + got.cols);
+                    for r in 0..crop {
+                        let want = &full[((y + r) * w + x) * 3..][..crop * 3];
+                        let have = &region[(r * got.cols + x - got.first_col) * 3..][..crop * 3];
+                        assert!(
+                            want == have,
+                            "{name}: crop at ({x}, {y}) differs in row {r}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn region_decoding_of_bad_streams_is_an_error_and_the_decoder_recovers() {
+        let (w, h) = (64, 48);
+        let img = textured_image(w, h);
+        let mut bytes = Vec::new();
+        encode_jpeg(&img, w, h, 90, &mut bytes).unwrap();
+        let mut out = vec![0u8; w * h * 3];
+        let opts = JpegDecodeOptions::default();
+        let region =
+            |b: &[u8], out: &mut [u8]| decode_jpeg_region_into(b, (w, h), 0..h, 8..40, opts, out);
+        assert!(matches!(
+            decode_jpeg_region_into(&bytes, (32, 48), 0..8, 0..8, opts, &mut out),
+            Err(JpegError::Size {
+                got_w: 64,
+                got_h: 48,
+                ..
+            })
+        ));
+        assert!(matches!(
+            region(&bytes[..bytes.len() / 2], &mut out),
+            Err(JpegError::Libjpeg { .. })
+        ));
+        assert!(matches!(
+            region(b"not a jpeg", &mut out),
+            Err(JpegError::Libjpeg { .. })
+        ));
+        let mut full = vec![0u8; w * h * 3];
+        decode_jpeg_into(&bytes, w, h, &mut full).unwrap();
+        let got = region(&bytes, &mut out).unwrap();
+        assert_eq!(
+            (got.first_col, got.cols),
+            (0, 41),
+            "one pixel of margin, snapped left"
+        );
+        for r in 0..h {
+            assert_eq!(&out[r * 41 * 3..][..41 * 3], &full[r * w * 3..][..41 * 3]);
+        }
     }
 
     #[test]

@@ -64,7 +64,10 @@ pub use classes::{read_classes, write_classes, ClassEntry};
 pub use encoding::{Encoding, DEFAULT_JPEG_QUALITY};
 pub use error::ShardError;
 pub use index::clear_index;
-pub use jpeg::{decode_jpeg_into, encode_jpeg, JpegError};
+pub use jpeg::{
+    decode_jpeg_into, decode_jpeg_region_into, encode_jpeg, DecodedRegion, JpegDecodeOptions,
+    JpegError,
+};
 pub use layout::{
     list_shards, parse_part_file_name, parse_shard_file_name, parse_shard_tmp_file_name,
     part_file_name, shard_file_name, DatasetDir, PartFile, Split, UnknownSplit,

@@ -11,7 +11,9 @@ use hdf5::types::{IntSize, TypeDescriptor, VarLenAscii, VarLenUnicode};
 
 use super::index::{IndexedImages, ShardIndex};
 use super::names::*;
-use super::{decode_jpeg_into, ShardSums};
+use super::{
+    decode_jpeg_into, decode_jpeg_region_into, DecodedRegion, JpegDecodeOptions, ShardSums,
+};
 use crate::ShardError;
 
 /// Where the pixels of a shard's images come from.
@@ -123,6 +125,75 @@ impl ImageSource {
                 Ok(())
             }
         }
+    }
+
+    /// Reads the part of image `local` that holds rows `rows` and columns
+    /// `cols` into `buf` (at least `rows.len() * width * 3` bytes), as the
+    /// returned [`DecodedRegion`] lays it out. Raw and HDF5 shards give the
+    /// rows whole; JPEG shards decode only what the region needs
+    /// ([`decode_jpeg_region_into`], with `options`), so that with default
+    /// options the region's pixels are those of [`read_rows`](Self::read_rows).
+    #[allow(clippy::too_many_arguments)]
+    pub fn read_region(
+        &self,
+        path: &Path,
+        (local, global): (usize, u64),
+        (height, width): (usize, usize),
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+        options: JpegDecodeOptions,
+        buf: &mut [u8],
+    ) -> Result<DecodedRegion, ShardError> {
+        if !self.is_encoded() {
+            let n = rows.len();
+            let buf = &mut buf[..n * width * 3];
+            self.read_rows(path, (local, global), (height, width), rows.start, n, buf)?;
+            return Ok(DecodedRegion {
+                first_row: rows.start,
+                rows: n,
+                first_col: 0,
+                cols: width,
+            });
+        };
+        JPEG_SCRATCH.with(|scratch| {
+            let (stream, _) = &mut *scratch.borrow_mut();
+            self.read_jpeg_stream(path, (local, global), stream)?;
+            decode_jpeg_region_into(stream, (width, height), rows, cols, options, buf).map_err(
+                |source| ShardError::Jpeg {
+                    path: path.to_owned(),
+                    what: format!("image {local} (global index {global})"),
+                    source,
+                },
+            )
+        })
+    }
+
+    /// The JPEG stream of image `local` into `stream` (resized to fit), or
+    /// `false` when the shard does not hold JPEG streams.
+    pub fn read_jpeg_stream(
+        &self,
+        path: &Path,
+        (local, global): (usize, u64),
+        stream: &mut Vec<u8>,
+    ) -> Result<bool, ShardError> {
+        let ImageSource::Jpeg {
+            file,
+            base,
+            offsets,
+        } = self
+        else {
+            return Ok(false);
+        };
+        let (start, end) = (offsets[local], offsets[local + 1]);
+        stream.resize((end - start) as usize, 0);
+        file.read_exact_at(stream, base + start).map_err(|e| {
+            ShardError::io(
+                path,
+                format!("reading image {local} (global index {global})"),
+                e,
+            )
+        })?;
+        Ok(true)
     }
 
     /// Bytes the shard stores for its `len` images (pixels, or JPEG streams).

@@ -328,6 +328,21 @@ fn render_files(files: &[FilePlan], plan: &Plan, quality: u8) -> Result<Vec<Vec<
     Ok(out)
 }
 
+/// The bytes of a file of `kind` showing the RGB picture `rgb` (`w x h`):
+/// how the generator plants odd and broken files, for callers that plant
+/// them among other photos (random bytes are drawn from `seed`).
+pub fn encode_odd_file(
+    rgb: &[u8],
+    w: u32,
+    h: u32,
+    kind: OddKind,
+    quality: u8,
+    seed: u64,
+) -> Result<Vec<u8>, SynthError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    encode::encode_file(rgb, w, h, Some(kind), quality, &mut rng)
+}
+
 fn render_one(f: &FilePlan, plan: &Plan, quality: u8) -> Result<Vec<u8>, SynthError> {
     let mut rng = ChaCha8Rng::seed_from_u64(f.seed);
     let rgb = draw::render(plan.appearances[f.class], f.width, f.height, &mut rng);

@@ -7,8 +7,8 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args as ClapArgs, ValueEnum};
 use loader::{
-    Dataset, DatasetDir, Loader, LoaderConfig, Mode, Output, Split, Stats, DEFAULT_BATCH_SIZE,
-    DEFAULT_PREFETCH,
+    Dataset, DatasetDir, Encoding, JpegDecodeOptions, Loader, LoaderConfig, Mode, Output, Split,
+    Stats, DEFAULT_BATCH_SIZE, DEFAULT_PREFETCH,
 };
 
 /// Default of `--threads`.
@@ -16,7 +16,11 @@ const DEFAULT_THREADS: usize = 2;
 /// Default of `--batches`.
 const DEFAULT_BATCHES: usize = 64;
 /// Default of `--warmup`.
-const DEFAULT_WARMUP: usize = 4;
+/// Default of `--warmup`: enough batches for the loader to make all the
+/// batch buffers it keeps (`threads + prefetch + 2`; 77 MB each for f32 at
+/// batch 128, whose first touch costs the kernel's page zeroing), so that
+/// the timed batches measure the steady state.
+const DEFAULT_WARMUP: usize = 12;
 /// Default of `--images`.
 const DEFAULT_IMAGES: usize = 2048;
 
@@ -25,8 +29,30 @@ pub struct Args {
     /// A preprocess output directory (with `<split>/` and `stats.h5`). When
     /// omitted, ImageNet-sized shards with generated content are written to a
     /// temporary directory (or to --keep-data) first.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "photos")]
     data: Option<PathBuf>,
+    /// A directory of real photos named `<wnid>_*.JPEG` (e.g. a clone of
+    /// github.com/EliSchwartz/imagenet-sample-images): packed into a train
+    /// tar as `bench preprocess --photos` does and preprocessed into shards
+    /// with --encoding under --work, once (both are reused).
+    #[arg(long)]
+    photos: Option<PathBuf>,
+    /// With --photos: how many times each photo is packed (under new names).
+    #[arg(long, default_value_t = DEFAULT_REPEATS)]
+    repeats: usize,
+    /// With --photos: how the shards store the images.
+    #[arg(long, value_enum, default_value_t = BenchEncoding::Jpeg)]
+    encoding: BenchEncoding,
+    /// With --photos: where the packed tar and the shards are kept.
+    #[arg(long, default_value = DEFAULT_WORK)]
+    work: PathBuf,
+    /// JPEG shards: libjpeg's fast integer IDCT (not faithful: see
+    /// `benchmarks/loader.md`).
+    #[arg(long)]
+    fast_dct: bool,
+    /// JPEG shards: chroma upsampled by replication (not faithful).
+    #[arg(long)]
+    fast_upsampling: bool,
     /// Split to read.
     #[arg(long, default_value_t = Split::Train)]
     split: Split,
@@ -39,7 +65,7 @@ pub struct Args {
     /// Batches to time (epochs are repeated as needed).
     #[arg(long, default_value_t = DEFAULT_BATCHES)]
     batches: usize,
-    /// Batches run before timing starts.
+    /// Batches run before timing starts (they fill the loader's buffer pool).
     #[arg(long, default_value_t = DEFAULT_WARMUP)]
     warmup: usize,
     /// Batches prefetched beyond one per worker.
@@ -60,6 +86,17 @@ pub struct Args {
     keep_data: Option<PathBuf>,
 }
 
+/// Default of `--repeats`.
+const DEFAULT_REPEATS: usize = 3;
+/// Default of `--work`.
+const DEFAULT_WORK: &str = "target/bench-loader";
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BenchEncoding {
+    Raw,
+    Jpeg,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum BenchMode {
     Train,
@@ -77,6 +114,7 @@ enum BenchOutput {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (out, temporary) = match (&args.data, &args.keep_data) {
         (Some(d), _) => (d.clone(), false),
+        (None, _) if args.photos.is_some() => (photo_shards(&args)?, false),
         (None, keep) => {
             let dir = keep.clone().unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("loader-bench-{}", std::process::id()))
@@ -102,20 +140,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     result
 }
 
-fn bench(args: &Args, out: &Path) -> anyhow::Result<()> {
-    let opened = std::time::Instant::now();
-    let data = DatasetDir::new(out);
-    let dataset = Dataset::open(&data.split(args.split))?;
-    println!(
-        "opened {} images in {} shards in {:.1} ms",
-        dataset.len(),
-        dataset.num_shards(),
-        opened.elapsed().as_secs_f64() * 1e3
-    );
-    if let Some(warning) = dataset.slow_read_warning() {
-        eprintln!("warning: {warning}");
+/// The shards of `--photos` with `--encoding`, made once under `--work`.
+fn photo_shards(args: &Args) -> anyhow::Result<PathBuf> {
+    let photos = args.photos.as_deref().expect("called with --photos");
+    let packed = super::real_photos::pack(photos, &args.work, args.repeats)?;
+    let encoding = match args.encoding {
+        BenchEncoding::Raw => Encoding::Raw,
+        BenchEncoding::Jpeg => Encoding::jpeg(),
+    };
+    let out = packed.dir.join(format!("shards-{}", encoding.name()));
+    if !DatasetDir::new(&out).stats().is_file() {
+        eprintln!(
+            "preprocessing {} photos of {} classes into {} shards in {} ...",
+            packed.members,
+            packed.classes,
+            encoding.name(),
+            out.display()
+        );
+        let _ = std::fs::remove_dir_all(&out);
+        let mut cfg = preprocess::PreprocessConfig::new(&out);
+        cfg.train_tar = Some(packed.dir.join(synth::TRAIN_TAR));
+        cfg.encoding = encoding;
+        preprocess::run(&cfg, &preprocess::NoProgress).context("preprocessing the photos")?;
     }
-    let stats = Stats::open(&data.stats())?;
+    Ok(out)
+}
+
+/// The loader configuration the arguments ask for.
+fn loader_config(args: &Args) -> LoaderConfig {
     let mode = match args.mode {
         BenchMode::Train => Mode::Train,
         BenchMode::Center => Mode::CenterCrop,
@@ -131,14 +183,36 @@ fn bench(args: &Args, out: &Path) -> anyhow::Result<()> {
     } else {
         LoaderConfig::eval()
     };
-    let cfg = LoaderConfig {
+    LoaderConfig {
         batch_size: args.batch_size,
         threads: args.threads,
         prefetch: args.prefetch,
         mode,
         output,
+        jpeg: JpegDecodeOptions {
+            fast_dct: args.fast_dct,
+            fast_upsampling: args.fast_upsampling,
+        },
         ..base
-    };
+    }
+}
+
+fn bench(args: &Args, out: &Path) -> anyhow::Result<()> {
+    let opened = std::time::Instant::now();
+    let data = DatasetDir::new(out);
+    let dataset = Dataset::open(&data.split(args.split))?;
+    println!(
+        "opened {} images in {} shards in {:.1} ms",
+        dataset.len(),
+        dataset.num_shards(),
+        opened.elapsed().as_secs_f64() * 1e3
+    );
+    if let Some(warning) = dataset.slow_read_warning() {
+        eprintln!("warning: {warning}");
+    }
+    let stats = Stats::open(&data.stats())?;
+    let cfg = loader_config(args);
+    let (mode, output) = (cfg.mode, cfg.output);
     let crop = cfg.crop;
     let loader = Loader::new(dataset, stats, cfg)?;
     eprintln!(
@@ -195,8 +269,210 @@ fn bench(args: &Args, out: &Path) -> anyhow::Result<()> {
          the loader reaches {:.0}% of it per thread",
         100.0 * rate / args.threads as f64 / floor
     );
+    if loader.dataset().is_encoded() {
+        report_jpeg(&loader, crop, rate / args.threads as f64)?;
+    }
     println!("{rate:.0} images/s");
     Ok(())
+}
+
+/// For JPEG shards: the decode-only ceiling next to the loader's rate per
+/// thread, and the pixel difference of non-default decode options.
+fn report_jpeg(loader: &Loader, crop: usize, per_thread: f64) -> anyhow::Result<()> {
+    let ceiling = decode_ceiling(loader.dataset(), crop, loader.config().jpeg)?;
+    eprintln!(
+        "decode-only ceiling, one thread, the same stored JPEGs in memory: whole {}x{} \
+             {:.0} images/s, the crop's region only {:.0} images/s (by lossless crop transform \
+             and decode: {:.0}); the loader reaches {:.0}% of the whole-image ceiling and {:.0}% \
+             of the region ceiling per thread",
+        loader.dataset().image_size().1,
+        loader.dataset().image_size().0,
+        ceiling.whole,
+        ceiling.region,
+        ceiling.transform,
+        100.0 * per_thread / ceiling.whole,
+        100.0 * per_thread / ceiling.region
+    );
+    let options = loader.config().jpeg;
+    if options != JpegDecodeOptions::default() {
+        let (mean, max, share) = option_difference(loader.dataset(), crop, options)?;
+        eprintln!(
+            "{options:?} against faithful decoding (256 images, one crop each): mean absolute \
+             difference {mean:.3}, largest {max}, {:.1}% of the values differ",
+            100.0 * share
+        );
+    }
+    Ok(())
+}
+
+/// Images/s of decoding alone on one thread.
+struct Ceiling {
+    whole: f64,
+    region: f64,
+    transform: f64,
+}
+
+/// A random `crop` x `crop` region of an `h` x `w` image per call
+/// (xorshift), as (rows, columns).
+struct Regions {
+    state: u64,
+    h: usize,
+    w: usize,
+    crop: usize,
+}
+
+impl Regions {
+    fn next(&mut self) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let s = &mut self.state;
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        let y = (*s % (self.h - self.crop + 1) as u64) as usize;
+        let x = ((*s >> 32) % (self.w - self.crop + 1) as u64) as usize;
+        (y..y + self.crop, x..x + self.crop)
+    }
+}
+
+/// Calls `f` on streams `0, 1, ..` (wrapping at `n`) for about a second;
+/// images/s.
+fn time_loop(n: usize, f: &mut dyn FnMut(usize) -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let mut done = 0usize;
+    while t.elapsed().as_secs_f64() < 1.0 {
+        f(done % n)?;
+        done += 1;
+    }
+    Ok(done as f64 / t.elapsed().as_secs_f64())
+}
+
+/// Decodes the dataset's first stored JPEGs (up to 1,024, read into memory
+/// first) over and over for about a second each way: whole images with
+/// TurboJPEG (what the loader did before region decoding), a random `crop`
+/// region of each with the loader's decoder and options, and the same
+/// region by libjpeg-turbo's lossless crop transform (the stream cut to the
+/// region's MCUs, plus one MCU of margin where the image has one, as for
+/// the region decoder) followed by a TurboJPEG decode of the cut stream.
+fn decode_ceiling(
+    dataset: &Dataset,
+    crop: usize,
+    options: JpegDecodeOptions,
+) -> anyhow::Result<Ceiling> {
+    let n = dataset.len().min(1024);
+    let mut streams = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        let mut s = Vec::new();
+        dataset.read_jpeg_stream(i, &mut s)?;
+        streams.push(s);
+    }
+    let (h, w) = dataset.image_size();
+    let mut out = vec![0u8; h * w * 3];
+    let whole = time_loop(n, &mut |i| {
+        Ok(shards::decode_jpeg_into(&streams[i], w, h, &mut out)?)
+    })?;
+    let seed = 0x9e37_79b9_7f4a_7c15;
+    let mut regions = Regions {
+        state: seed,
+        h,
+        w,
+        crop,
+    };
+    let region = time_loop(n, &mut |i| {
+        let (rows, cols) = regions.next();
+        shards::decode_jpeg_region_into(&streams[i], (w, h), rows, cols, options, &mut out)?;
+        Ok(())
+    })?;
+    let mut regions = Regions {
+        state: seed,
+        h,
+        w,
+        crop,
+    };
+    let mut transformer = turbojpeg::Transformer::new()?;
+    let mut decompressor = turbojpeg::Decompressor::new()?;
+    let transform = time_loop(n, &mut |i| {
+        let (rows, cols) = regions.next();
+        let mcu = 16;
+        let x0 = cols.start.saturating_sub(1) / mcu * mcu;
+        let y0 = rows.start.saturating_sub(1) / mcu * mcu;
+        let x1 = (cols.end + 1).min(w);
+        let y1 = (rows.end + 1).min(h);
+        let t = turbojpeg::Transform {
+            crop: Some(turbojpeg::TransformCrop {
+                x: x0,
+                y: y0,
+                width: Some(x1 - x0),
+                height: Some(y1 - y0),
+            }),
+            ..Default::default()
+        };
+        let cut = transformer.transform_to_owned(&t, &streams[i])?;
+        let image = turbojpeg::Image {
+            pixels: &mut out[..],
+            width: x1 - x0,
+            pitch: (x1 - x0) * 3,
+            height: y1 - y0,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        decompressor.decompress(&cut, image)?;
+        Ok(())
+    })?;
+    Ok(Ceiling {
+        whole,
+        region,
+        transform,
+    })
+}
+
+/// Mean and largest absolute difference, per value, between region decodes
+/// with `options` and faithful ones, over the dataset's first 256 images
+/// (one random crop region each), and the fraction of values that differ.
+fn option_difference(
+    dataset: &Dataset,
+    crop: usize,
+    options: JpegDecodeOptions,
+) -> anyhow::Result<(f64, u8, f64)> {
+    let (h, w) = dataset.image_size();
+    let mut regions = Regions {
+        state: 0x2545_f491_4f6c_dd1d,
+        h,
+        w,
+        crop,
+    };
+    let (mut fast, mut exact, mut stream) =
+        (vec![0u8; h * w * 3], vec![0u8; h * w * 3], Vec::new());
+    let (mut sum, mut max, mut differ, mut count) = (0u64, 0u8, 0u64, 0u64);
+    for i in 0..dataset.len().min(256) as u64 {
+        dataset.read_jpeg_stream(i, &mut stream)?;
+        let (rows, cols) = regions.next();
+        let a = shards::decode_jpeg_region_into(
+            &stream,
+            (w, h),
+            rows.clone(),
+            cols.clone(),
+            options,
+            &mut fast,
+        )?;
+        let b = shards::decode_jpeg_region_into(
+            &stream,
+            (w, h),
+            rows,
+            cols.clone(),
+            JpegDecodeOptions::default(),
+            &mut exact,
+        )?;
+        for r in 0..crop {
+            let pa = &fast[(r * a.cols + cols.start - a.first_col) * 3..][..crop * 3];
+            let pb = &exact[(r * b.cols + cols.start - b.first_col) * 3..][..crop * 3];
+            for (&p, &q) in pa.iter().zip(pb) {
+                let d = p.abs_diff(q);
+                sum += d as u64;
+                max = max.max(d);
+                differ += (d > 0) as u64;
+                count += 1;
+            }
+        }
+    }
+    Ok((sum as f64 / count as f64, max, differ as f64 / count as f64))
 }
 
 /// Single-thread copy bandwidth (bytes read + bytes written per second) over
