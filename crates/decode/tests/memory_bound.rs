@@ -110,7 +110,9 @@ fn cost(bytes: &[u8], max_pixels: u64, scaling: JpegScaling) -> Cost {
     Cost {
         largest: LARGEST.with(Cell::get),
         peak: PEAK.with(Cell::get),
-        result: result.map(|d| (d.width, d.height)).map_err(|e| e.to_string()),
+        result: result
+            .map(|d| (d.width, d.height))
+            .map_err(|e| e.to_string()),
         refused,
     }
 }
@@ -224,7 +226,13 @@ fn a_decode_never_holds_more_than_the_pixel_limit_allows() {
     // libjpeg-turbo: real photos at the limit, decoded at 1/2 (draft) and
     // at full size.
     let real = jpeg(1024, 1024);
-    check_turbo("1024x1024 JPEG, draft", &real, 1024, 1024, JpegScaling::Draft);
+    check_turbo(
+        "1024x1024 JPEG, draft",
+        &real,
+        1024,
+        1024,
+        JpegScaling::Draft,
+    );
     check_turbo("1024x1024 JPEG, full", &real, 1024, 1024, JpegScaling::Full);
     let wide = jpeg(2048, 512);
     check_turbo("2048x512 JPEG, draft", &wide, 2048, 512, JpegScaling::Draft);
@@ -233,10 +241,25 @@ fn a_decode_never_holds_more_than_the_pixel_limit_allows() {
     // buffer before the data runs out (refused then as truncated), and no
     // more than the formula.
     let under = jpeg_claiming(1024, 1023);
-    check_turbo("16x16 JPEG claiming 1024x1023", &under, 1024, 1023, JpegScaling::Draft);
-    check_turbo("16x16 JPEG claiming 1024x1023, full", &under, 1024, 1023, JpegScaling::Full);
+    check_turbo(
+        "16x16 JPEG claiming 1024x1023",
+        &under,
+        1024,
+        1023,
+        JpegScaling::Draft,
+    );
+    check_turbo(
+        "16x16 JPEG claiming 1024x1023, full",
+        &under,
+        1024,
+        1023,
+        JpegScaling::Full,
+    );
     check_refused("16x16 JPEG claiming 1025x1024", &jpeg_claiming(1025, 1024));
-    check_refused("16x16 JPEG claiming 32000x32000", &jpeg_claiming(32000, 32000));
+    check_refused(
+        "16x16 JPEG claiming 32000x32000",
+        &jpeg_claiming(32000, 32000),
+    );
 
     // zune-jpeg at full size: CMYK, real and crafted.
     let cmyk = cmyk_jpeg(1024, 1024);
@@ -244,7 +267,12 @@ fn a_decode_never_holds_more_than_the_pixel_limit_allows() {
     assert_eq!(c.result, Ok((1024, 1024)), "the CMYK photo decodes");
     check_full_size("1024x1024 CMYK JPEG", &cmyk, 1024, 1024);
     let cmyk_under = claiming(cmyk_jpeg(16, 16), 1024, 1023);
-    check_full_size("16x16 CMYK JPEG claiming 1024x1023", &cmyk_under, 1024, 1023);
+    check_full_size(
+        "16x16 CMYK JPEG claiming 1024x1023",
+        &cmyk_under,
+        1024,
+        1023,
+    );
     check_refused(
         "16x16 CMYK JPEG claiming 1025x1024",
         &claiming(cmyk_jpeg(16, 16), 1025, 1024),
@@ -263,7 +291,12 @@ fn a_decode_never_holds_more_than_the_pixel_limit_allows() {
 
     // PNG (named .JPEG or not: the bytes decide), crafted just under and
     // over the limit.
-    check_full_size("8x8 PNG claiming 1024x1023", &png_claiming(1024, 1023), 1024, 1023);
+    check_full_size(
+        "8x8 PNG claiming 1024x1023",
+        &png_claiming(1024, 1023),
+        1024,
+        1023,
+    );
     check_refused("8x8 PNG claiming 1025x1024", &png_claiming(1025, 1024));
     check_refused("8x8 PNG claiming 20000x20000", &png_claiming(20000, 20000));
 }
