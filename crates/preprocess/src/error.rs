@@ -56,6 +56,15 @@ pub enum PreprocessError {
         /// The parquet reader's error.
         source: parquet::errors::ParquetError,
     },
+    /// The parquet reader panicked on a damaged file (the panic is caught
+    /// at each call into it).
+    #[error("{file}: the parquet reader failed on this file: {message}")]
+    ParquetPanic {
+        /// The parquet file.
+        file: String,
+        /// The reader's panic message.
+        message: String,
+    },
     /// A parquet file does not have the columns of Hugging Face's layout.
     #[error("{file}: {message}")]
     ParquetSchema {
