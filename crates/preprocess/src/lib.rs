@@ -49,7 +49,7 @@ pub use part::{
     MissingPart, Part, PartError, SLURM_ARRAY_TASK_COUNT, SLURM_ARRAY_TASK_ID,
     SLURM_ARRAY_TASK_MIN, SLURM_ARRAY_TASK_STEP,
 };
-pub use parts::{finish, ClassRecord, PartRecord, PartSplit};
+pub use parts::{finish, ClassRecord, PartRecord, PartRecordError, PartSplit};
 pub use pipeline::{run, shard_of};
 pub use progress::{NoProgress, ProgressSink};
 pub use scan::{scan_layout, scan_tar, TarMember};

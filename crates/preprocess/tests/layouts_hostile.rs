@@ -149,7 +149,7 @@ fn a_class_list_that_inflates_past_its_bound_is_refused() {
     }
     w.finish().unwrap();
     assert!(std::fs::metadata(&zip).unwrap().len() < 1 << 20);
-    let (largest, err) = largest_of(|| detect_layout(&[zip.clone()]).unwrap_err());
+    let (largest, err) = largest_of(|| detect_layout(std::slice::from_ref(&zip)).unwrap_err());
     assert!(matches!(err, LayoutError::MemberTooLarge { .. }), "{err}");
     let msg = err.to_string();
     assert!(
@@ -199,7 +199,7 @@ fn a_parquet_page_header_skipping_past_the_end_of_the_file_is_an_error() {
         &path,
     )
     .unwrap();
-    let layout = detect_layout(&[path.clone()]).unwrap();
+    let layout = detect_layout(std::slice::from_ref(&path)).unwrap();
     let msg = scan_layout(&layout, Split::Train).unwrap_err().to_string();
     assert!(msg.contains("train-00000-of-00001.parquet"), "{msg}");
 }
@@ -218,7 +218,7 @@ fn a_parquet_data_page_without_its_dictionary_is_an_error() {
         &path,
     )
     .unwrap();
-    let layout = detect_layout(&[path.clone()]).unwrap();
+    let layout = detect_layout(std::slice::from_ref(&path)).unwrap();
     let err = scan_layout(&layout, Split::Train).unwrap_err();
     assert!(
         matches!(err, preprocess::PreprocessError::ParquetPanic { .. }),
