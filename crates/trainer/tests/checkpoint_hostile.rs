@@ -88,7 +88,7 @@ fn a_damaged_state_file_is_an_error_naming_it() {
     let (run, state_path) = run_with_state(tmp.path(), |_| {});
     let text = std::fs::read_to_string(&state_path).unwrap();
     for damaged in [
-        text[..text.len() / 2].as_bytes().to_vec(),
+        text.as_bytes()[..text.len() / 2].to_vec(),
         b"\xff\xfe not UTF-8".to_vec(),
         b"[]".to_vec(),
         text.replace("\"batch_size\":16", "\"batch_size\":-1")
