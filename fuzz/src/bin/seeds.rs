@@ -423,27 +423,31 @@ fn dataset_seeds(work: &Path) -> Vec<Vec<u8>> {
     .unwrap();
     let p = shards::DatasetDir::new(&parted);
     let done = read(p.part_file(0, 1, shards::PartFile::Done));
+    // A part of a dataset labelled with the devkit's classes (their words
+    // included, which `finish` writes rather than keeps).
+    let ds = synth_dataset(work, false);
+    let devkit_run = work.join("dataset-devkit");
+    let mut cfg = preprocess::PreprocessConfig::new(&devkit_run);
+    cfg.val_tar = Some(ds.val_tar.clone());
+    cfg.devkit = Some(ds.devkit.clone());
+    cfg.workers = 1;
+    cfg.part = Some(preprocess::Part { index: 0, count: 1 });
+    preprocess::run(&cfg, &preprocess::NoProgress).unwrap();
+    let k = shards::DatasetDir::new(&devkit_run);
+    let devkit_done = read(k.part_file(0, 1, shards::PartFile::Done));
     vec![
         with_mode(0, &classes),
-        with_mode(0, &read(synth_dataset_classes(work))),
+        with_mode(0, &read(k.classes())),
         with_mode(
             1,
             &join_n(&[&done, &read(p.classes()), &read(p.manifest())]),
         ),
+        with_mode(
+            1,
+            &join_n(&[&devkit_done, &read(k.classes()), &read(k.manifest())]),
+        ),
         with_mode(2, &join_n(&[&id, &classes, &manifest])),
     ]
-}
-
-/// A `classes.tsv` of a dataset converted with the devkit (words included).
-fn synth_dataset_classes(work: &Path) -> PathBuf {
-    let ds = synth_dataset(work, false);
-    let out = work.join("dataset-devkit");
-    let mut cfg = preprocess::PreprocessConfig::new(&out);
-    cfg.val_tar = Some(ds.val_tar.clone());
-    cfg.devkit = Some(ds.devkit.clone());
-    cfg.workers = 1;
-    preprocess::run(&cfg, &preprocess::NoProgress).unwrap();
-    shards::DatasetDir::new(&out).classes()
 }
 
 fn checkpoint_seeds() -> Vec<Vec<u8>> {
