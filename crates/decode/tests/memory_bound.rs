@@ -1,10 +1,10 @@
 //! The memory a decode worker may take follows from the pixel limit: with
 //! `DecodeOptions::max_pixels = M`, the largest buffers are about
 //! `3 * M / d^2` bytes for a JPEG that libjpeg-turbo decodes at 1/d, and
-//! `7 * M` for one that zune-jpeg decodes at full size (CMYK: 4 bytes a
-//! pixel as decoded, 3 as RGB) or a PNG (at most 4 bytes a pixel as
-//! decoded, 3 as RGB); a file whose header claims more than `M` pixels is
-//! refused before any pixel buffer. This test binary counts every
+//! `7 * M` for one that zune-jpeg decodes at full size (CMYK, damaged
+//! streams: its RGB output, its working buffers and the RGB copy) or a PNG
+//! (at most 4 bytes a pixel as decoded, 3 as RGB); a file whose header
+//! claims more than `M` pixels is refused before any pixel buffer. This test binary counts every
 //! allocation the decoding thread makes through Rust's allocator (its own
 //! global allocator) while decoding real and crafted files just under and
 //! just over a small limit, and checks the largest single allocation and
