@@ -3,8 +3,8 @@
 #
 #   scripts/fuzz.sh TARGET SECONDS [libFuzzer options...]
 #
-# TARGET: matv5 | devkit | shard_index | tar | all (each target in turn,
-# SECONDS each). Builds fuzz/ with the sanitizer-coverage passes given by
+# TARGET: matv5 | devkit | shard_index | tar | kaggle | hf_tar | hf_parquet |
+# layout | dataset | checkpoint | all (each target in turn, SECONDS each). Builds fuzz/ with the sanitizer-coverage passes given by
 # hand (a stable toolchain: no `cargo fuzz`, no sanitizers), writes the seed
 # corpora from the project's writers into fuzz/corpus/<target>/, and runs
 # the target on that corpus, which grows as it finds new coverage. A crash,
@@ -20,7 +20,7 @@ fi
 target=$1
 seconds=$2
 shift 2
-all=(matv5 devkit shard_index tar)
+all=(matv5 devkit shard_index tar kaggle hf_tar hf_parquet layout dataset checkpoint)
 if [ "$target" = all ]; then
     targets=("${all[@]}")
 else

@@ -239,3 +239,217 @@ pub fn fix_index_crc(bytes: &mut [u8]) {
     let crc = crc32fast::hash(&bytes[..len - 4]);
     bytes[len - 4..len].copy_from_slice(&crc.to_le_bytes());
 }
+
+/// A fresh, empty directory of this process for the targets that write
+/// several files (one per target and process).
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = scratch_path(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).expect("the scratch directory can be removed");
+    }
+    std::fs::create_dir_all(&dir).expect("the scratch directory can be made");
+    dir
+}
+
+/// Splits `data` into `n` parts at little-endian `u16` length prefixes (see
+/// [`split_two`]); the last part is the rest.
+pub fn split_n(mut data: &[u8], n: usize) -> Vec<&[u8]> {
+    let mut parts = Vec::with_capacity(n);
+    for _ in 1..n {
+        let (first, rest) = split_two(data);
+        parts.push(first);
+        data = rest;
+    }
+    parts.push(data);
+    parts
+}
+
+/// The inverse of [`split_n`], for the seeds.
+pub fn join_n(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            out.extend_from_slice(p);
+        } else {
+            out.extend_from_slice(&join_two(p, &[]));
+        }
+    }
+    out
+}
+
+/// The lines of `bytes` as file names a directory can hold (at most
+/// `max`; `/` and NUL replaced, empty names and `.`/`..` left out, each at
+/// most 200 bytes).
+pub fn file_names(bytes: &[u8], max: usize) -> Vec<String> {
+    names(bytes, max, true)
+}
+
+/// The lines of `bytes` as member paths of an archive (as
+/// [`file_names`], `/` kept).
+pub fn file_names_with_slashes(bytes: &[u8], max: usize) -> Vec<String> {
+    names(bytes, max, false)
+}
+
+fn names(bytes: &[u8], max: usize, no_slash: bool) -> Vec<String> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|l| {
+            let mut n: String = l
+                .chars()
+                .map(|c| {
+                    if (no_slash && c == '/') || c == '\0' {
+                        '_'
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            while n.len() > 200 {
+                n.pop();
+            }
+            n
+        })
+        .filter(|n| !n.is_empty() && n != "." && n != "..")
+        .take(max)
+        .collect()
+}
+
+/// A zip of `members` (`(name, bytes)`), stored or deflated.
+pub fn zip_of(members: &[(String, Vec<u8>)], deflate: bool) -> Vec<u8> {
+    use zip::write::SimpleFileOptions;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let method = if deflate {
+        zip::CompressionMethod::Deflated
+    } else {
+        zip::CompressionMethod::Stored
+    };
+    let opts = SimpleFileOptions::default()
+        .compression_method(method)
+        .last_modified_time(zip::DateTime::default());
+    for (name, data) in members {
+        // Names the writer refuses (duplicates) are left out.
+        if w.start_file(name.as_str(), opts).is_ok() {
+            w.write_all(data).expect("writing to memory");
+        }
+    }
+    w.finish().expect("writing to memory").into_inner()
+}
+
+/// Finds the layout `from` holds and reads each of its splits as the
+/// pipeline does ([`preprocess::scan_layout`]); any error must name `dir`
+/// (which holds every file given), except those about the set of paths
+/// given as a whole (two layouts, a part missing), which name the layout.
+/// Returns the members read.
+pub fn check_layout(from: &[PathBuf], dir: &std::path::Path) -> Vec<preprocess::TarMember> {
+    let names_dir = |text: String| {
+        assert!(text.contains(&*dir.to_string_lossy()), "{text}");
+    };
+    let layout = match preprocess::detect_layout(from) {
+        Ok(layout) => layout,
+        Err(e @ preprocess::LayoutError::Ambiguous(_)) => {
+            assert!(e.to_string().contains("ambiguous"), "{e}");
+            return Vec::new();
+        }
+        Err(e @ preprocess::LayoutError::Incomplete { .. }) => {
+            assert!(e.to_string().contains("incomplete"), "{e}");
+            return Vec::new();
+        }
+        Err(e) => {
+            names_dir(e.to_string());
+            return Vec::new();
+        }
+    };
+    let mut all = Vec::new();
+    for split in [preprocess::Split::Train, preprocess::Split::Val] {
+        match preprocess::scan_layout(&layout, split) {
+            Ok(members) => all.extend(members),
+            Err(e) => names_dir(e.to_string()),
+        }
+    }
+    all
+}
+
+/// The input of the `dataset` target's runs: a train directory of one
+/// class holding one 16x16 JPEG, written once into `root/train`.
+pub fn tiny_train_dir(root: &std::path::Path) -> PathBuf {
+    let train = root.join("train");
+    let class = train.join("n00000001");
+    if !class.join("a.JPEG").is_file() {
+        std::fs::create_dir_all(&class).expect("the scratch directory can be made");
+        let pixels: Vec<u8> = (0..16 * 16 * 3).map(|i| (i * 7) as u8).collect();
+        let mut jpeg = Vec::new();
+        shards::encode_jpeg(&pixels, 16, 16, 90, &mut jpeg).expect("encoding to memory");
+        std::fs::write(class.join("a.JPEG"), jpeg).expect("the scratch file can be written");
+    }
+    train
+}
+
+/// The options of the `dataset` target's runs (and of its seeds): `train`
+/// into `out`, one worker, optionally as part `part` of `count`.
+pub fn tiny_run_config(
+    train: &std::path::Path,
+    out: &std::path::Path,
+    part: Option<(u32, u32)>,
+) -> preprocess::PreprocessConfig {
+    let mut cfg = preprocess::PreprocessConfig::new(out);
+    cfg.train_dir = Some(train.to_path_buf());
+    cfg.images_per_shard = 4;
+    cfg.open_shards = 1;
+    cfg.workers = 1;
+    cfg.part = part.map(|(index, count)| preprocess::Part { index, count });
+    cfg
+}
+
+/// The name of the checkpoint the `checkpoint` target's run directory
+/// points at.
+pub const CHECKPOINT_NAME: &str = "epoch-0001-step-000000012";
+
+/// A state a run resumes from: one epoch of three done, an epoch in
+/// progress (with `partial`), one epoch's metrics.
+pub fn checkpoint_state(partial: bool) -> trainer::CheckpointState {
+    use trainer::checkpoint::{PartialEpoch, FORMAT_VERSION};
+    let mut schedule = trainer::LrSchedule::plateau(0.01, 2);
+    schedule.end_epoch(1, 61.5);
+    trainer::CheckpointState {
+        format_version: FORMAT_VERSION,
+        architecture: trainer::Architecture::by_name("alexnet-small").expect("a known network"),
+        num_classes: 10,
+        init: "paper".into(),
+        seed: 7,
+        batch_size: 8,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        epochs: 3,
+        schedule,
+        epochs_done: 1,
+        step: 12,
+        partial: partial.then_some(PartialEpoch {
+            batches_done: 3,
+            counter: trainer::TopKCounter {
+                images: 24,
+                top1_correct: 2,
+                top5_correct: 9,
+                loss_sum: 55.25,
+            },
+            train_seconds: 1.5,
+            wait_seconds: 0.25,
+        }),
+        metrics: vec![trainer::EpochMetrics {
+            epoch: 1,
+            step: 9,
+            lr: 0.01,
+            train_loss: 2.3,
+            train_top1_error: 90.0,
+            train_top5_error: 50.0,
+            val_loss: 2.29,
+            val_top1_error: 61.5,
+            val_top5_error: 40.0,
+            train_images: 72,
+            images_per_sec: 100.0,
+            data_wait_share: 0.1,
+            train_seconds: 0.72,
+            val_seconds: 0.1,
+        }],
+        data_dir: "/data/imagenet-256".into(),
+    }
+}

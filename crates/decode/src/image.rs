@@ -117,7 +117,9 @@ pub struct DecodeOptions {
     /// ([`DecodeError::TooManyPixels`]). The largest buffers a decoder then
     /// holds are about `3 * max_pixels / d^2` bytes for a JPEG decoded at
     /// 1/d in the DCT domain, and `7 * max_pixels` for one decoded at full
-    /// size by zune-jpeg (CMYK, damaged streams: 4 bytes a pixel raw, 3 RGB).
+    /// size by zune-jpeg (CMYK, damaged streams: its RGB output, its working
+    /// buffers and the RGB copy) or a PNG; `tests/memory_bound.rs` checks
+    /// both.
     pub max_pixels: u64,
 }
 

@@ -7,6 +7,7 @@ use shards::Split;
 use crate::devkit::DevkitError;
 use crate::layout::LayoutError;
 use crate::part::{list_missing, MissingPart, Part, PartError};
+use crate::parts::PartRecordError;
 
 /// A run of the pipeline failed. Completed shards are kept; running the same
 /// command again resumes.
@@ -55,6 +56,15 @@ pub enum PreprocessError {
         file: String,
         /// The parquet reader's error.
         source: parquet::errors::ParquetError,
+    },
+    /// The parquet reader panicked on a damaged file (the panic is caught
+    /// at each call into it).
+    #[error("{file}: the parquet reader failed on this file: {message}")]
+    ParquetPanic {
+        /// The parquet file.
+        file: String,
+        /// The reader's panic message.
+        message: String,
     },
     /// A parquet file does not have the columns of Hugging Face's layout.
     #[error("{file}: {message}")]
@@ -148,6 +158,14 @@ pub enum PreprocessError {
         count: u32,
         /// The parts whose `.done` record is missing.
         missing: Vec<MissingPart>,
+    },
+    /// A part's record does not describe its part.
+    #[error("{path}: {source}")]
+    PartRecord {
+        /// The record.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: PartRecordError,
     },
     /// Two parts were run with different inputs.
     #[error("{out}: part {part} converted other {what} than part 0/{}; run every part with the same inputs and options (part {part} run again with them resumes)", part.count)]

@@ -8,13 +8,14 @@
 //! more than a page of images is held, whatever the file's size.
 
 use std::fs::File;
+use std::io::{BufReader, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parquet::basic::Type as PhysicalType;
 use parquet::column::reader::{get_typed_column_reader, ColumnReaderImpl};
 use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
-use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::reader::{ChunkReader, FileReader, Length, SerializedFileReader};
 
 use crate::error::PreprocessError;
 use crate::hf_tar::strip_wnid_suffix;
@@ -28,10 +29,60 @@ const LABEL: &str = "label";
 /// Rows read at a time from the name and label columns.
 const SCAN_BATCH: usize = 4096;
 
+/// A parquet file as the parquet reader reads it, guarded against two of
+/// its weaknesses with hostile files: a range past the end of the file is
+/// refused before its buffer is allocated (the reader reserves the length
+/// the metadata claims), and reading at the end of the file is an error
+/// rather than an empty read (the reader skips unknown page-header fields
+/// by copying a number of bytes the file claims, which an empty read never
+/// ends: a few bytes asking to skip billions of values would spin for
+/// minutes).
+struct Guarded(File);
+
+impl Length for Guarded {
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+}
+
+impl ChunkReader for Guarded {
+    type T = EndIsAnError<BufReader<File>>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(EndIsAnError(self.0.get_read(start)?))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        let len = self.0.len();
+        if start.checked_add(length as u64).is_none_or(|end| end > len) {
+            return Err(parquet::errors::ParquetError::EOF(format!(
+                "{length} bytes at offset {start} run past the end of the file ({len} bytes)"
+            )));
+        }
+        self.0.get_bytes(start, length)
+    }
+}
+
+/// A reader that fails with `UnexpectedEof` where the file ends.
+struct EndIsAnError<R>(R);
+
+impl<R: Read> Read for EndIsAnError<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "read past the end of the file",
+            ));
+        }
+        Ok(n)
+    }
+}
+
 /// One open parquet file and where its columns are.
 struct ParquetFile {
     name: String,
-    reader: SerializedFileReader<File>,
+    reader: SerializedFileReader<Guarded>,
     bytes: usize,
     path: usize,
     label: usize,
@@ -57,7 +108,9 @@ fn perr(file: &str) -> impl Fn(parquet::errors::ParquetError) -> PreprocessError
 fn open(path: &PathBuf) -> Result<ParquetFile, PreprocessError> {
     let name = path.display().to_string();
     let f = File::open(path).map_err(|e| PreprocessError::io(path, e))?;
-    let reader = SerializedFileReader::new(f).map_err(perr(&name))?;
+    let reader = guarded(&name, || {
+        SerializedFileReader::new(Guarded(f)).map_err(perr(&name))
+    })?;
     let schema = reader.metadata().file_metadata().schema_descr_ptr();
     let find = |col: &str, ty: PhysicalType| {
         (0..schema.num_columns())
@@ -76,18 +129,47 @@ fn open(path: &PathBuf) -> Result<ParquetFile, PreprocessError> {
     })
 }
 
+/// Runs `f`, a call into the parquet reader for `file`, turning a panic of
+/// the reader (it has some on damaged files: a dictionary-encoded page
+/// without its dictionary, say) into [`PreprocessError::ParquetPanic`].
+fn guarded<T>(
+    file: &str,
+    f: impl FnOnce() -> Result<T, PreprocessError>,
+) -> Result<T, PreprocessError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        Err(PreprocessError::ParquetPanic {
+            file: file.to_string(),
+            message,
+        })
+    })
+}
+
 /// The values of one optional leaf column of a row group, `None` for nulls.
 fn read_column<T: parquet::data_type::DataType>(
     pf: &ParquetFile,
     group: usize,
     col: usize,
 ) -> Result<Vec<Option<T::T>>, PreprocessError> {
+    guarded(&pf.name, || read_column_unguarded::<T>(pf, group, col))
+}
+
+fn read_column_unguarded<T: parquet::data_type::DataType>(
+    pf: &ParquetFile,
+    group: usize,
+    col: usize,
+) -> Result<Vec<Option<T::T>>, PreprocessError> {
     let rg = pf.reader.get_row_group(group).map_err(perr(&pf.name))?;
-    let rows = rg.metadata().num_rows() as usize;
+    // The row count as the metadata claims it: reserved up to one batch.
+    let rows = usize::try_from(rg.metadata().num_rows()).unwrap_or(0);
     let max_def = rg.metadata().column(col).column_descr().max_def_level();
     let mut reader: ColumnReaderImpl<T> =
         get_typed_column_reader(rg.get_column_reader(col).map_err(perr(&pf.name))?);
-    let mut out = Vec::with_capacity(rows);
+    let mut out = Vec::with_capacity(rows.min(SCAN_BATCH));
     let (mut defs, mut values) = (Vec::new(), Vec::new());
     while out.len() < rows {
         defs.clear();
@@ -163,6 +245,22 @@ struct ImageCursor {
 
 impl ImageCursor {
     fn read(
+        &mut self,
+        files: &[ParquetFile],
+        r: &Row,
+        bytes_read: &AtomicU64,
+    ) -> Result<Result<Vec<u8>, String>, PreprocessError> {
+        let result = guarded(&files[r.file].name, || {
+            self.read_unguarded(files, r, bytes_read)
+        });
+        if result.is_err() {
+            // A reader that failed part-way is not used again.
+            self.reader = None;
+        }
+        result
+    }
+
+    fn read_unguarded(
         &mut self,
         files: &[ParquetFile],
         r: &Row,

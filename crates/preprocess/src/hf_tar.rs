@@ -190,7 +190,9 @@ pub(crate) fn stream_hf_tars(
         } else if size > MAX_MEMBER_BYTES {
             Some(Err(format!("member too large ({size} bytes)")))
         } else {
-            let mut data = Vec::with_capacity(size as usize);
+            // Reserved up to a photo's worth: a header claiming more costs
+            // nothing before the bytes arrive.
+            let mut data = Vec::with_capacity(size.min(1 << 20) as usize);
             head.entry
                 .read_to_end(&mut data)
                 .map_err(|e| tar_err(&file, &head.member, e))?;

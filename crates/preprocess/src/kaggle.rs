@@ -22,6 +22,10 @@ pub const SYNSET_MAPPING: &str = "LOC_synset_mapping.txt";
 pub const VAL_SOLUTION: &str = "LOC_val_solution.csv";
 /// Where the images are, below the layout's root.
 pub const IMAGES: &str = "ILSVRC/Data/CLS-LOC";
+/// Largest `LOC_synset_mapping.txt` or `LOC_val_solution.csv` read from the
+/// zip (Kaggle's are 31 KB and 2.6 MB): a member inflating to more is
+/// refused, so that a deflate bomb cannot take the memory.
+pub const MAX_TEXT_BYTES: u64 = 16 << 20;
 
 fn missing(what: String) -> LayoutError {
     LayoutError::Incomplete {
@@ -133,16 +137,35 @@ fn zip_err(path: &Path) -> impl Fn(zip::result::ZipError) -> LayoutError + '_ {
     }
 }
 
-/// Reads a small member of the zip whole.
+/// Reads a small member of the zip whole: at most [`MAX_TEXT_BYTES`],
+/// UTF-8.
 fn read_small(
     archive: &mut zip::ZipArchive<File>,
     path: &Path,
     name: &str,
 ) -> Result<String, LayoutError> {
-    let mut entry = archive.by_name(name).map_err(zip_err(path))?;
-    let mut text = String::new();
-    entry.read_to_string(&mut text).map_err(io_err(path))?;
-    Ok(text)
+    let entry = archive.by_name(name).map_err(zip_err(path))?;
+    let mut bytes = Vec::new();
+    entry
+        .take(MAX_TEXT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| LayoutError::ZipMember {
+            path: path.to_path_buf(),
+            member: name.to_string(),
+            source,
+        })?;
+    if bytes.len() as u64 > MAX_TEXT_BYTES {
+        return Err(LayoutError::MemberTooLarge {
+            path: path.to_path_buf(),
+            member: name.to_string(),
+            limit: MAX_TEXT_BYTES,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| LayoutError::ZipMember {
+        path: path.to_path_buf(),
+        member: name.to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+    })
 }
 
 /// The Kaggle zip as downloaded.

@@ -139,6 +139,26 @@ pub enum LayoutError {
         /// The zip reader's error.
         source: zip::result::ZipError,
     },
+    /// A text member of the Kaggle zip could not be read.
+    #[error("{}/{member}: {source}", path.display())]
+    ZipMember {
+        /// The zip file.
+        path: PathBuf,
+        /// The member.
+        member: String,
+        /// What went wrong (bad deflate data or CRC, not UTF-8).
+        source: std::io::Error,
+    },
+    /// A text member of the Kaggle zip inflates to more than it may hold.
+    #[error("{}/{member}: inflates to more than {limit} bytes", path.display())]
+    MemberTooLarge {
+        /// The zip file.
+        path: PathBuf,
+        /// The member.
+        member: String,
+        /// The most bytes read ([`crate::KAGGLE_MAX_TEXT_BYTES`]).
+        limit: u64,
+    },
 }
 
 pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> LayoutError + '_ {

@@ -37,8 +37,8 @@ pub use devkit::{
 };
 pub use error::{OptionsError, PreprocessError};
 pub use kaggle::{
-    IMAGES as KAGGLE_IMAGES, SYNSET_MAPPING as KAGGLE_SYNSET_MAPPING,
-    VAL_SOLUTION as KAGGLE_VAL_SOLUTION,
+    IMAGES as KAGGLE_IMAGES, MAX_TEXT_BYTES as KAGGLE_MAX_TEXT_BYTES,
+    SYNSET_MAPPING as KAGGLE_SYNSET_MAPPING, VAL_SOLUTION as KAGGLE_VAL_SOLUTION,
 };
 pub use layout::{
     detect_layout, ilsvrc2012_classes, Layout, LayoutError, LayoutKind, HF_CLASSES_PY,
@@ -49,10 +49,10 @@ pub use part::{
     MissingPart, Part, PartError, SLURM_ARRAY_TASK_COUNT, SLURM_ARRAY_TASK_ID,
     SLURM_ARRAY_TASK_MIN, SLURM_ARRAY_TASK_STEP,
 };
-pub use parts::{finish, ClassRecord, PartRecord, PartSplit};
+pub use parts::{finish, ClassRecord, PartRecord, PartRecordError, PartSplit};
 pub use pipeline::{run, shard_of};
 pub use progress::{NoProgress, ProgressSink};
-pub use scan::{scan_tar, TarMember};
+pub use scan::{scan_layout, scan_tar, TarMember};
 pub use shards::Split;
 pub use source::{list_train_classes, SplitInput, MAX_MEMBER_BYTES};
 pub use summary::{FinishSummary, PartSummary, SplitSummary, Summary};

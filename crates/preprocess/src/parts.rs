@@ -107,10 +107,95 @@ impl PartRecord {
         );
     }
 
-    /// Reads `OUT/parts/part-0000I-of-0000N.done`.
+    /// Reads `OUT/parts/part-0000I-of-0000N.done`, refusing a record that
+    /// does not describe that part ([`PartRecordError`]).
     pub fn read(out: &Path, part: Part) -> Result<PartRecord, PreprocessError> {
-        read_json(&DatasetDir::new(out).part_file(part.index, part.count, PartFile::Done))
+        let path = DatasetDir::new(out).part_file(part.index, part.count, PartFile::Done);
+        let record: PartRecord = read_json(&path)?;
+        record
+            .check(part)
+            .map_err(|source| PreprocessError::PartRecord { path, source })?;
+        Ok(record)
     }
+
+    /// What [`PartRecord::read`] refuses: another format version, another
+    /// part than its file's name says, no classes, classes not numbered
+    /// 0, 1, 2, ... in order, a WNID that `classes.tsv` cannot hold.
+    fn check(&self, part: Part) -> Result<(), PartRecordError> {
+        if self.format_version != FORMAT_VERSION {
+            return Err(PartRecordError::FormatVersion {
+                found: self.format_version,
+            });
+        }
+        if (self.part, self.parts) != (part.index, part.count) {
+            return Err(PartRecordError::OtherPart {
+                part: self.part,
+                parts: self.parts,
+            });
+        }
+        if self.classes.is_empty() {
+            return Err(PartRecordError::NoClasses);
+        }
+        for (expected, c) in self.classes.iter().enumerate() {
+            if c.index != expected {
+                return Err(PartRecordError::ClassIndex {
+                    wnid: c.wnid.clone(),
+                    index: c.index,
+                    expected,
+                });
+            }
+            if c.wnid.is_empty() || c.wnid.contains(['\t', '\n', '\r']) {
+                return Err(PartRecordError::Wnid {
+                    index: c.index,
+                    wnid: c.wnid.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A part's record (`OUT/parts/part-0000I-of-0000N.done`) that does not
+/// describe its part.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PartRecordError {
+    /// Written by another format version.
+    #[error("format version {found} (this program writes {FORMAT_VERSION})")]
+    FormatVersion {
+        /// The version found.
+        found: u32,
+    },
+    /// The record says it is another part than its name does.
+    #[error("it records part {part} of {parts}, not the part its name gives")]
+    OtherPart {
+        /// The part recorded.
+        part: u32,
+        /// The number of parts recorded.
+        parts: u32,
+    },
+    /// No classes.
+    #[error("it lists no classes")]
+    NoClasses,
+    /// A class out of order.
+    #[error("class {wnid} has index {index}, expected {expected} (classes are numbered 0, 1, 2, ... in order)")]
+    ClassIndex {
+        /// The class's WNID.
+        wnid: String,
+        /// Its index.
+        index: usize,
+        /// The index it should have.
+        expected: usize,
+    },
+    /// A WNID that `classes.tsv` cannot hold (empty, or with a tab or a
+    /// line break).
+    #[error("class {index} has the WNID {wnid:?}, which classes.tsv cannot hold")]
+    Wnid {
+        /// The class's index.
+        index: usize,
+        /// Its WNID.
+        wnid: String,
+    },
 }
 
 /// The parts files present in `OUT/parts`: `(part, kind, file name)`.

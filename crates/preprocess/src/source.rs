@@ -317,6 +317,9 @@ fn stream_zip(
     push: &mut PushTrain<'_>,
 ) -> Result<(), PreprocessError> {
     let mut archive = crate::kaggle::open_zip(path)?;
+    let zip_len = std::fs::metadata(path)
+        .map_err(|e| PreprocessError::io(path, e))?
+        .len();
     let members = crate::kaggle::zip_members(&mut archive, prefix);
     for (index, m) in members.into_iter().enumerate() {
         let label = if labeler.is_train() {
@@ -328,7 +331,7 @@ fn stream_zip(
             if m.size > MAX_MEMBER_BYTES {
                 return Err(format!("member too large ({} bytes)", m.size));
             }
-            read_zip_member(&mut archive, m.index, bytes_read)
+            read_zip_member(&mut archive, m.index, zip_len, bytes_read)
         });
         if !push(m.name, label, data) {
             return Ok(());
@@ -337,43 +340,46 @@ fn stream_zip(
     Ok(())
 }
 
-/// A zip member's bytes: stored ones as they are, deflated ones inflated in
-/// one call into a buffer of their size (faster than the zip crate's
-/// streaming reader); either checked against the member's CRC-32. Other
-/// methods go through the zip crate.
+/// Bytes reserved for a member before its bytes arrive: a photo's worth.
+/// Larger members grow their buffer as their bytes arrive, so that a
+/// header claiming more than the file holds costs nothing.
+const RESERVE: u64 = 1 << 20;
+
+/// A zip member's bytes: stored ones as they are, deflated ones inflated
+/// with few calls (faster than the zip crate's streaming reader) into a
+/// buffer that grows with the bytes inflated, never past the size the
+/// member claims; either checked against the member's CRC-32. Other methods
+/// go through the zip crate. A member claiming more compressed bytes than
+/// the zip holds is refused unread.
 fn read_zip_member(
     archive: &mut zip::ZipArchive<File>,
     index: usize,
+    zip_len: u64,
     bytes_read: &AtomicU64,
 ) -> Result<Vec<u8>, String> {
     let mut raw = archive.by_index_raw(index).map_err(|e| e.to_string())?;
     let (method, size, crc) = (raw.compression(), raw.size(), raw.crc32());
-    bytes_read.fetch_add(raw.compressed_size(), Ordering::Relaxed);
+    let packed_len = raw.compressed_size();
+    if packed_len > zip_len {
+        return Err(format!(
+            "the member claims {packed_len} compressed bytes, more than the zip's {zip_len}"
+        ));
+    }
+    bytes_read.fetch_add(packed_len, Ordering::Relaxed);
     let data = match method {
         zip::CompressionMethod::Stored | zip::CompressionMethod::Deflated => {
-            let mut packed = Vec::with_capacity(raw.compressed_size() as usize);
+            let mut packed = Vec::with_capacity(packed_len as usize);
             raw.read_to_end(&mut packed).map_err(|e| e.to_string())?;
             if method == zip::CompressionMethod::Stored {
                 packed
             } else {
-                let mut out = Vec::with_capacity(size as usize + 1);
-                let mut inflate = flate2::Decompress::new(false);
-                let status = inflate
-                    .decompress_vec(&packed, &mut out, flate2::FlushDecompress::Finish)
-                    .map_err(|e| format!("corrupt deflate data: {e}"))?;
-                if status != flate2::Status::StreamEnd || out.len() as u64 != size {
-                    return Err(format!(
-                        "corrupt deflate data: {} of {size} bytes",
-                        out.len()
-                    ));
-                }
-                out
+                inflate_member(&packed, size)?
             }
         }
         _ => {
             drop(raw);
             let mut entry = archive.by_index(index).map_err(|e| e.to_string())?;
-            let mut data = Vec::with_capacity(size as usize);
+            let mut data = Vec::with_capacity(size.min(RESERVE) as usize);
             entry.read_to_end(&mut data).map_err(|e| e.to_string())?;
             return Ok(data);
         }
@@ -382,6 +388,43 @@ fn read_zip_member(
         return Err("the bytes do not match the member's CRC-32".into());
     }
     Ok(data)
+}
+
+/// Inflates a deflated zip member that claims `size` bytes: in one call
+/// into a buffer of its size up to [`RESERVE`], past that into a buffer
+/// doubled as the inflated bytes fill it; an error unless the stream ends
+/// at exactly `size` bytes.
+fn inflate_member(packed: &[u8], size: u64) -> Result<Vec<u8>, String> {
+    let corrupt = |got: usize| format!("corrupt deflate data: {got} of {size} bytes");
+    // One byte more than claimed, to see a stream that runs longer.
+    let want = size.saturating_add(1);
+    let mut out = Vec::with_capacity(want.min(RESERVE) as usize);
+    let mut inflate = flate2::Decompress::new(false);
+    loop {
+        let consumed = usize::try_from(inflate.total_in()).unwrap_or(usize::MAX);
+        let status = inflate
+            .decompress_vec(
+                packed.get(consumed..).unwrap_or_default(),
+                &mut out,
+                flate2::FlushDecompress::Finish,
+            )
+            .map_err(|e| format!("corrupt deflate data: {e}"))?;
+        if status == flate2::Status::StreamEnd {
+            break;
+        }
+        let len = out.len() as u64;
+        if out.len() < out.capacity() || len >= want {
+            // The input ran out before the stream ended, or the stream
+            // runs past the size claimed.
+            return Err(corrupt(out.len()));
+        }
+        let more = (out.len() as u64).max(RESERVE).min(want - len);
+        out.reserve_exact(more as usize);
+    }
+    if out.len() as u64 != size {
+        return Err(corrupt(out.len()));
+    }
+    Ok(out)
 }
 
 fn read_file(path: &Path, bytes_read: &AtomicU64) -> Result<Vec<u8>, String> {

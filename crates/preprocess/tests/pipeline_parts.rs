@@ -279,3 +279,53 @@ fn finish_refuses_parts_that_converted_different_splits() {
     assert!(s.part.unwrap().finished.is_some());
     assert!(out.join("manifest.json").is_file());
 }
+
+/// Found by fuzzing (`dataset`, a part's record and `classes.tsv` handed to
+/// `finish`): a record whose classes are not numbered in order, beside a
+/// `classes.tsv` of the same WNIDs, made `finish` panic when it wrote the
+/// table ("class entries must be numbered in order"). A record is checked
+/// when it is read, and one that does not describe its part is refused
+/// naming the file.
+#[test]
+fn finish_refuses_a_part_record_that_does_not_describe_its_part() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(&tmp.path().join("in"));
+    let out = tmp.path().join("parts");
+    run(&config(&out, &data, Some(part(0, 1))), &NoProgress).unwrap();
+    let record = DatasetDir::new(&out).part_file(0, 1, PartFile::Done);
+    let good = std::fs::read_to_string(&record).unwrap();
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit); 5] = [
+        ("class n", |r| {
+            r["classes"][1]["index"] = serde_json::json!(7)
+        }),
+        ("which classes.tsv cannot hold", |r| {
+            r["classes"][0]["wnid"] = serde_json::json!("n01\tx")
+        }),
+        ("lists no classes", |r| r["classes"] = serde_json::json!([])),
+        ("records part 1 of 2", |r| {
+            r["part"] = serde_json::json!(1);
+            r["parts"] = serde_json::json!(2)
+        }),
+        ("format version 1", |r| {
+            r["format_version"] = serde_json::json!(1)
+        }),
+    ];
+    for (expected, edit) in edits {
+        let mut json: serde_json::Value = serde_json::from_str(&good).unwrap();
+        edit(&mut json);
+        std::fs::write(&record, json.to_string()).unwrap();
+        let err = finish(&out).unwrap_err();
+        assert!(
+            matches!(err, PreprocessError::PartRecord { .. }),
+            "{expected}: {err}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&*record.to_string_lossy()) && msg.contains(expected),
+            "{expected}: {msg}"
+        );
+    }
+    std::fs::write(&record, good).unwrap();
+    finish(&out).unwrap();
+}

@@ -54,6 +54,25 @@ pub enum TrainerError {
         /// What is wrong.
         reason: String,
     },
+    /// A checkpoint's `state.json` holds values a run cannot resume from.
+    #[error("{path}: {source}")]
+    CheckpointState {
+        /// The `state.json` file.
+        path: PathBuf,
+        /// The value refused.
+        source: crate::checkpoint::StateError,
+    },
+    /// A run's `latest.json` names a place outside its `checkpoints/`.
+    #[error(
+        "{path}: points at {pointer}, which is not a checkpoint of this run \
+         (expected checkpoints/<name>)"
+    )]
+    LatestPointer {
+        /// The `latest.json` file.
+        path: PathBuf,
+        /// The path it holds.
+        pointer: PathBuf,
+    },
     /// A checkpoint's tensors (parameters or momentum buffers) could not be
     /// read or written.
     #[error("checkpoint {path}: {action}: {source}")]

@@ -178,6 +178,19 @@ impl<'c> Trainer<'c> {
                 ),
             });
         }
+        if let (Start::Resumed(ck), Some(p)) = (&start, &state.partial) {
+            // A position at or past the epoch's end would skip it untrained.
+            let batches_per_epoch = data.train_loader.batches_per_epoch();
+            if p.batches_done >= batches_per_epoch {
+                return Err(TrainerError::CheckpointState {
+                    path: ck.dir.join(checkpoint::STATE_FILE),
+                    source: checkpoint::StateError::PartialPastEpoch {
+                        batches_done: p.batches_done,
+                        batches_per_epoch,
+                    },
+                });
+            }
+        }
         let events = if collective.rank() == 0 {
             std::fs::create_dir_all(&cfg.run_dir).map_err(io_err(&cfg.run_dir))?;
             RunEvents::open(&cfg.run_dir, state.step, cfg.tensorboard_every)?
@@ -434,7 +447,7 @@ impl<'c> Trainer<'c> {
     fn periodic_checkpoint_due(&self) -> bool {
         match self.cfg.checkpoint_every {
             CheckpointEvery::Epoch => false,
-            CheckpointEvery::Steps(n) => self.state.step >= self.last_saved.0 + n,
+            CheckpointEvery::Steps(n) => self.state.step >= self.last_saved.0.saturating_add(n),
             // Only rank 0 writes, so only its clock matters.
             CheckpointEvery::Time(d) => self.last_saved.1.elapsed() >= d,
         }

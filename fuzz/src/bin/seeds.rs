@@ -1,13 +1,19 @@
 //! Writes the seed corpora of every target into `DIR/<target>/` (default
 //! `corpus/`), from the project's own writers: a small synthetic dataset
-//! (`synth`: the train and val tars, the devkit and its `meta.mat`),
-//! `matv5::write_mat`, and shards written by `shards::ShardWriter`. Each
-//! seed starts with its target's mode byte (see `src/lib.rs`).
+//! (`synth`: the train and val tars, the devkit and its `meta.mat`; the
+//! same photos in Kaggle's and Hugging Face's layouts),
+//! `matv5::write_mat`, shards written by `shards::ShardWriter`, the
+//! dataset files `preprocess::run` writes, and checkpoint files as
+//! `trainer::checkpoint` writes them. Each seed starts with its target's
+//! mode byte (see the targets).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use alexnet_fuzz::{join_two, mat_header};
+use alexnet_fuzz::{
+    checkpoint_state, join_n, join_two, mat_header, tiny_run_config, tiny_train_dir,
+    CHECKPOINT_NAME,
+};
 use matv5::{MatValue, MatVariable, NumericClass, WriteOptions};
 use shards::{Encoding, ShardWriter};
 
@@ -25,6 +31,12 @@ fn main() {
         ("devkit", devkit_seeds(&work)),
         ("shard_index", shard_seeds(&work)),
         ("tar", tar_seeds(&work)),
+        ("kaggle", kaggle_seeds(&work)),
+        ("hf_tar", hf_tar_seeds(&work)),
+        ("hf_parquet", hf_parquet_seeds(&work)),
+        ("layout", layout_seeds(&work)),
+        ("dataset", dataset_seeds(&work)),
+        ("checkpoint", checkpoint_seeds()),
     ];
     for (target, seeds) in counts {
         let dir = out.join(target);
@@ -250,4 +262,200 @@ fn tar_seeds(work: &Path) -> Vec<Vec<u8>> {
     let train = outer.into_inner().unwrap();
     seeds.push(with_mode(2, &train));
     seeds
+}
+
+/// The synthetic photos in one of the layouts of `synth::layouts`
+/// (several Hugging Face files a split, parquet row groups of 4).
+fn synth_layout(work: &Path, layout: synth::Layout) -> synth::SynthLayout {
+    let cfg = synth::SynthConfig {
+        classes: 3,
+        train_per_class: 4,
+        val_images: 10,
+        min_side: 8,
+        max_side: 12,
+        seed: 23,
+        plant_odd_files: true,
+        jpeg_quality: 50,
+        ..synth::SynthConfig::default()
+    };
+    let opts = synth::LayoutOptions {
+        train_per_file: 5,
+        rows_per_group: 4,
+    };
+    let dir = work.join(format!("layout-{layout:?}"));
+    synth::generate_layout_with(&dir, &cfg, layout, opts).unwrap()
+}
+
+/// The files under `dir` whose names end with `suffix`, sorted.
+fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(suffix) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn kaggle_seeds(work: &Path) -> Vec<Vec<u8>> {
+    let l = synth_layout(work, synth::Layout::KaggleZip);
+    let zip = std::fs::read(&l.from[0]).unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&zip)).unwrap();
+    let mut text = |name: &str| {
+        let mut s = Vec::new();
+        archive.by_name(name).unwrap().read_to_end(&mut s).unwrap();
+        s
+    };
+    let (mapping, solution) = (text("LOC_synset_mapping.txt"), text("LOC_val_solution.csv"));
+    let names: Vec<&str> = archive
+        .file_names()
+        .filter(|n| !n.starts_with("LOC_"))
+        .collect();
+    let mut names = names.join("\n").into_bytes();
+    names.push(b'\n');
+    let parts = join_n(&[&mapping, &solution, &names]);
+    vec![
+        with_mode(0, &zip),
+        with_mode(1, &parts),
+        with_mode(3, &parts),
+    ]
+}
+
+fn hf_tar_seeds(work: &Path) -> Vec<Vec<u8>> {
+    let l = synth_layout(work, synth::Layout::HfTar);
+    let train = files_ending(&l.from[0], ".tar.gz")
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("train_images_"))
+        .collect::<Vec<_>>();
+    let val = files_ending(&l.from[0], "val_images.tar.gz");
+    assert!(train.len() >= 2, "several train archives");
+    let mut seeds = vec![
+        with_mode(0, &std::fs::read(&train[0]).unwrap()),
+        with_mode(1, &std::fs::read(&val[0]).unwrap()),
+        with_mode(2, &gunzip(&train[0])),
+        with_mode(3, &gunzip(&val[0])),
+    ];
+    seeds.push(with_mode(
+        6,
+        &join_two(&gunzip(&train[0]), &gunzip(&train[1])),
+    ));
+    seeds
+}
+
+fn hf_parquet_seeds(work: &Path) -> Vec<Vec<u8>> {
+    let l = synth_layout(work, synth::Layout::HfParquet);
+    let mut seeds = Vec::new();
+    for p in files_ending(&l.from[0], ".parquet") {
+        let mode = u8::from(p.to_string_lossy().contains("validation-"));
+        seeds.push(with_mode(mode, &std::fs::read(&p).unwrap()));
+    }
+    seeds
+}
+
+fn layout_seeds(work: &Path) -> Vec<Vec<u8>> {
+    let work = &work.join("layout-seeds");
+    let l = synth_layout(work, synth::Layout::Kaggle);
+    let root = &l.from[0];
+    let mapping = std::fs::read(root.join("LOC_synset_mapping.txt")).unwrap();
+    let solution = std::fs::read(root.join("LOC_val_solution.csv")).unwrap();
+    let images = root.join("ILSVRC/Data/CLS-LOC");
+    let mut names = String::new();
+    for p in files_ending(&images, "") {
+        let rel = p
+            .strip_prefix(&images)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let name = rel
+            .strip_prefix("train/")
+            .or_else(|| rel.strip_prefix("val/"))
+            .unwrap();
+        names.push_str(name);
+        names.push('\n');
+    }
+    let hf = synth_layout(work, synth::Layout::HfTar);
+    let classes_py = std::fs::read(hf.from[0].join("classes.py")).unwrap();
+    let listing = |dir: &Path| {
+        let mut s = String::new();
+        for p in files_ending(dir, "") {
+            s.push_str(&p.strip_prefix(dir).unwrap().to_string_lossy());
+            s.push('\n');
+        }
+        s.into_bytes()
+    };
+    let pq = synth_layout(work, synth::Layout::HfParquet);
+    vec![
+        with_mode(0, &join_n(&[&mapping, &solution, names.as_bytes()])),
+        with_mode(1, &classes_py),
+        with_mode(2, &listing(&hf.from[0])),
+        with_mode(2, &listing(&pq.from[0])),
+        with_mode(
+            2,
+            b"ILSVRC2012_img_train.tar\nILSVRC2012_img_val.tar\nILSVRC2012_devkit_t12.tar.gz\n",
+        ),
+        with_mode(2, b"imagenet-object-localization-challenge.zip\n"),
+    ]
+}
+
+fn dataset_seeds(work: &Path) -> Vec<Vec<u8>> {
+    let train = tiny_train_dir(&work.join("dataset-in"));
+    let read = |p: PathBuf| std::fs::read(p).unwrap();
+    let out = work.join("dataset-run");
+    preprocess::run(
+        &tiny_run_config(&train, &out, None),
+        &preprocess::NoProgress,
+    )
+    .unwrap();
+    let d = shards::DatasetDir::new(&out);
+    let (id, classes, manifest) = (read(d.dataset_id()), read(d.classes()), read(d.manifest()));
+    let parted = work.join("dataset-parts");
+    preprocess::run(
+        &tiny_run_config(&train, &parted, Some((0, 1))),
+        &preprocess::NoProgress,
+    )
+    .unwrap();
+    let p = shards::DatasetDir::new(&parted);
+    let done = read(p.part_file(0, 1, shards::PartFile::Done));
+    // A part of a dataset labelled with the devkit's classes (their words
+    // included, which `finish` writes rather than keeps).
+    let ds = synth_dataset(work, false);
+    let devkit_run = work.join("dataset-devkit");
+    let mut cfg = preprocess::PreprocessConfig::new(&devkit_run);
+    cfg.val_tar = Some(ds.val_tar.clone());
+    cfg.devkit = Some(ds.devkit.clone());
+    cfg.workers = 1;
+    cfg.part = Some(preprocess::Part { index: 0, count: 1 });
+    preprocess::run(&cfg, &preprocess::NoProgress).unwrap();
+    let k = shards::DatasetDir::new(&devkit_run);
+    let devkit_done = read(k.part_file(0, 1, shards::PartFile::Done));
+    vec![
+        with_mode(0, &classes),
+        with_mode(0, &read(k.classes())),
+        with_mode(
+            1,
+            &join_n(&[&done, &read(p.classes()), &read(p.manifest())]),
+        ),
+        with_mode(
+            1,
+            &join_n(&[&devkit_done, &read(k.classes()), &read(k.manifest())]),
+        ),
+        with_mode(2, &join_n(&[&id, &classes, &manifest])),
+    ]
+}
+
+fn checkpoint_seeds() -> Vec<Vec<u8>> {
+    let state = |partial| serde_json::to_vec_pretty(&checkpoint_state(partial)).unwrap();
+    let latest = format!("{{\n  \"checkpoint\": \"checkpoints/{CHECKPOINT_NAME}\"\n}}");
+    vec![
+        with_mode(0, &state(true)),
+        with_mode(0, &state(false)),
+        with_mode(1, latest.as_bytes()),
+    ]
 }
