@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
         std::fs::write(dir.join(name), bytes).expect("the scratch file can be written");
         total += bytes.len() as u64;
     }
-    for m in check_layout(&[dir.clone()], &dir) {
+    for m in check_layout(std::slice::from_ref(&dir), &dir) {
         if let Ok(size) = m.size {
             // Deflate inflates at most 1032 bytes from one.
             assert!(size <= 1032 * total, "{m:?}");

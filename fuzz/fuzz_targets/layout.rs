@@ -52,12 +52,12 @@ fuzz_target!(|data: &[u8]| {
                     }
                 }
             }
-            check_layout(&[dir.clone()], &dir);
+            check_layout(std::slice::from_ref(&dir), &dir);
         }
         1 => {
             write("classes.py", rest);
             write("val_images.tar.gz", &gzip(&[0u8; 1024]));
-            check_layout(&[dir.clone()], &dir);
+            check_layout(std::slice::from_ref(&dir), &dir);
         }
         _ => {
             let mut files = Vec::new();
@@ -70,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
                     files.extend(write(&format!("{sub}{n}"), &[]));
                 }
             }
-            check_layout(&[dir.clone()], &dir);
+            check_layout(std::slice::from_ref(&dir), &dir);
             if !files.is_empty() {
                 check_layout(&files, &dir);
             }
