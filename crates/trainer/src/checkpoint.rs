@@ -243,6 +243,9 @@ fn in_range(
     }
 }
 
+/// The range of a rate, a weight or a loss sum, as an error states it.
+const NON_NEGATIVE: &str = "a finite number, 0 or more";
+
 impl CheckpointState {
     /// Checks the values a resumed run relies on: the format version, the
     /// counts that must be at least 1, epochs and steps done (at most the
@@ -279,7 +282,15 @@ impl CheckpointState {
                 step: self.step,
             });
         }
-        const NON_NEGATIVE: &str = "a finite number, 0 or more";
+        self.check_optimizer()?;
+        if let Some(p) = &self.partial {
+            self.check_partial(p)?;
+        }
+        self.check_network()
+    }
+
+    /// Momentum, weight decay and the schedule's state.
+    fn check_optimizer(&self) -> std::result::Result<(), StateError> {
         in_range("momentum", self.momentum, 0.0, f64::MAX, NON_NEGATIVE)?;
         in_range(
             "weight_decay",
@@ -332,44 +343,52 @@ impl CheckpointState {
                 max: sch.max_reductions,
             });
         }
-        if let Some(p) = &self.partial {
-            if p.batches_done as u64 > self.step {
-                return Err(StateError::PartialPastStep {
-                    batches_done: p.batches_done,
-                    step: self.step,
-                });
-            }
-            const TIME: &str = "a finite number of seconds, 0 to 1e9";
-            in_range(
-                "partial.train_seconds",
-                p.train_seconds,
-                0.0,
-                MAX_SECONDS,
-                TIME,
-            )?;
-            in_range(
-                "partial.wait_seconds",
-                p.wait_seconds,
-                0.0,
-                MAX_SECONDS,
-                TIME,
-            )?;
-            let c = &p.counter;
-            if c.top1_correct > c.top5_correct || c.top5_correct > c.images {
-                return Err(StateError::Counter {
-                    images: c.images,
-                    top1: c.top1_correct,
-                    top5: c.top5_correct,
-                });
-            }
-            in_range(
-                "partial.counter.loss_sum",
-                c.loss_sum,
-                0.0,
-                f64::MAX,
-                NON_NEGATIVE,
-            )?;
+        Ok(())
+    }
+
+    /// The position inside an interrupted epoch.
+    fn check_partial(&self, p: &PartialEpoch) -> std::result::Result<(), StateError> {
+        if p.batches_done as u64 > self.step {
+            return Err(StateError::PartialPastStep {
+                batches_done: p.batches_done,
+                step: self.step,
+            });
         }
+        const TIME: &str = "a finite number of seconds, 0 to 1e9";
+        in_range(
+            "partial.train_seconds",
+            p.train_seconds,
+            0.0,
+            MAX_SECONDS,
+            TIME,
+        )?;
+        in_range(
+            "partial.wait_seconds",
+            p.wait_seconds,
+            0.0,
+            MAX_SECONDS,
+            TIME,
+        )?;
+        let c = &p.counter;
+        if c.top1_correct > c.top5_correct || c.top5_correct > c.images {
+            return Err(StateError::Counter {
+                images: c.images,
+                top1: c.top1_correct,
+                top5: c.top5_correct,
+            });
+        }
+        in_range(
+            "partial.counter.loss_sum",
+            c.loss_sum,
+            0.0,
+            f64::MAX,
+            NON_NEGATIVE,
+        )?;
+        Ok(())
+    }
+
+    /// The initialisation's name and a network the model crate can build.
+    fn check_network(&self) -> std::result::Result<(), StateError> {
         self.init.parse::<model::Init>().map_err(StateError::Init)?;
         let arch = &self.architecture;
         if arch.input_size > MAX_INPUT_SIZE {
