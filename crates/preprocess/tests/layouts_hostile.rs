@@ -4,49 +4,15 @@
 //! (or the member is reported and skipped), never a panic, a hang or an
 //! allocation the file cannot justify.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use preprocess::{detect_layout, scan_layout, LayoutError, Split, TarMember};
 
-/// The system allocator, recording the largest allocation of each thread.
-struct Recording;
+#[path = "support/largest_allocation.rs"]
+mod largest_allocation;
 
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn record(size: usize) {
-    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-}
-
-unsafe impl GlobalAlloc for Recording {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        record(layout.size());
-        System.alloc(layout)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        record(new_size);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static ALLOC: Recording = Recording;
-
-/// The largest allocation `f` makes on this thread, and its result.
-fn largest_of<T>(f: impl FnOnce() -> T) -> (usize, T) {
-    LARGEST.with(|l| l.set(0));
-    let out = f();
-    (LARGEST.with(Cell::get), out)
-}
+use largest_allocation::largest_of;
 
 /// Kaggle's zip of a few small photos, written by `synth`.
 fn kaggle_zip(dir: &Path) -> PathBuf {

@@ -2,40 +2,12 @@
 //! tars found by fuzzing give errors that name the file, never a panic or
 //! an allocation the file cannot justify.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use preprocess::{scan_tar, Split, TarMember, MAX_MEMBER_BYTES};
 
-/// The system allocator, recording the largest allocation of each thread.
-struct Recording;
+#[path = "support/largest_allocation.rs"]
+mod largest_allocation;
 
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn record(size: usize) {
-    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-}
-
-unsafe impl GlobalAlloc for Recording {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        record(layout.size());
-        System.alloc(layout)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        record(new_size);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static ALLOC: Recording = Recording;
+use largest_allocation::largest_of;
 
 fn synth_tars(dir: &std::path::Path) -> synth::SynthDataset {
     let cfg = synth::SynthConfig {
@@ -117,9 +89,7 @@ fn a_member_claiming_more_than_the_file_holds_reserves_little() {
     let mut bytes = h.as_bytes().to_vec();
     bytes.extend_from_slice(&[0xFF; 4096]);
     std::fs::write(&path, &bytes).unwrap();
-    LARGEST.with(|l| l.set(0));
-    let err = scan_tar(&path, Split::Val).unwrap_err().to_string();
-    let largest = LARGEST.with(Cell::get);
+    let (largest, err) = largest_of(|| scan_tar(&path, Split::Val).unwrap_err().to_string());
     assert!(
         err.contains("val.tar") && err.contains("truncated"),
         "{err}"

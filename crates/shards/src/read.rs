@@ -85,21 +85,10 @@ impl ImageSource {
                 file.read_exact_at(buf, at)
                     .map_err(|e| ShardError::io(path, what(), e))
             }
-            ImageSource::Jpeg {
-                file,
-                base,
-                offsets,
-            } => JPEG_SCRATCH.with(|scratch| {
+            ImageSource::Jpeg { .. } => JPEG_SCRATCH.with(|scratch| {
                 let (stream, whole) = &mut *scratch.borrow_mut();
-                let (start, end) = (offsets[local], offsets[local + 1]);
-                stream.resize((end - start) as usize, 0);
-                file.read_exact_at(stream, base + start)
-                    .map_err(|e| ShardError::io(path, what(), e))?;
-                let bad = |source| ShardError::Jpeg {
-                    path: path.to_owned(),
-                    what: format!("image {local} (global index {global})"),
-                    source,
-                };
+                self.read_jpeg_stream(path, (local, global), stream)?;
+                let bad = jpeg_error(path, local, global);
                 if first_row == 0 && rows == height {
                     decode_jpeg_into(stream, width, height, buf).map_err(bad)
                 } else {
@@ -158,13 +147,8 @@ impl ImageSource {
         JPEG_SCRATCH.with(|scratch| {
             let (stream, _) = &mut *scratch.borrow_mut();
             self.read_jpeg_stream(path, (local, global), stream)?;
-            decode_jpeg_region_into(stream, (width, height), rows, cols, options, buf).map_err(
-                |source| ShardError::Jpeg {
-                    path: path.to_owned(),
-                    what: format!("image {local} (global index {global})"),
-                    source,
-                },
-            )
+            decode_jpeg_region_into(stream, (width, height), rows, cols, options, buf)
+                .map_err(jpeg_error(path, local, global))
         })
     }
 
@@ -207,6 +191,20 @@ impl ImageSource {
     /// True when every read of a whole image costs a decode.
     pub fn is_encoded(&self) -> bool {
         matches!(self, ImageSource::Jpeg { .. })
+    }
+}
+
+/// The error of image `local` (global index `global`) of `path` whose JPEG
+/// stream does not decode.
+fn jpeg_error(
+    path: &Path,
+    local: usize,
+    global: u64,
+) -> impl FnOnce(crate::JpegError) -> ShardError + '_ {
+    move |source| ShardError::Jpeg {
+        path: path.to_owned(),
+        what: format!("image {local} (global index {global})"),
+        source,
     }
 }
 
