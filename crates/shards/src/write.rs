@@ -15,6 +15,9 @@ use crate::{AtomicFile, Encoding, ShardError, ShardRecord, ShardSums, Stats};
 
 /// Bytes copied at a time from the JPEG spill file into the shard.
 const COPY_BLOCK: usize = 4 << 20;
+/// Hash slots of the raw images' chunk cache, which holds no bytes: HDF5's
+/// default count (the slots cost nothing when the cache is empty).
+const CHUNK_CACHE_SLOTS: usize = 521;
 
 /// A shard being written: created as `shard-XXXXX.h5.tmp`, filled image by
 /// image, and renamed to its final name by [`finish`](Self::finish), which
@@ -85,6 +88,11 @@ impl ShardWriter {
                 let images = file
                     .new_dataset::<u8>()
                     .chunk((1, side, side, 3))
+                    // No chunk cache: every write is one whole chunk, written
+                    // once, so HDF5 writes it from the caller's buffer
+                    // instead of copying it into a cached chunk that it
+                    // allocates, fills and frees again.
+                    .chunk_cache(CHUNK_CACHE_SLOTS, 0, 1.0)
                     .shape((capacity.., side, side, 3))
                     .create(IMAGES)
                     .map_err(herr)?;
