@@ -12,6 +12,8 @@ use std::io::Cursor;
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+
+use crate::window::{resize_window, WindowDecoder};
 use turbojpeg::{Colorspace, Decompressor};
 use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
@@ -47,6 +49,15 @@ impl ResizeFilter {
         match self {
             ResizeFilter::CatmullRom => "catmull-rom",
             ResizeFilter::Lanczos3 => "lanczos3",
+        }
+    }
+
+    /// The filter's support, in output pixels: the resize reaches this far
+    /// on each side, times the downscaling factor.
+    pub(crate) fn support(self) -> f64 {
+        match self {
+            ResizeFilter::CatmullRom => 2.0,
+            ResizeFilter::Lanczos3 => 3.0,
         }
     }
 
@@ -156,6 +167,10 @@ pub struct Decoder256 {
     /// an error on; `Some(None)` when it cannot be made (zune-jpeg then
     /// decodes everything).
     turbo: Option<Option<Decompressor>>,
+    /// libjpeg for decoding only the resize's window of a JPEG at full
+    /// size ([`crate::window`]): made on first use, dropped after a stream
+    /// it declined; `Some(None)` when it cannot be made.
+    window: Option<Option<WindowDecoder>>,
     resizer: Resizer,
     rgb: Vec<u8>,
     raw: Vec<u8>,
@@ -188,6 +203,7 @@ impl Decoder256 {
             jpeg_scaling: options.jpeg_scaling,
             max_pixels: options.max_pixels,
             turbo: None,
+            window: None,
             resizer: Resizer::new(),
             rgb: Vec::new(),
             raw: Vec::new(),
@@ -278,6 +294,13 @@ impl Decoder256 {
         // TurboJPEG scales in the DCT domain to the largest of its factors
         // that fits the size asked for: exactly 1/d here.
         let d = self.jpeg_scaling.denominator(w, h);
+        if d == 1 && decode_window(&mut self.window, &mut self.rgb, self.filter, bytes, w, h) {
+            return Ok(Turbo::Decoded(Decoded {
+                width: w,
+                height: h,
+                warning: None,
+            }));
+        }
         let (w, h) = (w.div_ceil(d), h.div_ceil(d));
         self.rgb.resize(w * h * 3, 0);
         let image = turbojpeg::Image {
@@ -409,6 +432,35 @@ impl Decoder256 {
             .resize(&src, &mut dst, &options)
             .map_err(DecodeError::Resize)
     }
+}
+
+/// Decodes into `rgb` only the window of a full-size `w x h` JPEG that the
+/// resize with `filter` reads ([`crate::window`]), with the decoder in
+/// `slot` (made on first use); `false` when the window is the whole image,
+/// or libjpeg had anything to say about the stream: the whole image is then
+/// decoded as before, where its warnings are told apart and reported.
+fn decode_window(
+    slot: &mut Option<Option<WindowDecoder>>,
+    rgb: &mut Vec<u8>,
+    filter: ResizeFilter,
+    bytes: &[u8],
+    w: usize,
+    h: usize,
+) -> bool {
+    let window = resize_window(w, h, filter.support());
+    if window == (0, 0, w, h) {
+        return false;
+    }
+    let Some(decoder) = slot.get_or_insert_with(WindowDecoder::new).as_mut() else {
+        return false;
+    };
+    rgb.resize(w * h * 3, 0);
+    let decoded = decoder.decode(bytes, w, h, window, rgb);
+    if !decoded {
+        // As for TurboJPEG: no state of a declined stream reaches the next.
+        *slot = None;
+    }
+    decoded
 }
 
 /// Decodes one JPEG or PNG file into a 256x256 RGB image (HWC, `256*256*3`
@@ -792,5 +844,130 @@ mod tests {
         assert!(decode_to_256(&good[..100]).is_err());
         let prog = jpeg(320, 240, jpeg_encoder::ColorType::Rgb, true);
         assert!(decode_to_256(&prog[..prog.len() / 2]).is_err());
+    }
+
+    /// A noisy photo-like JPEG with the given chroma subsampling (`None`:
+    /// grayscale), so that every pixel and its chroma matter.
+    fn noisy_jpeg(
+        w: u16,
+        h: u16,
+        sampling: Option<jpeg_encoder::SamplingFactor>,
+        progressive: bool,
+    ) -> Vec<u8> {
+        let ch = if sampling.is_some() { 3 } else { 1 };
+        let mut state = (w as u64) << 16 | h as u64;
+        let mut px = Vec::with_capacity(w as usize * h as usize * ch);
+        for y in 0..h as usize {
+            for x in 0..w as usize {
+                for c in 0..ch {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let noise = (state >> 59) as usize; // 0..32
+                    px.push(((x * (3 + c) + y * (5 - c) + c * 60 + noise) % 256) as u8);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let mut enc = jpeg_encoder::Encoder::new(&mut out, 90);
+        enc.set_progressive(progressive);
+        let color = match sampling {
+            Some(f) => {
+                enc.set_sampling_factor(f);
+                jpeg_encoder::ColorType::Rgb
+            }
+            None => jpeg_encoder::ColorType::Luma,
+        };
+        enc.encode(&px, w, h, color).unwrap();
+        out
+    }
+
+    /// Decoding only the resize's window gives the very bytes of decoding
+    /// the whole image, for landscape, portrait and square photos, odd
+    /// sizes, every chroma subsampling, grayscale and progressive streams,
+    /// both filters: with stale bytes in the buffer outside the window, so
+    /// that a read of any pixel outside it would show.
+    #[test]
+    fn window_decoding_gives_the_bytes_of_whole_decoding() {
+        use jpeg_encoder::SamplingFactor as S;
+        let sizes = [
+            (500, 375),
+            (375, 500),
+            (500, 333),
+            (333, 500),
+            (640, 480),
+            (1023, 511),
+            (257, 700),
+            (700, 257),
+            (301, 300),
+            (200, 150),
+            (150, 200),
+        ];
+        let samplings = [Some(S::R_4_2_0), Some(S::R_4_2_2), Some(S::R_4_4_4), None];
+        let mut windowed = 0;
+        for (i, &(w, h)) in sizes.iter().enumerate() {
+            for (j, &sampling) in samplings.iter().enumerate() {
+                let progressive = (i + j) % 3 == 0;
+                let bytes = noisy_jpeg(w, h, sampling, progressive);
+                for filter in [ResizeFilter::Lanczos3, ResizeFilter::CatmullRom] {
+                    let options = DecodeOptions {
+                        filter,
+                        ..DecodeOptions::default()
+                    };
+                    let mut whole = Decoder256::with_options(options);
+                    whole.window = Some(None); // no window decoder: the whole image
+                    let mut want = vec![0u8; IMAGE_BYTES];
+                    whole.decode_into(&bytes, &mut want).unwrap();
+
+                    let mut part = Decoder256::with_options(options);
+                    part.rgb = vec![0xA5; w as usize * h as usize * 3];
+                    let mut got = vec![0u8; IMAGE_BYTES];
+                    part.decode_into(&bytes, &mut got).unwrap();
+                    let stale = part.rgb.iter().filter(|&&v| v == 0xA5).count();
+                    windowed += usize::from(stale > 0);
+                    assert!(
+                        got == want,
+                        "{w}x{h} {sampling:?} progressive {progressive} {filter:?}: window decode differs"
+                    );
+                }
+            }
+        }
+        // The window path ran (left bytes untouched) for all but the
+        // squares' and the small photos' upscaled full windows.
+        assert!(windowed >= 60, "window decoding ran {windowed} times");
+    }
+
+    /// A stream that libjpeg warns about leaves the window path, and the
+    /// whole-image path then reports it as before: a truncated one is
+    /// refused, one with extra bytes before a marker is kept with the
+    /// warning.
+    #[test]
+    fn a_stream_libjpeg_warns_about_is_decoded_whole_and_reported() {
+        let bytes = noisy_jpeg(500, 375, Some(jpeg_encoder::SamplingFactor::R_4_2_0), false);
+        let mut out = vec![0u8; IMAGE_BYTES];
+        let cut = &bytes[..bytes.len() * 2 / 3];
+        let err = Decoder256::new().decode_into(cut, &mut out).unwrap_err();
+        assert!(matches!(err, DecodeError::Truncated { .. }), "{err:?}");
+
+        // Junk before a progressive stream's second scan, after an empty
+        // comment (right after entropy data it would be read as more of
+        // it): libjpeg reads it while decoding, after the header, and warns.
+        let bytes = noisy_jpeg(500, 375, Some(jpeg_encoder::SamplingFactor::R_4_2_0), true);
+        let second_scan = (0..bytes.len() - 1)
+            .filter(|&i| bytes[i] == 0xFF && bytes[i + 1] == 0xDA)
+            .nth(1)
+            .expect("a progressive stream has several scans");
+        let mut junk = bytes[..second_scan].to_vec();
+        junk.extend_from_slice(&[0xFF, 0xFE, 0x00, 0x02, 0x12, 0x34, 0x56]);
+        junk.extend_from_slice(&bytes[second_scan..]);
+        let decoded = Decoder256::new().decode_into(&junk, &mut out).unwrap();
+        let warning = decoded.warning.expect("libjpeg's warning");
+        assert!(warning.contains("extraneous bytes"), "{warning}");
+        let mut clean = vec![0u8; IMAGE_BYTES];
+        Decoder256::new().decode_into(&bytes, &mut clean).unwrap();
+        assert!(
+            out == clean,
+            "the warned stream's pixels are the clean stream's"
+        );
     }
 }

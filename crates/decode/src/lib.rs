@@ -8,6 +8,7 @@
 mod error;
 mod image;
 mod lanczos;
+mod window;
 
 pub use error::{DecodeError, PixelProblem};
 pub use image::{

@@ -15,7 +15,6 @@ use loader::{
 const DEFAULT_THREADS: usize = 2;
 /// Default of `--batches`.
 const DEFAULT_BATCHES: usize = 64;
-/// Default of `--warmup`.
 /// Default of `--warmup`: enough batches for the loader to make all the
 /// batch buffers it keeps (`threads + prefetch + 2`; 77 MB each for f32 at
 /// batch 128, whose first touch costs the kernel's page zeroing), so that
