@@ -294,10 +294,16 @@ impl Decoder256 {
         // TurboJPEG scales in the DCT domain to the largest of its factors
         // that fits the size asked for: exactly 1/d here.
         let d = self.jpeg_scaling.denominator(w, h);
-        if d == 1 && decode_window(&mut self.window, &mut self.rgb, self.filter, bytes, w, h) {
+        if decode_window(
+            &mut self.window,
+            &mut self.rgb,
+            self.filter,
+            bytes,
+            (w, h, d),
+        ) {
             return Ok(Turbo::Decoded(Decoded {
-                width: w,
-                height: h,
+                width: w.div_ceil(d),
+                height: h.div_ceil(d),
                 warning: None,
             }));
         }
@@ -434,28 +440,29 @@ impl Decoder256 {
     }
 }
 
-/// Decodes into `rgb` only the window of a full-size `w x h` JPEG that the
-/// resize with `filter` reads ([`crate::window`]), with the decoder in
-/// `slot` (made on first use); `false` when the window is the whole image,
-/// or libjpeg had anything to say about the stream: the whole image is then
-/// decoded as before, where its warnings are told apart and reported.
+/// Decodes into `rgb` only the window of a `w x h` JPEG, scaled by `1/d` in
+/// the DCT domain, that the resize with `filter` reads ([`crate::window`]),
+/// with the decoder in `slot` (made on first use); `false` when the window
+/// is the whole image, or libjpeg had anything to say about the stream: the
+/// whole image is then decoded as before, where its warnings are told apart
+/// and reported.
 fn decode_window(
     slot: &mut Option<Option<WindowDecoder>>,
     rgb: &mut Vec<u8>,
     filter: ResizeFilter,
     bytes: &[u8],
-    w: usize,
-    h: usize,
+    (w, h, d): (usize, usize, usize),
 ) -> bool {
-    let window = resize_window(w, h, filter.support());
-    if window == (0, 0, w, h) {
+    let (ow, oh) = (w.div_ceil(d), h.div_ceil(d));
+    let window = resize_window(ow, oh, filter.support());
+    if window == (0, 0, ow, oh) {
         return false;
     }
     let Some(decoder) = slot.get_or_insert_with(WindowDecoder::new).as_mut() else {
         return false;
     };
-    rgb.resize(w * h * 3, 0);
-    let decoded = decoder.decode(bytes, w, h, window, rgb);
+    rgb.resize(ow * oh * 3, 0);
+    let decoded = decoder.decode(bytes, (w, h, d), window, rgb);
     if !decoded {
         // As for TurboJPEG: no state of a declined stream reaches the next.
         *slot = None;
@@ -884,7 +891,8 @@ mod tests {
 
     /// Decoding only the resize's window gives the very bytes of decoding
     /// the whole image, for landscape, portrait and square photos, odd
-    /// sizes, every chroma subsampling, grayscale and progressive streams,
+    /// sizes, photos large enough to be decoded at 1/2 and 1/4 in the DCT
+    /// domain, every chroma subsampling, grayscale and progressive streams,
     /// both filters: with stale bytes in the buffer outside the window, so
     /// that a read of any pixel outside it would show.
     #[test]
@@ -902,6 +910,10 @@ mod tests {
             (301, 300),
             (200, 150),
             (150, 200),
+            // Decoded at 1/2 and 1/4 in the DCT domain (Pillow's draft).
+            (1024, 768),
+            (767, 1100),
+            (2100, 1400),
         ];
         let samplings = [Some(S::R_4_2_0), Some(S::R_4_2_2), Some(S::R_4_4_4), None];
         let mut windowed = 0;
@@ -932,9 +944,8 @@ mod tests {
                 }
             }
         }
-        // The window path ran (left bytes untouched) for all but the
-        // squares' and the small photos' upscaled full windows.
-        assert!(windowed >= 60, "window decoding ran {windowed} times");
+        // Every case took the window path (each left stale bytes).
+        assert_eq!(windowed, sizes.len() * samplings.len() * 2);
     }
 
     /// A stream that libjpeg warns about leaves the window path, and the

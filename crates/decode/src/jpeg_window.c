@@ -1,5 +1,5 @@
-/* Decoding only the window of a JPEG that the centre crop's resize reads,
- * at full size, into an image-sized buffer at the window's own place, with
+/* Decoding only the window of a JPEG that the centre crop's resize reads
+ * (at full size or scaled in the DCT domain), into an image-sized buffer at the window's own place, with
  * libjpeg(-turbo)'s partial decompression: jpeg_crop_scanline (only the
  * iMCU columns the window needs go through the IDCT, upsampling and colour
  * conversion) and jpeg_skip_scanlines (the rows above and below it are
@@ -63,9 +63,11 @@ void window_decoder_free(struct window_decoder *d) {
   free(d);
 }
 
-/* Decodes rows y .. y+h and at least columns x .. x+w of a want_w x want_h
- * JPEG as RGB into `out` (want_w * want_h * 3 bytes, rows want_w * 3 apart),
- * each pixel at its place in the whole image; bytes outside the decoded
+/* Decodes a want_w x want_h JPEG scaled by 1/denom in the DCT domain
+ * (1, 2, 4 or 8: an image of ceil(want_w/denom) x ceil(want_h/denom), out_w
+ * x out_h), rows y .. y+h and at least columns x .. x+w of that image, as
+ * RGB into `out` (out_w * out_h * 3 bytes, rows out_w * 3 apart), each
+ * pixel at its place in the whole image; bytes outside the decoded
  * columns and rows are left as they were. The columns are widened by one
  * pixel on each side where the image has one, then snapped outwards to the
  * iMCU grid: the smooth chroma upsampling treats a partial row's first and
@@ -73,12 +75,12 @@ void window_decoder_free(struct window_decoder *d) {
  * (they then equal a full decode's).
  *
  * Returns WINDOW_OK, or WINDOW_DECLINED: the stream is not a want_w x
- * want_h image in a colour space that converts to RGB, the window does not
+ * want_h image (or denom not one of the four) in a colour space that converts to RGB, the window does not
  * fit, or libjpeg warned or failed anywhere in the stream. */
 int window_decode(struct window_decoder *d, const unsigned char *data,
-                  size_t len, unsigned want_w, unsigned want_h, unsigned x,
-                  unsigned y, unsigned w, unsigned h, unsigned char *out,
-                  size_t out_len) {
+                  size_t len, unsigned want_w, unsigned want_h, unsigned denom,
+                  unsigned x, unsigned y, unsigned w, unsigned h,
+                  unsigned char *out, size_t out_len) {
   struct jpeg_decompress_struct *cinfo = &d->cinfo;
   if (setjmp(d->err.jump)) {
     jpeg_abort_decompress(cinfo);
@@ -90,22 +92,30 @@ int window_decode(struct window_decoder *d, const unsigned char *data,
       (cinfo->jpeg_color_space != JCS_YCbCr &&
        cinfo->jpeg_color_space != JCS_GRAYSCALE &&
        cinfo->jpeg_color_space != JCS_RGB) ||
-      x + w > want_w || y + h > want_h || w == 0 || h == 0 ||
-      out_len < (size_t)want_h * want_w * 3) {
+      (denom != 1 && denom != 2 && denom != 4 && denom != 8)) {
     jpeg_abort_decompress(cinfo);
     return WINDOW_DECLINED;
   }
   cinfo->out_color_space = JCS_RGB;
   cinfo->dct_method = JDCT_ISLOW;
   cinfo->do_fancy_upsampling = TRUE;
+  cinfo->scale_num = 1;
+  cinfo->scale_denom = denom;
+  jpeg_calc_output_dimensions(cinfo);
+  JDIMENSION out_w = cinfo->output_width, out_h = cinfo->output_height;
+  if (x + w > out_w || y + h > out_h || w == 0 || h == 0 ||
+      out_len < (size_t)out_h * out_w * 3) {
+    jpeg_abort_decompress(cinfo);
+    return WINDOW_DECLINED;
+  }
   jpeg_start_decompress(cinfo);
 
   JDIMENSION left = x > 0 ? x - 1 : 0;
-  JDIMENSION right = x + w < want_w ? x + w + 1 : want_w;
+  JDIMENSION right = x + w < out_w ? x + w + 1 : out_w;
   JDIMENSION cols = right - left;
-  if (left > 0 || right < want_w) jpeg_crop_scanline(cinfo, &left, &cols);
+  if (left > 0 || right < out_w) jpeg_crop_scanline(cinfo, &left, &cols);
 
-  size_t stride = (size_t)want_w * 3;
+  size_t stride = (size_t)out_w * 3;
   unsigned char *base = out + (size_t)left * 3;
   if (y > 0) jpeg_skip_scanlines(cinfo, y);
   JSAMPROW rows[16];
@@ -116,7 +126,7 @@ int window_decode(struct window_decoder *d, const unsigned char *data,
     for (JDIMENSION i = 0; i < n; i++) rows[i] = base + (size_t)(at + i) * stride;
     jpeg_read_scanlines(cinfo, rows, n);
   }
-  if (y + h < want_h) jpeg_skip_scanlines(cinfo, want_h - (y + h));
+  if (y + h < out_h) jpeg_skip_scanlines(cinfo, out_h - (y + h));
   jpeg_finish_decompress(cinfo);
   return WINDOW_OK;
 }

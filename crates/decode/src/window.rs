@@ -29,6 +29,7 @@ mod ffi {
             len: usize,
             want_w: u32,
             want_h: u32,
+            denom: u32,
             x: u32,
             y: u32,
             w: u32,
@@ -72,29 +73,30 @@ impl WindowDecoder {
         (!d.is_null()).then_some(WindowDecoder(d))
     }
 
-    /// Decodes rows `y..y + rows` and at least columns `x..x + cols` of the
-    /// `w x h` JPEG `bytes` into `rgb` (`w * h * 3` bytes, RGB, rows `w * 3`
-    /// apart), each pixel at its place; other bytes keep what they held.
-    /// `false` when libjpeg warned or failed anywhere in the stream, or the
-    /// stream is not such an image: nothing it wrote is then of use.
+    /// Decodes the `w x h` JPEG `bytes` scaled by `1/d` in the DCT domain
+    /// (`d` 1, 2, 4 or 8: an image of `w.div_ceil(d) x h.div_ceil(d)`), rows
+    /// `y..y + rows` and at least columns `x..x + cols` of it, into `rgb`
+    /// (RGB, the scaled image's size), each pixel at its place; other bytes
+    /// keep what they held. `false` when libjpeg warned or failed anywhere
+    /// in the stream, or the stream is not such an image: nothing it wrote
+    /// is then of use.
     ///
     /// # Panics
-    /// If the window does not fit the image or `rgb` is too short.
-    #[allow(clippy::too_many_arguments)]
+    /// If the window does not fit the scaled image or `rgb` is too short.
     pub(crate) fn decode(
         &mut self,
         bytes: &[u8],
-        w: usize,
-        h: usize,
+        (w, h, d): (usize, usize, usize),
         (x, y, cols, rows): (usize, usize, usize, usize),
         rgb: &mut [u8],
     ) -> bool {
-        assert!(x + cols <= w && y + rows <= h && cols > 0 && rows > 0);
-        assert!(rgb.len() >= w * h * 3);
+        let (ow, oh) = (w.div_ceil(d), h.div_ceil(d));
+        assert!(x + cols <= ow && y + rows <= oh && cols > 0 && rows > 0);
+        assert!(rgb.len() >= ow * oh * 3);
         let dim = |v: usize| u32::try_from(v).expect("a side within libjpeg's limits");
         // SAFETY: the handle is live; `bytes` and `rgb` are valid for their
         // lengths, and the C side writes only within `rgb.len()` bytes
-        // (it checks `out_len` against the image's size).
+        // (it checks `out_len` against the scaled image's size).
         let status = unsafe {
             ffi::window_decode(
                 self.0,
@@ -102,6 +104,7 @@ impl WindowDecoder {
                 bytes.len(),
                 dim(w),
                 dim(h),
+                dim(d),
                 dim(x),
                 dim(y),
                 dim(cols),
