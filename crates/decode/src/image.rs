@@ -167,9 +167,10 @@ pub struct Decoder256 {
     /// an error on; `Some(None)` when it cannot be made (zune-jpeg then
     /// decodes everything).
     turbo: Option<Option<Decompressor>>,
-    /// libjpeg for decoding only the resize's window of a JPEG at full
-    /// size ([`crate::window`]): made on first use, dropped after a stream
-    /// it declined; `Some(None)` when it cannot be made.
+    /// libjpeg for decoding only the resize's window of a JPEG, at full size
+    /// or scaled in the DCT domain ([`crate::window`]): made on first use,
+    /// dropped after a stream it declined; `Some(None)` when it cannot be
+    /// made.
     window: Option<Option<WindowDecoder>>,
     resizer: Resizer,
     rgb: Vec<u8>,
@@ -294,7 +295,7 @@ impl Decoder256 {
         // TurboJPEG scales in the DCT domain to the largest of its factors
         // that fits the size asked for: exactly 1/d here.
         let d = self.jpeg_scaling.denominator(w, h);
-        if decode_window(
+        if let Some((width, height)) = decode_window(
             &mut self.window,
             &mut self.rgb,
             self.filter,
@@ -302,8 +303,8 @@ impl Decoder256 {
             (w, h, d),
         ) {
             return Ok(Turbo::Decoded(Decoded {
-                width: w.div_ceil(d),
-                height: h.div_ceil(d),
+                width,
+                height,
                 warning: None,
             }));
         }
@@ -442,32 +443,30 @@ impl Decoder256 {
 
 /// Decodes into `rgb` only the window of a `w x h` JPEG, scaled by `1/d` in
 /// the DCT domain, that the resize with `filter` reads ([`crate::window`]),
-/// with the decoder in `slot` (made on first use); `false` when the window
-/// is the whole image, or libjpeg had anything to say about the stream: the
-/// whole image is then decoded as before, where its warnings are told apart
-/// and reported.
+/// with the decoder in `slot` (made on first use); the decoded image's size,
+/// or `None` when the window is the whole image, or libjpeg had anything to
+/// say about the stream: the whole image is then decoded as before, where
+/// its warnings are told apart and reported.
 fn decode_window(
     slot: &mut Option<Option<WindowDecoder>>,
     rgb: &mut Vec<u8>,
     filter: ResizeFilter,
     bytes: &[u8],
     (w, h, d): (usize, usize, usize),
-) -> bool {
+) -> Option<(usize, usize)> {
     let (ow, oh) = (w.div_ceil(d), h.div_ceil(d));
     let window = resize_window(ow, oh, filter.support());
     if window == (0, 0, ow, oh) {
-        return false;
+        return None;
     }
-    let Some(decoder) = slot.get_or_insert_with(WindowDecoder::new).as_mut() else {
-        return false;
-    };
+    let decoder = slot.get_or_insert_with(WindowDecoder::new).as_mut()?;
     rgb.resize(ow * oh * 3, 0);
-    let decoded = decoder.decode(bytes, (w, h, d), window, rgb);
-    if !decoded {
+    if !decoder.decode(bytes, (w, h, d), window, rgb) {
         // As for TurboJPEG: no state of a declined stream reaches the next.
         *slot = None;
+        return None;
     }
-    decoded
+    Some((ow, oh))
 }
 
 /// Decodes one JPEG or PNG file into a 256x256 RGB image (HWC, `256*256*3`

@@ -1,9 +1,9 @@
 /* Decoding only the window of a JPEG that the centre crop's resize reads
- * (at full size or scaled in the DCT domain), into an image-sized buffer at the window's own place, with
- * libjpeg(-turbo)'s partial decompression: jpeg_crop_scanline (only the
- * iMCU columns the window needs go through the IDCT, upsampling and colour
- * conversion) and jpeg_skip_scanlines (the rows above and below it are
- * entropy-decoded only).
+ * (at full size or scaled in the DCT domain), into an image-sized buffer at
+ * the window's own place, with libjpeg(-turbo)'s partial decompression:
+ * jpeg_crop_scanline (only the iMCU columns the window needs go through the
+ * IDCT, upsampling and colour conversion) and jpeg_skip_scanlines (the rows
+ * above and below it are entropy-decoded only).
  *
  * The whole stream is still read, to its end marker, so that libjpeg sees
  * every problem a full decode would. Any warning or error ends the decode
@@ -75,8 +75,9 @@ void window_decoder_free(struct window_decoder *d) {
  * (they then equal a full decode's).
  *
  * Returns WINDOW_OK, or WINDOW_DECLINED: the stream is not a want_w x
- * want_h image (or denom not one of the four) in a colour space that converts to RGB, the window does not
- * fit, or libjpeg warned or failed anywhere in the stream. */
+ * want_h image in a colour space that converts to RGB, denom is not one of
+ * the four, the window does not fit, or libjpeg warned or failed anywhere
+ * in the stream. */
 int window_decode(struct window_decoder *d, const unsigned char *data,
                   size_t len, unsigned want_w, unsigned want_h, unsigned denom,
                   unsigned x, unsigned y, unsigned w, unsigned h,
